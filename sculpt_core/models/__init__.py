@@ -1,0 +1,1 @@
+"""Neural networks: grid policy MLPs (and later classifiers and molecule nets)."""

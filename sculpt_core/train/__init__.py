@@ -1,0 +1,1 @@
+"""Training: GFlowNet losses, the grid base-model trainer (and the classifier trainer)."""
