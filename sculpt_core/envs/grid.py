@@ -130,3 +130,15 @@ class GridEnv:
             parent_idx = self.flat_index(parents.clamp(min=0))
             tables.append((idx, torch.where(exists, parent_idx, 0), exists))
         return tables
+
+    @cached_property
+    def child_index(self) -> torch.Tensor:
+        """Flat index of z + e_d for every state and dimension ``[n_states, ndim]`` (clamped at the edge, where
+        the move is invalid anyway)."""
+        states = self.all_states()
+        cols = []
+        for d in range(self.ndim):
+            child = states.clone()
+            child[:, d] = (child[:, d] + 1).clamp(max=self.height - 1)
+            cols.append(self.flat_index(child))
+        return torch.stack(cols, dim=1)

@@ -62,12 +62,7 @@ def backward_expectation(env: GridEnv, log_pf: torch.Tensor, log_terminal_value:
     extra = log_terminal_value.shape[1:]
     flat_v = log_terminal_value.double().reshape(env.n_states, -1)
     out = torch.full_like(flat_v, float("-inf"))
-    states = env.all_states()
-    child_idx = torch.empty(env.n_states, env.ndim, dtype=torch.long, device=log_pf.device)
-    for d in range(env.ndim):
-        child = states.clone()
-        child[:, d] = (child[:, d] + 1).clamp(max=env.height - 1)
-        child_idx[:, d] = env.flat_index(child)
+    child_idx = env.child_index
     level_lists = [torch.zeros(1, dtype=torch.long, device=log_pf.device)] + [t[0] for t in env.level_tables]
     for idx in reversed(level_lists):
         terms = [log_pf[idx, env.stop_action, None] + flat_v[idx]]

@@ -8,6 +8,7 @@ trajectory-product reaching policy keeps its running log u_i there.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -118,3 +119,39 @@ def terminal_histogram(env: GridEnv, traj: Trajectories) -> torch.Tensor:
     """Empirical terminal distribution of a batch, shape ``(H,)*ndim`` (float64)."""
     counts = torch.bincount(env.flat_index(traj.terminal_states), minlength=env.n_states).double()
     return (counts / counts.sum()).reshape(env.shape)
+
+
+@torch.no_grad()
+def rollout_from_tables(
+    env: GridEnv, log_pf: torch.Tensor, row_offset: torch.Tensor, epsilon: float = 0.0, gen: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Roll out one trajectory per entry of ``row_offset`` from stacked policy tables (trajectory b reads rows
+    ``row_offset[b] + flat state index`` of ``log_pf``). Returns (flat state indices ``[B, T+1]``, actions
+    ``[B, T]`` (-1 after stop), valid-step mask ``[B, T]``). ε-exploration only affects which actions are drawn."""
+    n = len(row_offset)
+    t_max = env.max_trajectory_length
+    strides = env._strides
+    cur = torch.zeros(n, dtype=torch.long, device=log_pf.device)
+    coords = torch.zeros(n, env.ndim, dtype=torch.long, device=log_pf.device)
+    traj = torch.zeros(n, t_max + 1, dtype=torch.long, device=log_pf.device)
+    actions = torch.full((n, t_max), -1, dtype=torch.long, device=log_pf.device)
+    done = torch.zeros(n, dtype=torch.bool, device=log_pf.device)
+    base = row_offset
+    log_eps, log_keep = math.log(epsilon) if epsilon > 0 else None, math.log1p(-epsilon)
+    for t in range(t_max):
+        logp = log_pf[base + cur]
+        if log_eps is not None:
+            valid = torch.isfinite(logp)
+            uniform = torch.log(valid.double() / valid.sum(-1, keepdim=True))
+            logp = torch.logaddexp(logp + log_keep, uniform + log_eps)
+        a = sample_categorical(logp, gen)
+        a = torch.where(done, torch.full_like(a, -1), a)
+        actions[:, t] = a
+        move = (a >= 0) & (a < env.ndim)
+        coords = coords + torch.nn.functional.one_hot(a.clamp(0, env.ndim), env.ndim + 1)[:, : env.ndim] * move[:, None]
+        cur = (coords * strides).sum(-1)
+        traj[:, t + 1] = cur
+        done = done | (a == env.stop_action)
+        if bool(done.all()):
+            break
+    return traj, actions, actions >= 0

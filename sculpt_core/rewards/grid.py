@@ -127,8 +127,11 @@ def validate_log_reward(env: GridEnv, log_r: np.ndarray | torch.Tensor, source: 
     return torch.from_numpy(arr)
 
 
-def load_log_reward_file(env: GridEnv, path: str | Path) -> torch.Tensor:
-    """Read a ``.npy`` array of log-rewards (never pickles) and validate it."""
+def load_log_reward_file(env: GridEnv | None, path: str | Path) -> torch.Tensor:
+    """Read a ``.npy`` array of log-rewards (never pickles) and validate it.
+
+    With ``env=None`` the grid is inferred from the array: it must be square, ``(H,)*ndim`` with H ≥ 2.
+    """
     path = Path(path)
     if not path.is_file():
         raise SculptError(f"reward file not found: {path}")
@@ -136,6 +139,10 @@ def load_log_reward_file(env: GridEnv, path: str | Path) -> torch.Tensor:
         arr = np.load(path, allow_pickle=False)
     except Exception as exc:  # numpy raises several types for bad files
         raise SculptError(f"could not read {path} as a .npy array: {exc}") from None
+    if env is None:
+        if arr.ndim < 1 or len(set(arr.shape)) != 1 or arr.shape[0] < 2:
+            raise SculptError(f"{path}: expected a square log-reward array such as (H, H), got shape {arr.shape}")
+        env = GridEnv(int(arr.shape[0]), int(arr.ndim))
     return validate_log_reward(env, arr, source=str(path))
 
 

@@ -19,7 +19,7 @@ from ..envs.grid import GridEnv
 from ..errors import SculptError
 from ..evaluate.exact import log_terminal
 from ..evaluate.metrics import l1_distance
-from ..evaluate.sampling import sample_categorical
+from ..evaluate.sampling import rollout_from_tables
 from ..models.grid_model import GridBaseModel
 from ..models.grid_policy import GridPolicyConfig, GridPolicyNet
 from ..models.mlp import thermometer
@@ -40,6 +40,7 @@ class GridTrainConfig:
     hidden: int = 256
     n_hidden: int = 2
     learned_pb: bool = False
+    aux_flow: bool = True  # TB only: also fit the log F head (DB on the detached policy) so u = F/Z is available
     seed: int = 100
     eval_every: int = 100
     target_l1: float | None = None  # stop early once exact L1 to the target is ≤ this
@@ -101,6 +102,7 @@ def train_grid_model(
     sched = torch.optim.lr_scheduler.LambdaLR(opt, [schedule, schedule])
 
     meta = {"reward": reward_name, "temperature": float(temperature), "height": height, "ndim": ndim, "loss": cfg.loss,
+            "has_flow": cfg.loss == "db" or cfg.aux_flow,
             "train_config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()}}
     if conditional:
         meta["beta_cond"] = {"low": 0.0, "high": float(cfg.beta_range[1]), "bins": cfg.beta_bins,
@@ -178,7 +180,7 @@ def _loss_on_batch(
     log_pf, log_pb, log_flow = net.split(out, all_states)  # rows: k * n_states + flat index
     per_cond = max(1, cfg.batch_size // k)
     cond_idx = torch.arange(k, device=states.device).repeat_interleave(per_cond)
-    traj_idx, actions, valid = _rollout_by_lookup(env, log_pf.detach(), cond_idx, cfg.epsilon, gen)
+    traj_idx, actions, valid = rollout_from_tables(env, log_pf.detach(), cond_idx * env.n_states, cfg.epsilon, gen)
     rows = cond_idx[:, None] * n_states + traj_idx  # [B, T+1]
     target = betas[cond_idx] * flat_log_r[traj_idx.gather(1, _last_index(valid))[:, 0]]  # β·log R(x)
     a = actions.clamp(min=0)
@@ -186,54 +188,20 @@ def _loss_on_batch(
     is_move = valid & (actions != env.stop_action)
     child_rows = rows[:, 1:]
     step_log_pb = log_pb[child_rows, a.clamp(max=env.ndim - 1)].masked_fill(~is_move, 0.0)
-    if cfg.loss == "tb":
-        return trajectory_balance_loss(log_z[cond_idx], step_log_pf.sum(1), step_log_pb.sum(1), target)
     flow_s = log_flow[rows[:, :-1]]
     is_stop = valid & (actions == env.stop_action)
     flow_next = torch.where(is_stop, target[:, None].expand_as(flow_s), log_flow[child_rows])
-    residual_terms = (flow_s, step_log_pf, flow_next, step_log_pb)
-    sel = valid
-    return detailed_balance_loss(*(t[sel] for t in residual_terms))
+    if cfg.loss == "db":
+        return detailed_balance_loss(flow_s[valid], step_log_pf[valid], flow_next[valid], step_log_pb[valid])
+    loss = trajectory_balance_loss(log_z[cond_idx], step_log_pf.sum(1), step_log_pb.sum(1), target)
+    if cfg.aux_flow:  # the flow head learns the policy's flows; the policy itself gets TB gradients only
+        loss = loss + detailed_balance_loss(flow_s[valid], step_log_pf.detach()[valid], flow_next[valid], step_log_pb.detach()[valid])
+    return loss
 
 
 def _last_index(valid: torch.Tensor) -> torch.Tensor:
     """Index (into the state sequence) of the state where stop was taken, ``[B, 1]``."""
     return (valid.sum(1, keepdim=True) - 1).clamp(min=0)
-
-
-@torch.no_grad()
-def _rollout_by_lookup(
-    env: GridEnv, log_pf: torch.Tensor, cond_idx: torch.Tensor, epsilon: float, gen: torch.Generator
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Sample trajectories from policy tables: (flat state indices ``[B, T+1]``, actions ``[B, T]`` (-1 after stop),
-    valid-step mask ``[B, T]``). The exploration mixture only affects sampling, never the loss terms."""
-    n = len(cond_idx)
-    t_max = env.max_trajectory_length
-    strides = env._strides
-    cur = torch.zeros(n, dtype=torch.long, device=log_pf.device)
-    coords = torch.zeros(n, env.ndim, dtype=torch.long, device=log_pf.device)
-    traj = torch.zeros(n, t_max + 1, dtype=torch.long, device=log_pf.device)
-    actions = torch.full((n, t_max), -1, dtype=torch.long, device=log_pf.device)
-    done = torch.zeros(n, dtype=torch.bool, device=log_pf.device)
-    base = cond_idx * env.n_states
-    log_eps, log_keep = math.log(epsilon) if epsilon > 0 else None, math.log1p(-epsilon)
-    for t in range(t_max):
-        logp = log_pf[base + cur]
-        if log_eps is not None:
-            valid = torch.isfinite(logp)
-            uniform = torch.log(valid.double() / valid.sum(-1, keepdim=True))
-            logp = torch.logaddexp(logp + log_keep, uniform + log_eps)
-        a = sample_categorical(logp, gen)
-        a = torch.where(done, torch.full_like(a, -1), a)
-        actions[:, t] = a
-        move = (a >= 0) & (a < env.ndim)
-        coords = coords + torch.nn.functional.one_hot(a.clamp(0, env.ndim), env.ndim + 1)[:, : env.ndim] * move[:, None]
-        cur = (coords * strides).sum(-1)
-        traj[:, t + 1] = cur
-        done = done | (a == env.stop_action)
-        if bool(done.all()):
-            break
-    return traj, actions, actions >= 0
 
 
 def describe(cfg: GridTrainConfig) -> dict:

@@ -1,0 +1,173 @@
+"""Command-line interface: ``python -m sculpt_core --help``.
+
+Every command prints one JSON line of figures on stdout (progress bars go to stderr) and exits 2 with
+a one-line ``error:`` message on bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .errors import SculptError
+
+
+def _emit(record: dict) -> None:
+    print(json.dumps(record, sort_keys=False), flush=True)
+
+
+def _progress_bar(total: int, desc: str) -> tuple[Callable[[int, dict], None], Callable[[], None]]:
+    """A tqdm bar on stderr driven by (step, metrics) callbacks."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc=desc, file=sys.stderr, dynamic_ncols=True)
+
+    def update(step: int, metrics: dict) -> None:
+        bar.n = step
+        bar.set_postfix({k: f"{v:.4g}" for k, v in metrics.items() if isinstance(v, float)}, refresh=False)
+        bar.refresh()
+
+    return update, bar.close
+
+
+def _save_array(path: str, arr: np.ndarray) -> None:
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".csv":
+        np.savetxt(out, arr, delimiter=",")
+    else:
+        np.save(out, arr)
+
+
+# ----- grid dist ---------------------------------------------------------------------------------
+def cmd_grid_dist(args: argparse.Namespace) -> dict:
+    from .evaluate.exact import log_terminal
+    from .evaluate.metrics import l1_distance
+    from .zoo import load_grid_model
+
+    t0 = time.perf_counter()
+    model = load_grid_model(args.base)
+    tables = model.tables(args.beta)
+    p = log_terminal(model.env, tables.log_pf).exp()
+    seconds = time.perf_counter() - t0
+    arr = p.reshape(model.env.shape).cpu().numpy().astype(np.float64)
+    _save_array(args.out, arr)
+    target = model.target_log_p(args.beta)
+    record = {
+        "base": model.name,
+        "shape": list(arr.shape),
+        "sum": float(arr.sum()),
+        "beta": model.beta_or_default(args.beta),
+        "l1_to_target": None if target is None else l1_distance(arr, target.exp().reshape(arr.shape)),
+        "max_prob": float(arr.max()),
+        "seconds": round(seconds, 4),
+        "out": args.out,
+    }
+    return record
+
+
+# ----- grid train --------------------------------------------------------------------------------
+def cmd_grid_train(args: argparse.Namespace) -> dict:
+    from .envs.grid import GridEnv
+    from .rewards.grid import grid_log_reward, load_log_reward_file
+    from .train.grid_trainer import GridTrainConfig, train_grid_model
+
+    if args.reward_file:
+        log_r = load_log_reward_file(None, args.reward_file)
+        name = Path(args.reward_file).stem
+    else:
+        env = GridEnv(args.height, 2)
+        log_r = grid_log_reward(env, args.reward)
+        name = args.reward
+    cfg = GridTrainConfig(loss=args.loss, steps=args.steps, seed=args.seed, batch_size=args.batch_size,
+                          eval_every=max(1, min(100, args.steps // 20)), target_l1=args.target_l1)
+    update, close = _progress_bar(cfg.steps, f"train {name}")
+    try:
+        model, info = train_grid_model(log_r, args.temperature, cfg, name, progress=update)
+    finally:
+        close()
+    model.save(args.out)
+    return {"reward": name, "temperature": args.temperature, "loss": args.loss, "steps": info["steps"],
+            "final_loss": info["loss"], "l1": info["l1"], "seconds": round(info["seconds"], 2), "out": args.out}
+
+
+# ----- zoo / rewards -------------------------------------------------------------------------------
+def cmd_zoo_list(args: argparse.Namespace) -> dict:
+    from .zoo import read_manifest
+
+    return read_manifest()
+
+
+def cmd_grid_rewards(args: argparse.Namespace) -> dict:
+    from .rewards.grid import GRID_REWARDS
+
+    return {"rewards": list(GRID_REWARDS)}
+
+
+def cmd_zoo_build_grid(args: argparse.Namespace) -> dict:
+    from .train.grid_trainer import GridTrainConfig
+    from .zoo.build import GRID_ZOO_SPECS, build_grid_zoo
+
+    names = args.names.split(",") if args.names else None
+    unknown = [n for n in names or [] if n not in GRID_ZOO_SPECS]
+    if unknown:
+        raise SculptError(f"unknown zoo model(s) {unknown}; known: {', '.join(GRID_ZOO_SPECS)}")
+    cfg = GridTrainConfig(steps=args.steps, seed=args.seed)
+    return build_grid_zoo(names, cfg, progress_factory=lambda name, total: _progress_bar(total, f"zoo {name}"))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m sculpt_core", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="domain", required=True)
+
+    grid = sub.add_parser("grid", help="2-D grid: train, exact distributions, composition").add_subparsers(dest="cmd", required=True)
+
+    p = grid.add_parser("dist", help="write the exact terminal distribution of a zoo model or checkpoint")
+    p.add_argument("--base", required=True, help="zoo model name or path to a .pt checkpoint")
+    p.add_argument("--beta", type=float, default=None, help="reward exponent (β-conditioned models only)")
+    p.add_argument("--out", required=True, help="output .npy (or .csv), indexed p[z0, z1]")
+    p.set_defaults(func=cmd_grid_dist)
+
+    p = grid.add_parser("train", help="train a base GFlowNet on a paper reward or a log-reward .npy")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--reward", help="paper reward name (see `grid rewards`)")
+    src.add_argument("--reward-file", help=".npy array of log-rewards, shape (H, H)")
+    p.add_argument("--temperature", type=float, default=1.0, help="target ∝ R^(1/T)")
+    p.add_argument("--loss", choices=["tb", "db"], default="tb")
+    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--seed", type=int, default=100)
+    p.add_argument("--height", type=int, default=32, help="grid side for paper rewards")
+    p.add_argument("--target-l1", type=float, default=None, help="stop early once exact L1 ≤ this")
+    p.add_argument("--out", required=True, help="output checkpoint .pt")
+    p.set_defaults(func=cmd_grid_train)
+
+    p = grid.add_parser("rewards", help="list the paper's grid rewards")
+    p.set_defaults(func=cmd_grid_rewards)
+
+    zoo = sub.add_parser("zoo", help="shipped pre-trained models").add_subparsers(dest="cmd", required=True)
+    p = zoo.add_parser("list", help="print the manifest")
+    p.set_defaults(func=cmd_zoo_list)
+    p = zoo.add_parser("build-grid", help="re-train the shipped grid base models into assets/")
+    p.add_argument("--names", default=None, help="comma-separated subset (default: all)")
+    p.add_argument("--steps", type=int, default=4000)
+    p.add_argument("--seed", type=int, default=100)
+    p.set_defaults(func=cmd_zoo_build_grid)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        _emit(args.func(args))
+    except SculptError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0

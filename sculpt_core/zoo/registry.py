@@ -1,0 +1,78 @@
+"""The model zoo: pre-trained models shipped in ``assets/``, listed in ``assets/manifest.json``, loaded by name.
+
+``SCULPT_ASSETS`` points to another assets folder (same layout) if set.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from ..errors import SculptError
+from ..models.grid_model import GridBaseModel
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def assets_dir() -> Path:
+    return Path(os.environ.get("SCULPT_ASSETS", REPO_ROOT / "assets"))
+
+
+def manifest_path() -> Path:
+    return assets_dir() / "manifest.json"
+
+
+def read_manifest() -> dict[str, Any]:
+    """The manifest (empty sections if none exists yet)."""
+    path = manifest_path()
+    if not path.is_file():
+        return {"grid_models": {}, "grid_classifiers": {}}
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise SculptError(f"{path} is not valid JSON: {exc}") from None
+    data.setdefault("grid_models", {})
+    data.setdefault("grid_classifiers", {})
+    return data
+
+
+def write_manifest(data: dict[str, Any]) -> None:
+    manifest_path().parent.mkdir(parents=True, exist_ok=True)
+    manifest_path().write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    _load_grid_model_cached.cache_clear()
+
+
+def grid_model_names() -> list[str]:
+    """Names of the shipped grid base models, in manifest order."""
+    return list(read_manifest()["grid_models"])
+
+
+def resolve_grid_model_path(name_or_path: str) -> Path:
+    """A zoo name or a path to a checkpoint file → the checkpoint path (clear error otherwise)."""
+    entries = read_manifest()["grid_models"]
+    if name_or_path in entries:
+        return assets_dir() / entries[name_or_path]["file"]
+    candidate = Path(name_or_path)
+    if candidate.suffix in (".pt", ".pth") or candidate.exists():
+        if not candidate.is_file():
+            raise SculptError(f"checkpoint not found: {candidate}")
+        return candidate
+    available = ", ".join(entries) or "(none shipped)"
+    raise SculptError(f"unknown grid model {name_or_path!r}; zoo models: {available}; or pass a .pt checkpoint path")
+
+
+def load_grid_model(name_or_path: str) -> GridBaseModel:
+    """Load a zoo model by name, or a checkpoint by path. Zoo models are cached per process."""
+    path = resolve_grid_model_path(name_or_path)
+    model = _load_grid_model_cached(str(path.resolve()), path.stat().st_mtime)
+    if name_or_path in read_manifest()["grid_models"]:
+        model.name = name_or_path
+    return model
+
+
+@lru_cache(maxsize=64)
+def _load_grid_model_cached(path: str, mtime: float) -> GridBaseModel:
+    return GridBaseModel.load(path)
