@@ -43,6 +43,7 @@ def write_manifest(data: dict[str, Any]) -> None:
     manifest_path().parent.mkdir(parents=True, exist_ok=True)
     manifest_path().write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     _load_grid_model_cached.cache_clear()
+    _load_classifier_cached.cache_clear()
 
 
 def grid_model_names() -> list[str]:
@@ -76,3 +77,32 @@ def load_grid_model(name_or_path: str) -> GridBaseModel:
 @lru_cache(maxsize=64)
 def _load_grid_model_cached(path: str, mtime: float) -> GridBaseModel:
     return GridBaseModel.load(path)
+
+
+def classifier_key(base_names: list[str]) -> str:
+    """Manifest key of the classifier for an ordered list of base models."""
+    return "+".join(base_names)
+
+
+def find_grid_classifier(base_names: list[str]):
+    """The shipped classifier trained for exactly these base models in this order, or None.
+
+    Returns ``(classifier, manifest entry)``; a classifier for the same models in another order is not
+    reused (labels y_k refer to positions)."""
+    from ..train.classifier_trainer import load_classifier
+
+    entry = read_manifest()["grid_classifiers"].get(classifier_key(base_names))
+    if entry is None:
+        return None
+    path = assets_dir() / entry["file"]
+    net, bases, _ = _load_classifier_cached(str(path.resolve()), path.stat().st_mtime)
+    if bases != list(base_names):
+        raise SculptError(f"{path}: manifest says bases {base_names}, file says {bases}")
+    return net, entry
+
+
+@lru_cache(maxsize=16)
+def _load_classifier_cached(path: str, mtime: float):
+    from ..train.classifier_trainer import load_classifier
+
+    return load_classifier(path)

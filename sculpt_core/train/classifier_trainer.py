@@ -1,0 +1,179 @@
+"""Training the guidance classifier by Algorithm A.1 of the sculpting paper, on the grid.
+
+Per step, for every base model i: B on-policy trajectories (no exploration). Then
+- terminal loss   L_T = −mean log Q_T(y = i | x) over the terminal cells x (label = generating model);
+- non-terminal    L_N = Σ_states −Σ_{y2..yn} Π_k w_{y_k}(x) log Q_N(y1 = i, y2..yn | s)  /  (m·B),
+  every visited cell s (the terminal cell included, as a non-terminal state) weighted by the EMA *target*
+  network's terminal probabilities w(x) (label y2 with the trajectory's α when α-conditioned);
+- L = L_T + min(1, step/warmup)·L_N; Adam; target ← 0.995·target + 0.005·online.
+Fast by design like the base trainer: the classifier is evaluated once on every state (per α value) and the
+visited states are gathered from those tables.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from ..compose.algebra import Composition
+from ..compose.grid import GridBases, classifier_policy, prepare_bases
+from ..errors import SculptError
+from ..evaluate.exact import log_terminal
+from ..evaluate.metrics import l1_distance
+from ..evaluate.sampling import rollout_from_tables
+from ..models.checkpoint import load_checkpoint, load_state_dict_checked, save_checkpoint
+from ..models.grid_classifier import GridClassifier, GridClassifierConfig, alpha_label_log_likelihood
+from ..models.grid_model import GridBaseModel
+
+CLASSIFIER_KIND = "sculpt.grid_classifier"
+
+
+@dataclass(frozen=True)
+class ClassifierTrainConfig:
+    steps: int = 1500
+    trajectories_per_model: int = 128
+    lr: float = 1e-3
+    warmup: int = 300
+    ema: float = 0.995
+    logit_alpha_range: float = 3.5
+    alphas_per_step: int = 8
+    n_labels: int = 2
+    alpha_cond: bool = False
+    hidden: int = 256
+    seed: int = 100
+    eval_every: int = 250
+    lr_final_fraction: float = 0.05
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "trajectories_per_model", "warmup", "alphas_per_step", "n_labels", "eval_every"):
+            if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 1):
+                raise SculptError(f"{name} must be a positive integer")
+
+
+EvalFn = Callable[[GridClassifier], dict]
+
+
+def train_grid_classifier(
+    models: list[GridBaseModel],
+    cfg: ClassifierTrainConfig = ClassifierTrainConfig(),
+    progress: Callable[[int, dict], None] | None = None,
+    evaluate: EvalFn | None = None,
+    beta: float | None = None,
+) -> tuple[GridClassifier, dict]:
+    """Train a classifier for the given base models (evaluated at reward exponent ``beta``)."""
+    bases = prepare_bases(models, beta)
+    env, m = bases.env, bases.m
+    if m < 2:
+        raise SculptError("a classifier needs at least two base models")
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    ccfg = GridClassifierConfig(env.height, env.ndim, m, cfg.n_labels, cfg.alpha_cond, cfg.hidden)
+    net = GridClassifier(ccfg)
+    target_net = copy.deepcopy(net).requires_grad_(False)
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: cfg.lr_final_fraction + (1 - cfg.lr_final_fraction) * 0.5 * (1 + math.cos(math.pi * s / cfg.steps)))
+    states = env.all_states()
+    base_pf = bases.log_pf.reshape(m * env.n_states, -1)
+    n_tr = cfg.trajectories_per_model
+    model_of = torch.arange(m).repeat_interleave(n_tr)  # label y1 of each trajectory
+    k = cfg.alphas_per_step if cfg.alpha_cond else 1
+    history, start, last = [], time.perf_counter(), {}
+    for step in range(1, cfg.steps + 1):
+        traj, actions, valid = rollout_from_tables(env, base_pf, model_of * env.n_states, 0.0, gen)
+        n_visited = valid.sum(1)  # states s_0..x (x counted once, as a non-terminal state)
+        term_idx = traj.gather(1, (n_visited - 1).unsqueeze(1)).squeeze(1)
+        alpha_idx = torch.arange(len(model_of)) % k
+        if cfg.alpha_cond:
+            logit_alpha = (torch.rand(k, generator=gen) * 2 - 1) * cfg.logit_alpha_range
+            logit_alpha[0] = 0.0
+        else:
+            logit_alpha = torch.zeros(1)
+        # --- terminal loss
+        log_qt = net.log_q_terminal_single(states)  # [N, m]
+        loss_t = -log_qt[term_idx, model_of].mean()
+        # --- non-terminal loss with target-network weights
+        with torch.no_grad():
+            w_single = target_net.log_q_terminal_single(states)[term_idx].double()  # [B, m]
+            label_logw = [torch.nn.functional.one_hot(model_of, m).double().clamp_min(1e-300).log()]
+            for lab in range(1, cfg.n_labels):
+                if lab == 1 and cfg.alpha_cond:
+                    label_logw.append(alpha_label_log_likelihood(w_single, torch.sigmoid(logit_alpha[alpha_idx].double())))
+                else:
+                    label_logw.append(w_single)
+            log_v = _outer_log(label_logw)  # [B, m^n] log weights over label tuples
+        log_qn = torch.stack([net.log_q_nonterminal(states, logit_alpha[j] if cfg.alpha_cond else None).flatten(1)
+                              for j in range(k)])  # [K, N, m^n]
+        rows = log_qn[alpha_idx.unsqueeze(1), traj[:, :-1]]  # [B, T, m^n]
+        rows = rows.masked_fill(~valid.unsqueeze(-1), 0.0)
+        per_traj = -(rows.sum(1).double() * log_v.exp()).sum(1)
+        loss_n = per_traj.sum() / len(model_of)
+        lam = min(1.0, step / cfg.warmup)
+        loss = loss_t + lam * loss_n.float()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        with torch.no_grad():
+            for p_t, p in zip(target_net.parameters(), net.parameters()):
+                p_t.mul_(cfg.ema).add_(p, alpha=1 - cfg.ema)
+        if not math.isfinite(float(loss.detach())):
+            raise SculptError(f"classifier training diverged at step {step}")
+        if step % cfg.eval_every == 0 or step == cfg.steps:
+            last = {"loss_terminal": float(loss_t.detach()), "loss_nonterminal": float(loss_n.detach()),
+                    "elapsed_s": time.perf_counter() - start}
+            if evaluate is not None:
+                net.eval()
+                last.update(evaluate(net))
+                net.train()
+            history.append({"step": step, **last})
+            if progress:
+                progress(step, last)
+    net.eval()
+    return net, {"seconds": time.perf_counter() - start, "steps": cfg.steps, "history": history, **last}
+
+
+def _outer_log(parts: list[torch.Tensor]) -> torch.Tensor:
+    """log of the outer product of per-label weight vectors ``[B, m]`` → ``[B, m^n]`` (row-major)."""
+    out = parts[0]
+    for p in parts[1:]:
+        out = (out.unsqueeze(-1) + p.unsqueeze(1)).flatten(1)
+    return out
+
+
+def guided_l1(bases: GridBases, classifier: GridClassifier, composition: Composition) -> float:
+    """Exact L1 between the classifier-guided distribution and the target from the same bases."""
+    log_pf = classifier_policy(bases, composition, classifier)
+    p = log_terminal(bases.env, log_pf).exp()
+    return l1_distance(p, composition.log_target(bases.log_p, bases.log_z).exp())
+
+
+# ----- persistence -----------------------------------------------------------------------------
+def save_classifier(path: str | Path, net: GridClassifier, base_names: list[str], meta: dict) -> Path:
+    return save_checkpoint(path, CLASSIFIER_KIND, {
+        "config": net.cfg.to_dict(),
+        "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+        "bases": list(base_names),
+        "meta": meta,
+    })
+
+
+def load_classifier(path: str | Path) -> tuple[GridClassifier, list[str], dict]:
+    data = load_checkpoint(path, CLASSIFIER_KIND, required=("config", "state_dict", "bases"))
+    try:
+        net = GridClassifier(GridClassifierConfig(**data["config"]))
+    except (TypeError, SculptError) as exc:
+        raise SculptError(f"{path}: invalid classifier configuration ({exc})") from None
+    load_state_dict_checked(net, data["state_dict"], path)
+    net.eval()
+    return net, [str(b) for b in data["bases"]], dict(data.get("meta", {}))
+
+
+def describe(cfg: ClassifierTrainConfig) -> dict:
+    return asdict(cfg)
