@@ -110,7 +110,7 @@ class Composition:
                 log_w = log_w + log_z.double().to(v.device)
             out = torch.logsumexp(v + log_w.reshape((-1,) + (1,) * (v.dim() - 1)), dim=0)
         out = out * self.beta
-        return torch.nan_to_num(out, nan=float("-inf"))  # -inf - (-inf) where every model is zero
+        return out.masked_fill(torch.isnan(out), float("-inf"))  # -inf - (-inf) where every model is zero
 
     def log_target(self, log_p: torch.Tensor, log_z: torch.Tensor | None = None) -> torch.Tensor:
         """Normalised log target over all objects (``log_p`` is ``[m, n_objects]`` of normalised log p_i)."""

@@ -93,7 +93,7 @@ def oracle_policy(bases: GridBases, composition: Composition) -> torch.Tensor:
     log_w = log_w - torch.logsumexp(log_w, 0, keepdim=True)
     log_mix_terminal = torch.logsumexp(log_c[:, None] + bases.log_p, 0)
     log_lik = composition.log_combine(bases.log_p, bases.log_z) - log_mix_terminal  # log L(x), up to a constant
-    log_lik = torch.nan_to_num(log_lik, nan=float("-inf"))
+    log_lik = log_lik.masked_fill(torch.isnan(log_lik), float("-inf"))
     mix_pf = torch.logsumexp(bases.log_pf + log_w.unsqueeze(-1), 0)
     log_v = backward_expectation(env, mix_pf, log_lik)
     children = torch.cat([log_v[env.child_index], log_lik[:, None]], 1)
@@ -198,6 +198,7 @@ def compose(
         raise SculptError(f"unknown method {method!r}; one of {', '.join(METHODS)}")
     if u_source not in U_SOURCES:
         raise SculptError(f"unknown u source {u_source!r}; one of {', '.join(U_SOURCES)}")
+    _check_models(bases, composition)
     env = bases.env
     target = composition.log_target(bases.log_p, bases.log_z).exp().reshape(env.shape).numpy()
     truth = bases.true_log_p()

@@ -36,7 +36,7 @@ def guided_log_policy(
 def safe_log_softmax(logits: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """log-softmax over ``valid`` entries; a row with no finite valid logit (a state the composition can never
     reach) falls back to uniform over valid actions so tables stay proper distributions."""
-    logits = torch.nan_to_num(logits, nan=float("-inf"), posinf=float("-inf")).masked_fill(~valid, float("-inf"))
+    logits = logits.masked_fill(torch.isnan(logits) | (logits == float("inf")), float("-inf")).masked_fill(~valid, float("-inf"))
     dead = ~torch.isfinite(logits).any(-1, keepdim=True)
     logits = torch.where(dead & valid, torch.zeros_like(logits), logits)
     return torch.log_softmax(logits, dim=-1)

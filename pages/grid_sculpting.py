@@ -1,0 +1,374 @@
+"""Grid Sculpting: choose base models, an operator, α, β and a method; see the exact composed distribution.
+
+Thin page: every computation is a call into ``sculpt_core`` (through the cached wrappers of
+``sculpt_core.app_state``); every figure comes from ``sculpt_core.viz.grid``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+from sculpt_core import app_state as S
+from sculpt_core.errors import SculptError
+from sculpt_core.train.classifier_trainer import train_grid_classifier
+from sculpt_core.train.grid_trainer import train_grid_model
+from sculpt_core.viz import grid as V
+
+S.ensure_app_navigation()
+
+ss = st.session_state
+ss.setdefault("sculpt_session_models", {})  # name -> {"token", "model", "reward", "seconds", "l1"}
+ss.setdefault("sculpt_classifiers", {})  # (tokens, beta) -> {"token", "clf", "info"}
+
+st.title("Grid Sculpting")
+st.caption("Every heatmap is an exact distribution p[z0, z1] over the 32×32 grid: z0 (moves along dimension 0) "
+           "on the vertical axis, z1 on the horizontal axis, the start state in the lower-left corner.")
+
+zoo, manifest_error = S.zoo_names()
+if manifest_error:
+    st.error(f"The model zoo's manifest could not be read: {manifest_error}")
+session_models: dict = ss["sculpt_session_models"]
+available = list(zoo) + [n for n in session_models if n not in zoo]
+
+
+def resolve(name: str):
+    """(cache token, model) of a zoo or session model."""
+    if name in session_models:
+        entry = session_models[name]
+        return entry["token"], entry["model"]
+    return S.zoo_token(name), S.load_zoo_model(name)
+
+
+# ----- page state: URL → widgets (once per session), defaults, pending selection -------------------
+if "grid_qp_loaded" not in ss:
+    url_state, url_warnings = S.parse_query(st.query_params.to_dict(), available)
+    ss.update({"g_bases": url_state.bases, "g_op": url_state.op, "g_alpha": url_state.alpha,
+               "g_labels": url_state.labels, "g_method": url_state.method, "g_u": url_state.u,
+               "g_points": url_state.points, "g_beta_url": url_state.beta, "grid_qp_loaded": True})
+    if url_state.weights:
+        ss["g_weights"] = url_state.weights
+    for warning in url_warnings:
+        st.warning(warning)
+defaults = {"g_bases": S.default_bases(available), "g_op": "hm", "g_alpha": 0.5, "g_labels": "1,2", "g_weights": "",
+            "g_method": "oracle", "g_u": "exact", "g_points": 0}
+for key, value in defaults.items():
+    ss.setdefault(key, value)
+pending = ss.pop("g_pending_base", None)
+if pending in available and pending not in ss["g_bases"]:
+    ss["g_bases"] = (list(ss["g_bases"]) + [pending])[-3:]
+ss["g_bases"] = [b for b in ss["g_bases"] if b in available][:3]
+
+# ----- controls (sidebar) -----------------------------------------------------------------------------
+sb = st.sidebar
+sb.header("Composition")
+chosen = sb.multiselect("Base models (2–3)", available, key="g_bases", max_selections=3,
+                        help="Zoo models and models trained in this session. Order matters: the first is p1.")
+loaded = []
+load_errors = []
+for name in chosen:
+    try:
+        loaded.append(resolve(name))
+    except SculptError as exc:
+        load_errors.append(f"{name}: {exc}")
+tokens = tuple(t for t, _ in loaded)
+models = [m for _, m in loaded]
+m = len(models)
+
+op = sb.selectbox("Operator", list(S.OPERATORS), format_func=S.OPERATORS.get, key="g_op")
+if op == "labels":
+    sb.text_input("Observed labels y1..yn", key="g_labels",
+                  help="Model numbers, repeats allowed: 1,2 = harmonic mean, 1,1 = contrast, 1,2,3 = all three.")
+if op in ("linear", "mixture"):
+    if not ss.get("g_weights") or len(re.split(r"[,\s;]+", ss["g_weights"].strip())) != max(m, 1):
+        ss["g_weights"] = ",".join(["1"] * max(m, 1))
+    sb.text_input("Weights ω1..ωm", key="g_weights", help="One non-negative number per chosen model, e.g. 1,0.5")
+alpha_ok = S.alpha_applies(op, m, ss.get("g_labels", ""))
+alpha = sb.slider("α (eq. 7: weight of p1 vs p2 in the denominator)", S.ALPHA_RANGE[0], S.ALPHA_RANGE[1], step=0.01,
+                  key="g_alpha", disabled=not alpha_ok,
+                  help="p(x | y1, y2; α) ∝ p_y1 p_y2 / (α p1 + (1-α) p2); α = 0.5 is the plain operator.")
+if not alpha_ok:
+    sb.caption("α applies to two models with two labels (eq. 7)"
+               + (f"; with {m} models it is undefined." if m != 2 else "; this operator has no α."))
+
+window = S.beta_window(models)
+if window is not None:
+    low, high, beta_default = window
+    url_beta = ss.pop("g_beta_url", None)
+    if url_beta is not None:
+        ss["g_beta"] = url_beta
+    if "g_beta" not in ss or not (low <= ss["g_beta"] <= high):
+        if "g_beta" in ss:
+            st.warning(f"β = {ss['g_beta']:g} is outside the range these models were trained on "
+                       f"[{low:g}, {high:g}]; using β = {min(max(ss['g_beta'], low), high):g}.")
+            ss["g_beta"] = min(max(ss["g_beta"], low), high)
+        else:
+            ss["g_beta"] = beta_default
+    beta = sb.slider("β (base reward exponent, p_i ∝ R_i^β)", float(low), float(high), step=0.05, key="g_beta")
+    beta = round(float(beta), 4)
+else:
+    beta = None
+    if ss.pop("g_beta_url", None) is not None:
+        st.warning("URL parameter beta ignored: the chosen base models are not β-conditioned.")
+    sb.slider("β (base reward exponent, p_i ∝ R_i^β)", 0.25, 4.0, 1.0, step=0.05, disabled=True, key="g_beta_off")
+    if models:
+        sb.caption(S.fixed_betas_text(models))
+
+method = sb.radio("Method", list(S.METHOD_CHOICES), format_func=S.METHOD_CHOICES.get, key="g_method")
+if method in ("reaching", "compare"):
+    u_source = sb.radio("Reaching probabilities u_i(s)", list(S.U_CHOICES), format_func=S.U_CHOICES.get, key="g_u",
+                        horizontal=False)
+else:
+    u_source = ss.get("g_u", "exact")
+n_points = sb.slider("Sampled points overlay (0 = off)", 0, S.POINTS_MAX, step=250, key="g_points")
+
+st.query_params.from_dict(S.GridPageState(list(chosen), op, float(ss["g_alpha"]), beta, ss.get("g_labels", "1,2"),
+                                          ss.get("g_weights", ""), method, u_source, int(n_points)).to_query())
+
+# ----- what the controls mean ------------------------------------------------------------------------
+for err in load_errors:
+    st.error(f"Could not load {err}")
+if not available:
+    st.warning("No base models yet: the zoo is empty (assets missing). Train one below with "
+               "'Train a base model', or build the zoo with `python -m sculpt_core zoo build-grid`.")
+elif m < 2:
+    st.info("Choose two or three base models in the sidebar to compose them.")
+
+composition = None
+if m >= 2:
+    try:
+        composition = S.build_composition(op, m, float(alpha) if alpha_ok else None, ss.get("g_labels", ""),
+                                          ss.get("g_weights", ""))
+    except SculptError as exc:
+        st.error(f"Operator undefined for the chosen models: {exc}")
+
+bases = None
+if models and not load_errors:
+    try:
+        bases = S.cached_bases(tokens, beta, models)
+    except SculptError as exc:
+        st.error(str(exc))
+
+
+# ----- classifier --------------------------------------------------------------------------------------
+def current_classifier():
+    """(classifier, token, note) for the chosen bases at this β, or (None, None, why not)."""
+    key = (tokens, beta)
+    trained = ss["sculpt_classifiers"].get(key)
+    if trained is not None:
+        return trained["clf"], trained["token"], "trained in this session"
+    if all(n in zoo and n not in session_models for n in chosen):
+        try:
+            found = S.zoo_classifier(chosen)
+        except SculptError as exc:
+            return None, None, f"the shipped classifier could not be loaded: {exc}"
+        if found is not None:
+            clf, entry = found
+            if beta is not None and window is not None and abs(beta - window[2]) > 1e-9:
+                return None, None, (f"the shipped classifier was trained at β = {window[2]:g}, not β = {beta:g}; "
+                                    "train one for this β below")
+            return clf, "zooclf:" + "+".join(chosen) + f":{S.manifest_stamp()}", "shipped with the zoo"
+    return None, None, "no classifier is shipped or trained for " + " + ".join(chosen) + (
+        f" at β = {beta:g}" if beta is not None else "")
+
+
+def classifier_panel(reason: str) -> None:
+    """Explain that no classifier exists and offer to train one (progress bar)."""
+    st.info(f"Classifier guidance needs a classifier for these bases: {reason}. Train one here "
+            "(Algorithm A.1, a minute or two on 2 CPU cores), or use the oracle — the composition a perfect "
+            "classifier would reach.")
+    if st.button("Train a classifier for " + " + ".join(chosen), key="train_clf"):
+        cfg = S.classifier_train_config(m)
+        bar = st.progress(0.0, text="Training the classifier…")
+
+        def progress(step: int, info: dict) -> None:
+            bar.progress(min(step / cfg.steps, 1.0),
+                         text=f"step {step}/{cfg.steps} · terminal loss {info.get('loss_terminal', float('nan')):.3f}")
+
+        try:
+            clf, info = train_grid_classifier(models, cfg, progress=progress, beta=beta)
+        except SculptError as exc:
+            st.error(f"Classifier training failed: {exc}")
+            return
+        ss["sculpt_classifiers"][(tokens, beta)] = {"token": S.new_token("clf"), "clf": clf,
+                                                    "info": {"seconds": info.get("seconds")}}
+        st.rerun()
+
+
+# ----- results -----------------------------------------------------------------------------------------------
+def compose_view(meth: str, u: str, clf=None, clf_token=None) -> S.ComposeView:
+    return S.cached_compose(tokens, beta, S.composition_key(composition), meth, u, clf_token,
+                            S.TRAJECTORY_SAMPLES, bases, composition, clf)
+
+
+def safe_view(meth: str, u: str, clf=None, clf_token=None) -> S.ComposeView | None:
+    try:
+        return compose_view(meth, u, clf, clf_token)
+    except SculptError as exc:
+        st.error(f"{S.METHOD_CHOICES.get(meth, meth)}: {exc}")
+    except Exception as exc:  # never a traceback in the page
+        st.error(f"{S.METHOD_CHOICES.get(meth, meth)} failed unexpectedly ({type(exc).__name__}: {exc}).")
+    return None
+
+
+def fmt(x: float | None) -> str:
+    if x is None:
+        return "n/a"
+    return f"{x:.4f}" if abs(x) >= 1e-3 else f"{x:.2e}"
+
+
+def show_downloads(view: S.ComposeView, fig, panels) -> None:
+    stem = "sculpt_" + "_".join(chosen) + f"_{op}_{view.method}"
+    c1, c2, c3, c4 = st.columns(4)
+    c1.download_button("Distribution (CSV)", data=lambda: S.distribution_csv(view.p), file_name=stem + ".csv",
+                       mime="text/csv", on_click="ignore", key="dl_csv", width="stretch")
+    c2.download_button("Distribution (NPY)", data=lambda: S.distribution_npy(view.p), file_name=stem + ".npy",
+                       mime="application/octet-stream", on_click="ignore", key="dl_npy", width="stretch")
+    c3.download_button("Figure (HTML)", data=lambda: fig.to_html(include_plotlyjs=True, full_html=True),
+                       file_name=stem + ".html", mime="text/html", on_click="ignore", key="dl_html", width="stretch")
+    c4.download_button("Figure (PNG)", data=lambda: V.figure_png(fig, panels), file_name=stem + ".png",
+                       mime="image/png", on_click="ignore", key="dl_png", width="stretch",
+                       help="Rendered by kaleido when it is installed, else as a static image of the heatmaps.")
+
+
+if composition is not None and bases is not None:
+    st.markdown(f"**Target:** {composition.describe()}  `{composition.formula()}`")
+    if method == "compare":
+        clf, clf_token, clf_note = current_classifier()
+        runs = [("oracle", "exact", None, None)]
+        if clf is not None:
+            runs.append(("classifier", "exact", clf, clf_token))
+        runs += [("reaching", u_source, None, None), ("ensemble", "exact", None, None)]
+        views = [v for v in (safe_view(*r) for r in runs) if v is not None]
+        if clf is None:
+            st.caption(f"Classifier guidance left out: {clf_note}.")
+        if views:
+            cols = st.columns(len(views))
+            for col, v in zip(cols, views):
+                col.metric(f"{v.label}: L1 to target", fmt(v.l1), border=True,
+                           help="Exact L1 to the target from the same learned bases; true-target L1 below.")
+                col.caption(f"L1 to true target: {fmt(v.l1_true)}" + (" · sampled histogram" if v.sampled else ""))
+            panels = [("target (learned bases)", views[0].target)] + [
+                (V.l1_title(v.label + (" (sampled)" if v.sampled else ""), v.l1), v.p) for v in views]
+            fig = V.heatmap_row(panels, shared_scale=True, height=330)
+            st.plotly_chart(fig, width="stretch", theme=None, key="fig_compare")
+            show_downloads(views[0], fig, panels)
+    else:
+        clf, clf_token = None, None
+        ready = True
+        if method == "classifier":
+            clf, clf_token, clf_note = current_classifier()
+            if clf is None:
+                classifier_panel(clf_note)
+                ready = False
+            else:
+                st.caption(f"Classifier: {clf_note}.")
+        view = safe_view(method, u_source, clf, clf_token) if ready else None
+        if view is not None:
+            c1, c2, c3 = st.columns(3)
+            c1.metric("L1 to target", fmt(view.l1), border=True,
+                      help="Exact L1 between the composed distribution and the target built from the same "
+                           "(learned) base models: the error of the composition method itself.")
+            c2.metric("L1 to true target", fmt(view.l1_true), border=True,
+                      help="L1 to the target built from the true rewards (includes the base models' own error).")
+            if view.delta is not None:
+                finite = view.delta[np.isfinite(view.delta)]
+                c3.metric("distortion δ range", f"{finite.min():.3g} – {finite.max():.3g}" if finite.size else "n/a",
+                          border=True, help="δ(x) = u_M(x)/N_M(x); 1 everywhere means no distortion.")
+            else:
+                c3.metric("composed mass", f"{view.p.sum():.4f}", border=True)
+            title = view.label + (f" · histogram of {view.n_samples} samples" if view.sampled else " · exact")
+            panels = [(V.l1_title(title, view.l1), view.p), ("target (learned bases)", view.target)]
+            if view.true_target is not None:
+                panels.append(("true target (rewards)", view.true_target))
+            points = None
+            if n_points and view.log_pf is not None:
+                points = S.cached_points(tokens, beta, S.composition_key(composition), method, u_source, clf_token,
+                                         int(n_points), bases, view.log_pf)
+            elif n_points and view.sampled:
+                st.caption("Sample overlay: this histogram is itself made of samples.")
+            fig = V.heatmap_row(panels, shared_scale=True, points=points, height=360)
+            st.plotly_chart(fig, width="stretch", theme=None, key="fig_composed")
+            if view.sampled:
+                st.caption(f"Trajectory-product u cannot be tabulated: the composed panel is a Monte-Carlo "
+                           f"histogram of {view.n_samples} sampled trajectories, so its L1 includes sampling noise.")
+            if view.delta is not None:
+                with st.expander("Distortion δ(x) of reaching mixing", expanded=False):
+                    st.plotly_chart(V.delta_figure(view.delta), width="stretch", theme=None, key="fig_delta")
+                    st.caption("Reaching mixing samples ∝ target(x)·δ(x); δ = 1 (white) means exact.")
+            show_downloads(view, fig, panels)
+
+# ----- base models -------------------------------------------------------------------------------------------
+if bases is not None:
+    st.subheader("Base models")
+    dists, targets = S.cached_base_panels(tokens, beta, bases)
+    st.plotly_chart(V.bases_figure([mod.name for mod in models], dists, targets, height=300 if m > 2 else 320),
+                    width="stretch", theme=None, key="fig_bases")
+    st.caption(" · ".join(f"p{i + 1} = {mod.name} (reward {mod.meta.get('reward', '?')}, "
+                          f"β = {bases.betas[i]:g}, L1 to its target {mod.meta.get('l1', float('nan')):.3g})"
+                          for i, mod in enumerate(models)))
+
+# ----- train a base model -----------------------------------------------------------------------------------
+NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,40}$")
+last = ss.get("g_last_training")
+with st.expander("Train a base model", expanded=last is not None and not last.get("seen", False)):
+    if last is not None:
+        st.success(f"Trained {last['name']} in {last['seconds']:.1f} s ({last['steps']} steps, exact L1 to its "
+                   f"target {last['l1']:.3f}); it is now in the model list.")
+        if last["history"]:
+            st.plotly_chart(V.loss_curve(*zip(*last["history"])), width="stretch", theme=None, key="fig_loss_last")
+        last["seen"] = True
+    with st.form("train_base", clear_on_submit=False):
+        source = st.radio("Reward", ["paper reward", "upload a log-reward .npy"], horizontal=True, key="tb_source")
+        reward = st.selectbox("Paper reward", S.reward_names(), key="tb_reward")
+        upload = st.file_uploader("Log-reward .npy: a 32×32 float array log R[z0, z1]", type=["npy"], key="tb_upload")
+        c1, c2, c3 = st.columns(3)
+        temperature = c1.number_input("Temperature T (p ∝ R^(1/T))", 0.05, 10.0, 1.0, 0.05, key="tb_T")
+        steps = c2.number_input("Training steps", 10, 5000, 600, 10, key="tb_steps")
+        new_name = c3.text_input("Name", key="tb_name", placeholder="automatic")
+        beta_cond = st.checkbox("β-conditioned (trained for every β in [0.25, 4], so the β slider moves live)",
+                                key="tb_beta")
+        submitted = st.form_submit_button("Train", type="primary")
+    if submitted:
+        try:
+            if source.startswith("upload"):
+                if upload is None:
+                    raise SculptError("choose a .npy file to upload first (or pick a paper reward)")
+                log_r = S.load_uploaded_log_reward(upload.getvalue(), upload.name)
+                reward_name = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(upload.name).stem)[:30] or "upload"
+            else:
+                log_r = S.paper_log_reward(reward)
+                reward_name = reward
+            name = (new_name or "").strip()
+            if not name:
+                k = 1
+                while f"{reward_name}_{k}" in available:
+                    k += 1
+                name = f"{reward_name}_{k}"
+            if not NAME_RE.match(name):
+                raise SculptError(f"model name {name!r}: use letters, digits, '_', '-' or '.' (at most 40)")
+            if name in available:
+                raise SculptError(f"a model named {name!r} exists already; choose another name")
+            cfg = S.base_train_config(int(steps), bool(beta_cond))
+            bar = st.progress(0.0, text="Training…")
+            curve = st.empty()
+            history: list[tuple[int, float, float]] = []
+
+            def progress(step: int, info: dict) -> None:
+                history.append((step, info["loss"], info["l1"]))
+                bar.progress(min(step / cfg.steps, 1.0), text=f"step {step}/{cfg.steps} · loss {info['loss']:.3g} · "
+                                                              f"L1 {info['l1']:.3f} · {info['elapsed_s']:.0f} s")
+                curve.plotly_chart(V.loss_curve(*zip(*history)), width="stretch", theme=None)
+
+            model, info = train_grid_model(log_r, float(temperature), cfg, reward_name, progress=progress)
+            model.name = name
+            session_models[name] = {"token": S.new_token(), "model": model, "reward": reward_name}
+            ss["g_pending_base"] = name
+            ss["g_last_training"] = {"name": name, "seconds": info["seconds"], "steps": info["steps"],
+                                     "l1": info["l1"], "history": history, "seen": False}
+            st.rerun()
+        except SculptError as exc:
+            st.error(f"Cannot train: {exc}")

@@ -1,0 +1,74 @@
+"""Shared test setup: the repo on sys.path, and (for the app tests) a tiny model zoo built in seconds.
+
+The app tests run against ``tiny_zoo``: the paper's zoo names trained for a few steps, two β-conditioned
+models and one classifier, in a temporary assets folder (``SCULPT_ASSETS``). Set ``SCULPT_TEST_REAL_ZOO=1``
+to run them against the shipped ``assets/`` instead. In-app training is made tiny by ``SCULPT_FAST_TRAINING``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+def build_tiny_zoo(folder: Path) -> Path:
+    """Train the tiny zoo into ``folder`` (manifest.json + zoo/grid/*.pt + one classifier); a few seconds."""
+    from sculpt_core.envs.grid import GridEnv
+    from sculpt_core.rewards.grid import grid_log_reward
+    from sculpt_core.train.classifier_trainer import ClassifierTrainConfig, save_classifier, train_grid_classifier
+    from sculpt_core.train.grid_trainer import GridTrainConfig, train_grid_model
+
+    env = GridEnv(32, 2)
+    specs = {  # name: (reward, temperature, β-conditioned)
+        "symmetric_shubert": ("symmetric_shubert", 0.5, False),
+        "diag_sigmoid": ("diag_sigmoid", 1.0, False),
+        "circle1": ("circle1", 1.0, False),
+        "circle2": ("circle2", 1.0, False),
+        "circle3": ("circle3", 1.0, False),
+        "shubert_beta": ("symmetric_shubert", 0.5, True),
+        "diag_beta": ("diag_sigmoid", 1.0, True),
+    }
+    manifest: dict = {"grid_models": {}, "grid_classifiers": {}}
+    models = {}
+    for name, (reward, temperature, cond) in specs.items():
+        cfg = GridTrainConfig(steps=3, hidden=32, batch_size=16, eval_every=3, seed=len(name),
+                              beta_range=(0.25, 4.0) if cond else None, betas_per_step=2)
+        model, info = train_grid_model(grid_log_reward(env, reward), temperature, cfg, reward)
+        model.name = name
+        rel = f"zoo/grid/{name}.pt"
+        model.save(folder / rel)
+        models[name] = model
+        manifest["grid_models"][name] = {"file": rel, "reward": reward, "temperature": temperature, "height": 32,
+                                         "loss": "tb", "has_flow": True, "steps": 3, "l1": round(info["l1"], 6)}
+    pair = ["symmetric_shubert", "diag_sigmoid"]
+    clf, _ = train_grid_classifier([models[n] for n in pair], ClassifierTrainConfig(
+        steps=2, trajectories_per_model=8, warmup=1, alphas_per_step=2, hidden=32, eval_every=2, alpha_cond=True))
+    rel = "zoo/grid_classifiers/" + "+".join(pair) + ".pt"
+    save_classifier(folder / rel, clf, pair, {"steps": 2})
+    manifest["grid_classifiers"]["+".join(pair)] = {"file": rel, "bases": pair, "alpha_cond": True}
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def app_env(tmp_path_factory) -> dict[str, str]:
+    """Environment for app tests: tiny zoo in SCULPT_ASSETS (unless SCULPT_TEST_REAL_ZOO=1), fast training."""
+    env = {"SCULPT_FAST_TRAINING": "1"}
+    if os.environ.get("SCULPT_TEST_REAL_ZOO") != "1":
+        env["SCULPT_ASSETS"] = str(build_tiny_zoo(tmp_path_factory.mktemp("tiny_zoo")))
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    yield env
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
