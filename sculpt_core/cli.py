@@ -122,6 +122,16 @@ def cmd_zoo_build_grid(args: argparse.Namespace) -> dict:
     return build_grid_zoo(names, cfg, progress_factory=lambda name, total: _progress_bar(total, f"zoo {name}"))
 
 
+def cmd_zoo_build_classifiers(args: argparse.Namespace) -> dict:
+    from .zoo.build import GRID_CLASSIFIER_SPECS, build_grid_classifiers
+
+    keys = args.keys.split(",") if args.keys else None
+    unknown = [k for k in keys or [] if k not in GRID_CLASSIFIER_SPECS]
+    if unknown:
+        raise SculptError(f"unknown classifier(s) {unknown}; known: {', '.join(GRID_CLASSIFIER_SPECS)}")
+    return build_grid_classifiers(keys, args.steps, progress_factory=lambda k, total: _progress_bar(total, f"classifier {k}"))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m sculpt_core", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="domain", required=True)
@@ -159,6 +169,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=4000)
     p.add_argument("--seed", type=int, default=100)
     p.set_defaults(func=cmd_zoo_build_grid)
+    p = zoo.add_parser("build-classifiers", help="re-train the shipped grid classifiers (Algorithm A.1)")
+    p.add_argument("--keys", default=None, help="comma-separated subset, e.g. circle1+circle2+circle3")
+    p.add_argument("--steps", type=int, default=1500)
+    p.set_defaults(func=cmd_zoo_build_classifiers)
     return parser
 
 

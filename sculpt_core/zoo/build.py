@@ -47,3 +47,56 @@ def build_grid_zoo(
         write_manifest(manifest)
         results[name] = entry
     return results
+
+
+# key: (base names, alpha-conditioned, number of labels) — the paper's two classifier experiments
+GRID_CLASSIFIER_SPECS: dict[str, tuple[list[str], bool, int]] = {
+    "symmetric_shubert+diag_sigmoid": (["symmetric_shubert", "diag_sigmoid"], True, 2),
+    "circle1+circle2+circle3": (["circle1", "circle2", "circle3"], False, 3),
+}
+
+
+def paper_evaluation_compositions(n_models: int):
+    """The compositions the paper evaluates for a classifier of 2 (α-conditioned) or 3 models."""
+    from ..compose import algebra as A
+
+    if n_models == 2:
+        return [op(a) for op in (A.harmonic_mean, A.contrast, A.reverse_contrast) for a in (0.05, 0.5, 0.95)]
+    labels = [(1, 2), (2, 3), (1, 3), (1, 2, 3), (1, 1), (2, 2), (3, 3), (1, 1, 1), (2, 2, 2), (3, 3, 3)]
+    return [A.conditioning(y, 3) for y in labels]
+
+
+def build_grid_classifiers(
+    keys: list[str] | None = None,
+    steps: int = 1500,
+    progress_factory: Callable[[str, int], tuple[Callable, Callable]] | None = None,
+) -> dict[str, dict]:
+    """Train the shipped classifiers (Algorithm A.1) for the zoo's base models; record their exact guided L1s."""
+    from ..compose.grid import prepare_bases
+    from ..train.classifier_trainer import ClassifierTrainConfig, guided_l1, save_classifier, train_grid_classifier
+    from .registry import load_grid_model
+
+    manifest = read_manifest()
+    results = {}
+    for key in keys or list(GRID_CLASSIFIER_SPECS):
+        names, alpha_cond, n_labels = GRID_CLASSIFIER_SPECS[key]
+        models = [load_grid_model(n) for n in names]
+        bases = prepare_bases(models)
+        comps = paper_evaluation_compositions(len(names))
+        cfg = ClassifierTrainConfig(steps=steps, alpha_cond=alpha_cond, n_labels=n_labels, eval_every=max(1, steps // 6))
+        update, close = progress_factory(key, steps) if progress_factory else (None, lambda: None)
+        start = time.perf_counter()
+        try:
+            net, info = train_grid_classifier(models, cfg, progress=update)
+        finally:
+            close()
+        seconds = time.perf_counter() - start
+        l1s = {c.describe(): round(guided_l1(bases, net, c), 5) for c in comps}
+        rel = f"zoo/grid/classifier_{key.replace('+', '__')}.pt"
+        entry = {"file": rel, "bases": names, "alpha_cond": alpha_cond, "n_labels": n_labels, "steps": steps,
+                 "train_seconds": round(seconds, 1), "guided_l1": l1s, "max_guided_l1": max(l1s.values())}
+        save_classifier(assets_dir() / rel, net, names, entry)
+        manifest["grid_classifiers"][key] = entry
+        write_manifest(manifest)
+        results[key] = entry
+    return results

@@ -1,0 +1,395 @@
+"""The Streamlit app, driven by ``streamlit.testing.v1.AppTest`` against the tiny test zoo (see conftest).
+
+Every page runs without an exception; every slider, select box and radio on the grid page changes the
+shown numbers or figures; undefined operators, bad labels and bad uploads show an error element.
+Also unit tests of the pure helpers in ``sculpt_core.app_state`` and the figure builders in ``sculpt_core.viz``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parents[1]
+TIMEOUT = 30
+
+
+# ----- helpers ------------------------------------------------------------------------------------------
+def _home(app_env) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    at.run()
+    return at
+
+
+def _grid(app_env, query: dict | None = None) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    if query:
+        at.query_params.update(query)
+    at.switch_page("pages/grid_sculpting.py").run()
+    _ok(at)
+    return at
+
+
+def _ok(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def _errors(at: AppTest) -> list[str]:
+    return [e.value for e in at.error]
+
+
+def _metrics(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def _spec(at: AppTest, index: int = 0) -> dict:
+    """The plotly spec of the ``index``-th chart (0 = the composed figure on the grid page)."""
+    return json.loads(at.get("plotly_chart")[index].proto.spec)
+
+
+def _view(at: AppTest) -> tuple[dict[str, str], str]:
+    """What the user sees of the result: the metrics and the composed figure."""
+    return _metrics(at), json.dumps(_spec(at), sort_keys=True)
+
+
+def _npy(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, arr, allow_pickle=False)
+    return buf.getvalue()
+
+
+# ----- pages run --------------------------------------------------------------------------------------------
+def test_home_page_runs(app_env):
+    at = _home(app_env)
+    _ok(at)
+    assert not _errors(at)
+    assert _metrics(at)["Zoo grid models"] == "7"
+    assert len(at.get("plotly_chart")) == 1
+    text = " ".join(md.value for md in at.markdown)
+    assert "2309.16115" in text and "Routing by Reaching" in text
+
+
+def test_home_page_with_empty_zoo_warns(app_env, tmp_path, monkeypatch):
+    monkeypatch.setenv("SCULPT_ASSETS", str(tmp_path))
+    at = _home(app_env)
+    _ok(at)
+    assert any("No pre-trained grid models" in w.value for w in at.warning)
+
+
+def test_grid_page_with_empty_zoo_warns(app_env, tmp_path, monkeypatch):
+    monkeypatch.setenv("SCULPT_ASSETS", str(tmp_path))
+    at = _grid(app_env)
+    assert any("zoo is empty" in w.value for w in at.warning)
+    assert at.form_submit_button  # training is still offered
+
+
+@pytest.mark.parametrize("method", ["oracle", "classifier", "reaching", "ensemble", "compare"])
+def test_grid_page_runs_every_method(app_env, method):
+    at = _grid(app_env)
+    at.radio(key="g_method").set_value(method).run()
+    _ok(at)
+    assert not _errors(at)
+    metrics = _metrics(at)
+    if method == "compare":
+        assert {"oracle: L1 to target", "classifier: L1 to target", "reaching (exact u): L1 to target",
+                "ensemble: L1 to target"} <= set(metrics)
+    else:
+        assert "L1 to target" in metrics and "L1 to true target" in metrics
+    assert len(at.download_button) == 4
+
+
+# ----- every control changes what is shown ---------------------------------------------------------------------
+def test_alpha_slider_changes_result(app_env):
+    at = _grid(app_env)
+    before = _view(at)
+    at.slider(key="g_alpha").set_value(0.2).run()
+    _ok(at)
+    after = _view(at)
+    assert after[1] != before[1]
+    assert after[0]["L1 to true target"] != before[0]["L1 to true target"]
+    assert at.query_params["alpha"] == "0.2"
+
+
+def test_operator_select_changes_result(app_env):
+    at = _grid(app_env)
+    seen = {_view(at)[1]}
+    for op in ("contrast", "reverse", "chained_hm", "mixture", "linear"):
+        at.selectbox(key="g_op").set_value(op).run()
+        _ok(at)
+        assert not _errors(at), op
+        seen.add(_view(at)[1])
+    assert len(seen) == 6
+
+
+def test_method_radio_changes_result(app_env):
+    at = _grid(app_env)
+    seen = set()
+    for method in ("oracle", "classifier", "reaching", "ensemble", "compare"):
+        at.radio(key="g_method").set_value(method).run()
+        seen.add(_view(at)[1])
+    assert len(seen) == 5
+
+
+def test_u_source_radio_changes_result(app_env):
+    at = _grid(app_env)
+    at.radio(key="g_method").set_value("reaching").run()
+    views = {}
+    for u in ("exact", "flow", "trajectory"):
+        at.radio(key="g_u").set_value(u).run()
+        _ok(at)
+        assert not _errors(at)
+        views[u] = _view(at)
+    assert len({v[1] for v in views.values()}) == 3
+    assert any("Monte-Carlo histogram" in c.value for c in at.caption)  # trajectory u is labelled as sampled
+
+
+def test_bases_multiselect_changes_result(app_env):
+    at = _grid(app_env)
+    before = _view(at)
+    at.multiselect(key="g_bases").set_value(["circle1", "circle2"]).run()
+    _ok(at)
+    assert _view(at)[1] != before[1]
+    bases_before = _spec(at, 1)
+    at.multiselect(key="g_bases").set_value(["circle1", "circle2", "circle3"]).run()
+    _ok(at)
+    assert any("defined for two models" in e for e in _errors(at))  # harmonic mean of 3 models is undefined
+    at.selectbox(key="g_op").set_value("chained_hm").run()
+    _ok(at)
+    assert not _errors(at)
+    assert _spec(at, 1) != bases_before
+    assert at.slider(key="g_alpha").disabled
+
+
+def test_points_slider_overlays_samples(app_env):
+    at = _grid(app_env)
+    n_traces = len(_spec(at)["data"])
+    at.slider(key="g_points").set_value(1000).run()
+    _ok(at)
+    data = _spec(at)["data"]
+    assert len(data) == n_traces + 1 and data[-1]["type"] == "scattergl"
+    assert at.query_params["points"] == "1000"
+
+
+def test_beta_slider_only_for_beta_conditioned_models(app_env):
+    at = _grid(app_env)
+    assert at.slider(key="g_beta_off").disabled
+    assert any("not β-conditioned" in c.value.replace("Not β", "not β") for c in at.sidebar.caption)
+    at.multiselect(key="g_bases").set_value(["shubert_beta", "diag_beta"]).run()
+    _ok(at)
+    beta = at.slider(key="g_beta")
+    assert not beta.disabled
+    before = _view(at)
+    bases_before = _spec(at, 1)
+    beta.set_value(1.0).run()
+    _ok(at)
+    assert not _errors(at)
+    assert _view(at)[1] != before[1]
+    assert _spec(at, 1) != bases_before  # the base distributions move with β
+    assert at.query_params["beta"] == "1"
+
+
+def test_labels_and_weights_inputs_change_result(app_env):
+    at = _grid(app_env)
+    at.selectbox(key="g_op").set_value("labels").run()
+    at.text_input(key="g_labels").input("1,2").run()
+    hm = _view(at)[1]
+    at.text_input(key="g_labels").input("1,1").run()
+    _ok(at)
+    assert not _errors(at)
+    assert _view(at)[1] != hm
+    at.selectbox(key="g_op").set_value("linear").run()
+    at.text_input(key="g_weights").input("1,1").run()
+    equal = _view(at)[1]
+    at.text_input(key="g_weights").input("1,3").run()
+    _ok(at)
+    assert _view(at)[1] != equal
+
+
+# ----- honest messages -----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("labels, message", [("1,3", "only 2 models"), ("a,b", "model numbers"), ("", "enter the observed")])
+def test_bad_labels_show_error(app_env, labels, message):
+    at = _grid(app_env)
+    at.selectbox(key="g_op").set_value("labels").run()
+    at.text_input(key="g_labels").input(labels).run()
+    _ok(at)
+    assert any(message in e for e in _errors(at)), _errors(at)
+
+
+@pytest.mark.parametrize("weights, message", [("1", "one weight per chosen model"), ("1,x", "numbers"),
+                                              ("0,0", "positive sum")])
+def test_bad_weights_show_error(app_env, weights, message):
+    at = _grid(app_env)
+    at.selectbox(key="g_op").set_value("mixture").run()
+    at.text_input(key="g_weights").input(weights).run()
+    _ok(at)
+    assert any(message in e for e in _errors(at)), _errors(at)
+
+
+def test_missing_classifier_is_explained(app_env):
+    at = _grid(app_env)
+    at.multiselect(key="g_bases").set_value(["circle1", "circle2"]).run()
+    at.radio(key="g_method").set_value("classifier").run()
+    _ok(at)
+    assert any("no classifier is shipped or trained" in i.value for i in at.info)
+    assert "L1 to target" not in _metrics(at)
+    at.radio(key="g_method").set_value("compare").run()
+    assert any("Classifier guidance left out" in c.value for c in at.caption)
+
+
+@pytest.mark.parametrize("name, payload, message", [
+    ("bad.npy", b"this is not numpy", "not a readable .npy"),
+    ("shape.npy", _npy(np.zeros((16, 16))), "expected shape (32, 32)"),
+    ("nan.npy", _npy(np.full((32, 32), np.nan)), "NaN"),
+    ("text.npy", _npy(np.array([["a"] * 32] * 32)), "numeric"),
+])
+def test_bad_upload_shows_error(app_env, name, payload, message):
+    at = _grid(app_env)
+    at.radio(key="tb_source").set_value("upload a log-reward .npy")
+    at.file_uploader(key="tb_upload").set_value((name, payload, "application/octet-stream"))
+    at.form_submit_button[0].click().run()
+    _ok(at)
+    assert any(message in e for e in _errors(at)), _errors(at)
+
+
+def test_upload_missing_file_shows_error(app_env):
+    at = _grid(app_env)
+    at.radio(key="tb_source").set_value("upload a log-reward .npy")
+    at.form_submit_button[0].click().run()
+    _ok(at)
+    assert any("choose a .npy file" in e for e in _errors(at))
+
+
+# ----- training in the page ------------------------------------------------------------------------------------
+def test_train_base_model_joins_selection(app_env):
+    at = _grid(app_env)
+    at.selectbox(key="tb_reward").set_value("corners")
+    at.text_input(key="tb_name").input("my_corners")
+    at.form_submit_button[0].click().run()
+    _ok(at)
+    assert not _errors(at)
+    assert "my_corners" in at.multiselect(key="g_bases").options
+    assert at.multiselect(key="g_bases").value == ["symmetric_shubert", "diag_sigmoid", "my_corners"]
+    assert any("Trained my_corners" in s.value for s in at.success)
+    # with three models the harmonic mean is undefined; the chained one works with the new model
+    at.selectbox(key="g_op").set_value("chained_hm").run()
+    _ok(at)
+    assert not _errors(at)
+    assert "L1 to target" in _metrics(at)
+
+
+def test_train_uploaded_beta_conditioned_model(app_env):
+    at = _grid(app_env)
+    at.radio(key="tb_source").set_value("upload a log-reward .npy")
+    at.file_uploader(key="tb_upload").set_value(("ridge.npy", _npy(-np.abs(np.subtract.outer(np.arange(32), np.arange(32))) / 4.0),
+                                                 "application/octet-stream"))
+    at.checkbox(key="tb_beta").check()
+    at.form_submit_button[0].click().run()
+    _ok(at)
+    assert not _errors(at)
+    assert "ridge_1" in at.multiselect(key="g_bases").options
+    at.multiselect(key="g_bases").set_value(["shubert_beta", "ridge_1"]).run()
+    _ok(at)
+    assert not at.slider(key="g_beta").disabled
+
+
+def test_train_classifier_when_none_is_shipped(app_env):
+    at = _grid(app_env)
+    at.multiselect(key="g_bases").set_value(["circle1", "circle2"]).run()
+    at.radio(key="g_method").set_value("classifier").run()
+    assert at.info and "L1 to target" not in _metrics(at)
+    at.button(key="train_clf").click().run()
+    _ok(at)
+    assert not _errors(at)
+    assert "L1 to target" in _metrics(at)
+    assert any("trained in this session" in c.value for c in at.caption)
+
+
+def test_shipped_classifier_is_used(app_env):
+    at = _grid(app_env)
+    at.radio(key="g_method").set_value("classifier").run()
+    _ok(at)
+    assert any("shipped with the zoo" in c.value for c in at.caption)
+    before = _view(at)
+    at.slider(key="g_alpha").set_value(0.3).run()
+    assert _view(at)[1] != before[1]
+
+
+# ----- the URL holds the view ----------------------------------------------------------------------------------
+def test_query_params_restore_the_view(app_env):
+    at = _grid(app_env, {"bases": "circle1,circle2", "op": "contrast", "alpha": "0.3", "method": "reaching",
+                         "u": "flow", "points": "500"})
+    assert not at.warning
+    assert at.multiselect(key="g_bases").value == ["circle1", "circle2"]
+    assert at.selectbox(key="g_op").value == "contrast"
+    assert at.slider(key="g_alpha").value == pytest.approx(0.3)
+    assert at.radio(key="g_method").value == "reaching"
+    assert at.radio(key="g_u").value == "flow"
+    assert at.slider(key="g_points").value == 500
+
+
+def test_bad_query_params_warn_and_use_defaults(app_env):
+    at = _grid(app_env, {"bases": "nope,diag_sigmoid", "op": "xor", "alpha": "7", "method": "magic",
+                         "points": "-3", "beta": "2"})
+    warnings = " ".join(w.value for w in at.warning)
+    for word in ("bases=", "op=", "alpha=", "method=", "points=", "beta ignored"):
+        assert word in warnings
+    assert at.multiselect(key="g_bases").value == ["symmetric_shubert", "diag_sigmoid"]
+    assert at.slider(key="g_alpha").value == pytest.approx(0.5)
+    assert "L1 to target" in _metrics(at)
+
+
+# ----- pure helpers --------------------------------------------------------------------------------------------
+def test_app_state_helpers():
+    from sculpt_core import app_state as S
+    from sculpt_core.errors import SculptError
+
+    assert S.parse_labels("1, 2,2") == (1, 2, 2)
+    assert S.parse_labels("y1 y3") == (1, 3)
+    with pytest.raises(SculptError):
+        S.parse_labels("1,b")
+    assert S.parse_weights("1, 0.5", 2) == (1.0, 0.5)
+    with pytest.raises(SculptError):
+        S.parse_weights("1", 2)
+    assert S.alpha_applies("hm", 2) and not S.alpha_applies("hm", 3)
+    assert S.alpha_applies("labels", 2, "1,1") and not S.alpha_applies("labels", 2, "1,1,2")
+    assert S.build_composition("contrast", 2, 0.3).alpha == 0.3
+    with pytest.raises(SculptError, match="two models"):
+        S.build_composition("hm", 3, None)
+    with pytest.raises(SculptError, match="only 2 models"):
+        S.build_composition("labels", 2, None, "1,3")
+    state, warnings = S.parse_query({"alpha": "0.25", "points": "100"}, ["a", "b"])
+    assert state.alpha == 0.25 and state.points == 100 and state.bases == ["a", "b"] and not warnings
+    state, warnings = S.parse_query({"alpha": "nan", "bases": "a,a"}, ["a", "b"])
+    assert state.alpha == 0.5 and len(warnings) == 2
+    p = np.arange(6, dtype=float).reshape(2, 3) / 15
+    csv = S.distribution_csv(p).splitlines()
+    assert csv[0] == "z0,z1,p" and csv[1 + 1 * 3 + 2].startswith("1,2,")
+    assert np.array_equal(np.load(io.BytesIO(S.distribution_npy(p))), p)
+    with pytest.raises(SculptError, match="empty"):
+        S.load_uploaded_log_reward(b"", "x.npy")
+
+
+def test_viz_builders():
+    from sculpt_core.viz import grid as V
+
+    p = np.random.default_rng(0).random((32, 32))
+    p /= p.sum()
+    fig = V.heatmap_row([("a", p), ("b", p.T)], points=np.array([[3, 5], [10, 1]]))
+    assert [t.type for t in fig.data] == ["heatmap", "heatmap", "scattergl"]
+    assert fig.layout.yaxis.title.text.startswith("z0") and fig.layout.xaxis.title.text.startswith("z1")
+    assert fig.layout.coloraxis.colorscale  # explicit, not left to a theme
+    assert list(fig.data[2].y.round()) == [3, 10]  # z0 on the vertical axis
+    assert V.heatmap(p, "p").data[0].z.shape == (32, 32)
+    delta = np.ones((32, 32))
+    delta[0, 0] = 0.0
+    assert V.delta_figure(delta).layout.coloraxis.cmid == 0.0
+    assert len(V.loss_curve([1, 2], [0.5, 0.2], [1.0, 0.5]).data) == 2
+    png = V.panels_png([("a", p), ("b", np.full_like(p, np.nan))])
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert V.figure_png(fig, [("a", p)])[:4] == b"\x89PNG"
+    assert V.l1_title("oracle", 0.01234) == "oracle · L1 0.0123"
