@@ -58,8 +58,11 @@ defaults = {"g_bases": S.default_bases(available), "g_op": "hm", "g_alpha": 0.5,
 for key, value in defaults.items():
     ss.setdefault(key, value)
 pending = ss.pop("g_pending_base", None)
-if pending in available and pending not in ss["g_bases"]:
-    ss["g_bases"] = (list(ss["g_bases"]) + [pending])[-3:]
+if pending in available and pending not in ss["g_bases"]:  # a model just trained joins the selection
+    current = [b for b in ss["g_bases"] if b in available]
+    keep_two = ss.get("g_op") in S.TWO_MODEL_OPS and len(current) == 2
+    ss["g_bases"] = current[:1] + [pending] if keep_two else (current + [pending])[-3:] if len(current) < 3 \
+        else current[:2] + [pending]
 ss["g_bases"] = [b for b in ss["g_bases"] if b in available][:3]
 
 # ----- controls (sidebar) -----------------------------------------------------------------------------
@@ -83,8 +86,9 @@ if op == "labels":
     sb.text_input("Observed labels y1..yn", key="g_labels",
                   help="Model numbers, repeats allowed: 1,2 = harmonic mean, 1,1 = contrast, 1,2,3 = all three.")
 if op in ("linear", "mixture"):
-    if not ss.get("g_weights") or len(re.split(r"[,\s;]+", ss["g_weights"].strip())) != max(m, 1):
+    if not ss.get("g_weights") or ss.get("g_weights_m", m) != m:  # equal weights for a new set of models
         ss["g_weights"] = ",".join(["1"] * max(m, 1))
+    ss["g_weights_m"] = m
     sb.text_input("Weights ω1..ωm", key="g_weights", help="One non-negative number per chosen model, e.g. 1,0.5")
 alpha_ok = S.alpha_applies(op, m, ss.get("g_labels", ""))
 alpha = sb.slider("α (eq. 7: weight of p1 vs p2 in the denominator)", S.ALPHA_RANGE[0], S.ALPHA_RANGE[1], step=0.01,

@@ -18,6 +18,7 @@ import math
 import os
 import re
 import uuid
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
@@ -483,16 +484,26 @@ def reward_names() -> list[str]:
 
 
 def ensure_app_navigation() -> None:
-    """Make a page opened by its URL run inside ``app.py``'s navigation.
+    """Make a page opened by its URL run inside ``app.py``'s navigation (call it first thing in a page).
 
     Streamlit treats a top-level ``pages/`` folder as a legacy (v1) multipage app until the entry script's
-    ``st.navigation`` has run once in the process; if the very first request opens a page URL directly,
-    that page would run bare (no page config, wrong menu). Switch the process to ``st.navigation`` mode and
-    rerun, which runs ``app.py`` for the same page (and keeps the URL query string)."""
+    ``st.navigation`` has run once in the process (and ``AppTest`` resets that on every run), so a page URL
+    opened first runs the page bare: no page config, the wrong menu. Then switch the process to
+    ``st.navigation`` mode and run ``app.py`` in this same script run (it runs this page again, now inside the
+    navigation, with the same widget events and URL), and stop the bare run."""
     try:
         from streamlit.runtime.pages_manager import PagesManager
-    except ImportError:  # a Streamlit without this internal: nothing to fix
+        from streamlit.runtime.scriptrunner import get_script_run_ctx
+    except ImportError:  # a Streamlit without these internals: nothing to fix
         return
-    if getattr(PagesManager, "uses_pages_directory", None):
-        PagesManager.uses_pages_directory = False
-        st.rerun()
+    if not getattr(PagesManager, "uses_pages_directory", None):
+        return
+    ctx = get_script_run_ctx()
+    if ctx is None:
+        return
+    PagesManager.uses_pages_directory = False
+    main = Path(ctx.pages_manager.main_script_path)
+    if main.name == "app.py" and main.is_file():
+        code = compile(main.read_text(encoding="utf-8"), str(main), "exec")
+        exec(code, {"__name__": "__main__", "__file__": str(main)})  # noqa: S102 - our own entry script
+        st.stop()

@@ -19,7 +19,7 @@ from .errors import SculptError
 
 
 def _emit(record: dict) -> None:
-    print(json.dumps(record, sort_keys=False), flush=True)
+    print(json.dumps(record, ensure_ascii=False), flush=True)
 
 
 def _progress_bar(total: int, desc: str) -> tuple[Callable[[int, dict], None], Callable[[], None]]:
@@ -97,6 +97,84 @@ def cmd_grid_train(args: argparse.Namespace) -> dict:
             "final_loss": info["loss"], "l1": info["l1"], "seconds": round(info["seconds"], 2), "out": args.out}
 
 
+# ----- grid compose ------------------------------------------------------------------------------
+def _parse_list(text: str, kind: type, what: str) -> list:
+    try:
+        values = [kind(v) for v in text.split(",") if v.strip() != ""]
+    except ValueError:
+        raise SculptError(f"{what} must be a comma-separated list of {kind.__name__}s, got {text!r}") from None
+    if not values:
+        raise SculptError(f"{what} is empty")
+    return values
+
+
+def composition_from_args(n_models: int, y: str | None, alpha: float | None, weights: str | None, beta: float = 1.0):
+    """Build the Composition named by --y/--alpha or --weights."""
+    from .compose import algebra as A
+
+    if (y is None) == (weights is None):
+        raise SculptError("give exactly one of --y (labels) or --weights (linear scalarisation)")
+    if weights is not None:
+        if alpha is not None:
+            raise SculptError("--alpha applies to --y compositions only")
+        return A.linear(_parse_list(weights, float, "--weights"), beta=beta)
+    return A.conditioning(_parse_list(y, int, "--y"), n_models, alpha, beta=beta)
+
+
+def cmd_grid_compose(args: argparse.Namespace) -> dict:
+    from .compose.grid import compose, prepare_bases
+    from .train.classifier_trainer import load_classifier
+    from .zoo import load_grid_model
+    from .zoo.registry import find_grid_classifier
+
+    names = _parse_list(args.bases, str, "--bases")
+    t0 = time.perf_counter()
+    models = [load_grid_model(n) for n in names]
+    composition = composition_from_args(len(models), args.y, args.alpha, args.weights, args.result_beta)
+    bases = prepare_bases(models, args.beta)
+    classifier = None
+    if args.method == "classifier":
+        if args.classifier:
+            classifier, cls_bases, _ = load_classifier(args.classifier)
+        else:
+            found = find_grid_classifier([m.name for m in models])
+            if found is None:
+                raise SculptError(f"no shipped classifier for bases {names}; train one with "
+                                  "`python -m sculpt_core grid train-classifier` and pass --classifier")
+            classifier = found[0]
+    result = compose(bases, composition, args.method, classifier, args.u, args.samples, args.seed)
+    seconds = time.perf_counter() - t0
+    _save_array(args.out, result.p.astype(np.float64))
+    return {**result.figures(), "bases": [m.name for m in models], "u_source": args.u if args.method == "reaching" else None,
+            "seconds": round(seconds, 4), "out": args.out}
+
+
+def cmd_grid_train_classifier(args: argparse.Namespace) -> dict:
+    from .compose.grid import prepare_bases
+    from .train.classifier_trainer import ClassifierTrainConfig, guided_l1, save_classifier, train_grid_classifier
+    from .zoo import load_grid_model
+    from .zoo.build import paper_evaluation_compositions
+
+    names = _parse_list(args.bases, str, "--bases")
+    models = [load_grid_model(n) for n in names]
+    alpha_cond = len(models) == 2 and args.labels == 2
+    cfg = ClassifierTrainConfig(steps=args.steps, n_labels=args.labels, alpha_cond=alpha_cond, seed=args.seed,
+                                eval_every=max(1, args.steps // 20))
+    update, close = _progress_bar(cfg.steps, "classifier")
+    try:
+        net, info = train_grid_classifier(models, cfg, progress=update)
+    finally:
+        close()
+    bases = prepare_bases(models)
+    l1s = {}
+    if len(models) in (2, 3) and (len(models) == 3) == (args.labels == 3):
+        l1s = {c.describe(): round(guided_l1(bases, net, c), 5) for c in paper_evaluation_compositions(len(models))}
+    meta = {"bases": [m.name for m in models], "alpha_cond": alpha_cond, "n_labels": args.labels, "steps": args.steps,
+            "train_seconds": round(info["seconds"], 1), "guided_l1": l1s}
+    save_classifier(args.out, net, [m.name for m in models], meta)
+    return {**meta, "out": args.out}
+
+
 # ----- zoo / rewards -------------------------------------------------------------------------------
 def cmd_zoo_list(args: argparse.Namespace) -> dict:
     from .zoo import read_manifest
@@ -157,6 +235,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target-l1", type=float, default=None, help="stop early once exact L1 ≤ this")
     p.add_argument("--out", required=True, help="output checkpoint .pt")
     p.set_defaults(func=cmd_grid_train)
+
+    p = grid.add_parser("compose", help="compose base models and write the exact composed distribution")
+    p.add_argument("--bases", required=True, help="comma-separated zoo names or .pt paths (2 or more)")
+    p.add_argument("--y", default=None, help="observed labels y1..yn, e.g. 1,2 (harmonic mean) or 1,1 (contrast)")
+    p.add_argument("--alpha", type=float, default=None, help="α of eq. 7 (two bases, two labels)")
+    p.add_argument("--weights", default=None, help="linear scalarisation weights w1,w2,... (target ∝ Σ w_i R_i)")
+    p.add_argument("--method", choices=["oracle", "classifier", "reaching", "ensemble"], required=True)
+    p.add_argument("--u", choices=["exact", "flow", "trajectory"], default="exact", help="reaching probabilities source")
+    p.add_argument("--classifier", default=None, help="classifier .pt (default: the shipped one for these bases)")
+    p.add_argument("--beta", type=float, default=None, help="reward exponent of β-conditioned base models")
+    p.add_argument("--result-beta", type=float, default=1.0, help="temperature on the composed result")
+    p.add_argument("--samples", type=int, default=20000, help="samples for trajectory-product reaching")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="output .npy (or .csv), indexed p[z0, z1]")
+    p.set_defaults(func=cmd_grid_compose)
+
+    p = grid.add_parser("train-classifier", help="train a guidance classifier for base models (Algorithm A.1)")
+    p.add_argument("--bases", required=True, help="comma-separated zoo names or .pt paths")
+    p.add_argument("--labels", type=int, default=2, help="number of labels n (α-conditioned when 2 bases, 2 labels)")
+    p.add_argument("--steps", type=int, default=1500)
+    p.add_argument("--seed", type=int, default=100)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_grid_train_classifier)
 
     p = grid.add_parser("rewards", help="list the paper's grid rewards")
     p.set_defaults(func=cmd_grid_rewards)

@@ -246,7 +246,7 @@ def test_missing_classifier_is_explained(app_env):
     ("shape.npy", _npy(np.zeros((16, 16))), "expected shape (32, 32)"),
     ("nan.npy", _npy(np.full((32, 32), np.nan)), "NaN"),
     ("text.npy", _npy(np.array([["a"] * 32] * 32)), "numeric"),
-])
+], ids=["garbage", "shape", "nan", "text"])
 def test_bad_upload_shows_error(app_env, name, payload, message):
     at = _grid(app_env)
     at.radio(key="tb_source").set_value("upload a log-reward .npy")
@@ -273,13 +273,18 @@ def test_train_base_model_joins_selection(app_env):
     _ok(at)
     assert not _errors(at)
     assert "my_corners" in at.multiselect(key="g_bases").options
-    assert at.multiselect(key="g_bases").value == ["symmetric_shubert", "diag_sigmoid", "my_corners"]
+    # the harmonic mean takes two models: the new one becomes p2
+    assert at.multiselect(key="g_bases").value == ["symmetric_shubert", "my_corners"]
     assert any("Trained my_corners" in s.value for s in at.success)
-    # with three models the harmonic mean is undefined; the chained one works with the new model
+    assert not _errors(at) and "L1 to target" in _metrics(at)
+    # with a many-model operator a newly trained model is added instead
     at.selectbox(key="g_op").set_value("chained_hm").run()
+    at.selectbox(key="tb_reward").set_value("currin")
+    at.text_input(key="tb_name").input("my_currin")
+    at.form_submit_button[0].click().run()
     _ok(at)
-    assert not _errors(at)
-    assert "L1 to target" in _metrics(at)
+    assert at.multiselect(key="g_bases").value == ["symmetric_shubert", "my_corners", "my_currin"]
+    assert not _errors(at) and "L1 to target" in _metrics(at)
 
 
 def test_train_uploaded_beta_conditioned_model(app_env):

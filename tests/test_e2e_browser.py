@@ -93,6 +93,7 @@ FINGERPRINT_JS = """() => {
   const plot = document.querySelector("[data-testid='stPlotlyChart'] .js-plotly-plot");
   if (!plot || !plot.data || !plot.data.length) return null;
   const z = plot.data[0].z;
+  if (z && typeof z.bdata === "string") return z.bdata;  // plotly's base64 typed-array encoding
   let s = 0, k = 1;
   for (const row of z) for (const v of row) { s += (Number.isFinite(v) ? v : 0) * (k % 97 + 1); k += 1; }
   return s.toPrecision(12);
@@ -104,8 +105,13 @@ def _fingerprint(page) -> str | None:
     return page.evaluate(FINGERPRINT_JS)
 
 
-def _alpha_value(page) -> str:
-    return page.locator(".st-key-g_alpha [role='slider']").get_attribute("aria-valuenow")
+def _alpha_thumb(page):
+    """The α slider's thumb: an ``<input type=range>`` (react-aria) or a ``role=slider`` div, depending on Streamlit."""
+    return page.locator(".st-key-g_alpha").get_by_role("slider")
+
+
+def _alpha_value(page) -> float:
+    return float(_alpha_thumb(page).evaluate("e => e.value || e.getAttribute('aria-valuenow')"))
 
 
 def test_move_alpha_changes_figure(app_url, browser):
@@ -121,7 +127,7 @@ def test_move_alpha_changes_figure(app_url, browser):
         true_l1_before = _metric_text(page, "L1 to true target")
         assert fp_before is not None, "no plotly data found in the composed figure"
 
-        thumb = page.locator(".st-key-g_alpha [role='slider']")
+        thumb = _alpha_thumb(page)
         thumb.focus()
         for _ in range(15):
             page.keyboard.press("ArrowRight")
@@ -130,10 +136,10 @@ def test_move_alpha_changes_figure(app_url, browser):
         _wait_idle(page)
 
         alpha_after, fp_after = _alpha_value(page), _fingerprint(page)
-        assert float(alpha_after) > float(alpha_before)
+        assert alpha_after > alpha_before
         assert fp_after != fp_before, "the composed heatmap did not change after moving α"
         assert _metric_text(page, "L1 to true target") != true_l1_before
-        assert "alpha=" in page.url and f"alpha={float(alpha_after):g}" in page.url
+        assert "alpha=" in page.url and f"alpha={alpha_after:g}" in page.url
         assert page.locator("[data-testid='stException']").count() == 0
         page.screenshot(path=str(OUT / "e2e_grid_after.png"), full_page=True)
     finally:

@@ -225,4 +225,4 @@ def l1_title(name: str, l1: float | None) -> str:
     """Panel title with an L1 value, e.g. ``oracle · L1 0.0123``."""
     if l1 is None or not math.isfinite(l1):
         return name
-    return f"{name} · L1 {l1:.4f}"
+    return f"{name} · L1 {l1:.4f}" if abs(l1) >= 1e-3 else f"{name} · L1 {l1:.1e}"

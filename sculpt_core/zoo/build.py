@@ -53,6 +53,7 @@ def build_grid_zoo(
 GRID_CLASSIFIER_SPECS: dict[str, tuple[list[str], bool, int]] = {
     "symmetric_shubert+diag_sigmoid": (["symmetric_shubert", "diag_sigmoid"], True, 2),
     "circle1+circle2+circle3": (["circle1", "circle2", "circle3"], False, 3),
+    "circle1+circle2": (["circle1", "circle2"], True, 2),  # the Routing-by-Reaching comparison (p_c1 ⊗ p_c2)
 }
 
 

@@ -1,0 +1,123 @@
+"""How fast the Grid Sculpting page answers an α slider move (``python bench/app_speed.py``).
+
+Prints ONE JSON line: p50/p95 milliseconds of a full page rerun (Streamlit ``AppTest``: script run, figure
+building, protobuf serialisation; no browser) after moving α to a value not seen before (so the result
+cache misses), for oracle, reaching (exact u), ensemble and — if one is shipped for the bases — classifier
+guidance; the first (cold) load of the grid page in this fresh process; and, as a baseline, the bare
+library ``compose()`` call for each method, with the ratio rerun-p95 / compose-p50.
+
+Uses the shipped zoo (``assets/``, or ``SCULPT_ASSETS``) and its default pair of base models.
+Targets (issue 4): p95 ≤ 300 ms for oracle/reaching/ensemble, ≤ 1 s for classifier, first load ≤ 5 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    k = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[k]
+
+
+def _summary(values_s: list[float]) -> dict:
+    ms = [v * 1000 for v in values_s]
+    return {"p50_ms": round(_pct(ms, 0.5), 1), "p95_ms": round(_pct(ms, 0.95), 1), "n": len(ms)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--moves", type=int, default=20, help="α moves per method")
+    args = parser.parse_args()
+
+    from streamlit.testing.v1 import AppTest  # streamlit only; torch/sculpt_core load inside the first run
+
+    out: dict = {"bench": "app_speed", "python": platform.python_version(), "moves": args.moves}
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    t0 = time.perf_counter()
+    at.switch_page("pages/grid_sculpting.py").run()
+    out["first_load_ms"] = round((time.perf_counter() - t0) * 1000, 1)
+    if at.exception:
+        out["error"] = at.exception[0].value
+        print(json.dumps(out))
+        return
+    bases = at.multiselect(key="g_bases").value
+    out["bases"] = bases
+    if len(bases) < 2:
+        out["error"] = "fewer than two zoo models shipped"
+        print(json.dumps(out))
+        return
+
+    import torch
+
+    from sculpt_core.compose import algebra as A
+    from sculpt_core.compose.grid import compose, prepare_bases
+    from sculpt_core.device import describe_device
+    from sculpt_core.zoo import load_grid_model
+    from sculpt_core.zoo.registry import find_grid_classifier
+
+    out["device"] = describe_device()
+    out["torch_threads"] = torch.get_num_threads()
+    found = find_grid_classifier(list(bases))
+    methods = ["oracle", "reaching", "ensemble"] + (["classifier"] if found is not None else [])
+    if found is None:
+        out["classifier"] = f"not measured: no classifier shipped for {'+'.join(bases)}"
+
+    # warm home page too (a navigation click back to the landing page)
+    home = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    t0 = time.perf_counter()
+    home.run()
+    out["home_load_ms"] = round((time.perf_counter() - t0) * 1000, 1)
+
+    alphas = [round(0.30 + 0.01 * i, 2) for i in range(args.moves)]
+    reruns: dict[str, dict] = {}
+    for method in methods:
+        at.radio(key="g_method").set_value(method).run()
+        times = []
+        for a in alphas:
+            slider = at.slider(key="g_alpha").set_value(a)
+            t0 = time.perf_counter()
+            slider.run()
+            times.append(time.perf_counter() - t0)
+            if at.exception or at.error:
+                reruns[method] = {"error": (at.exception or at.error)[0].value}
+                break
+        else:
+            reruns[method] = _summary(times)
+    out["rerun_after_alpha_move"] = reruns
+
+    # baseline: the bare library call the page is built on
+    models = [load_grid_model(n) for n in bases]
+    prepared = prepare_bases(models)
+    clf = found[0] if found is not None else None
+    baseline = {}
+    for method in methods:
+        times = []
+        for a in alphas:
+            t0 = time.perf_counter()
+            compose(prepared, A.harmonic_mean(a + 0.001), method, classifier=clf)
+            times.append(time.perf_counter() - t0)
+        baseline[method] = _summary(times)
+    out["baseline_compose"] = baseline
+    out["ratio_rerun_p95_to_compose_p50"] = {
+        m: round(reruns[m]["p95_ms"] / max(baseline[m]["p50_ms"], 1e-3), 2) for m in methods if "p95_ms" in reruns.get(m, {})}
+    targets = {"oracle": 300, "reaching": 300, "ensemble": 300, "classifier": 1000}
+    out["meets_targets"] = bool(out["first_load_ms"] <= 5000 and all(
+        reruns[m].get("p95_ms", float("inf")) <= targets[m] for m in methods))
+    out["assets"] = os.environ.get("SCULPT_ASSETS", str(ROOT / "assets"))
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
