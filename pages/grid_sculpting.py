@@ -21,7 +21,7 @@ from sculpt_core.viz import grid as V
 S.ensure_app_navigation()
 
 ss = st.session_state
-ss.setdefault("sculpt_session_models", {})  # name -> {"token", "model", "reward", "seconds", "l1"}
+ss.setdefault("sculpt_session_models", {})  # name -> {"token", "model", "reward"}
 ss.setdefault("sculpt_classifiers", {})  # (tokens, beta) -> {"token", "clf", "info"}
 
 st.title("Grid Sculpting")
@@ -60,9 +60,9 @@ for key, value in defaults.items():
 pending = ss.pop("g_pending_base", None)
 if pending in available and pending not in ss["g_bases"]:  # a model just trained joins the selection
     current = [b for b in ss["g_bases"] if b in available]
-    keep_two = ss.get("g_op") in S.TWO_MODEL_OPS and len(current) == 2
-    ss["g_bases"] = current[:1] + [pending] if keep_two else (current + [pending])[-3:] if len(current) < 3 \
-        else current[:2] + [pending]
+    if len(current) == 3 or (len(current) == 2 and ss.get("g_op") in S.TWO_MODEL_OPS):
+        current = current[:-1]  # it replaces the last model, so the chosen operator stays defined
+    ss["g_bases"] = current + [pending]
 ss["g_bases"] = [b for b in ss["g_bases"] if b in available][:3]
 
 # ----- controls (sidebar) -----------------------------------------------------------------------------
@@ -129,8 +129,10 @@ else:
     u_source = ss.get("g_u", "exact")
 n_points = sb.slider("Sampled points overlay (0 = off)", 0, S.POINTS_MAX, step=250, key="g_points")
 
-st.query_params.from_dict(S.GridPageState(list(chosen), op, float(ss["g_alpha"]), beta, ss.get("g_labels", "1,2"),
-                                          ss.get("g_weights", ""), method, u_source, int(n_points)).to_query())
+url_query = S.GridPageState(list(chosen), op, float(ss["g_alpha"]), beta, ss.get("g_labels", "1,2"),
+                            ss.get("g_weights", ""), method, u_source, int(n_points)).to_query()
+if st.query_params.to_dict() != url_query:  # the view lives in the URL, so it can be shared
+    st.query_params.from_dict(url_query)
 
 # ----- what the controls mean ------------------------------------------------------------------------
 for err in load_errors:
@@ -163,7 +165,7 @@ def current_classifier():
     key = (tokens, beta)
     trained = ss["sculpt_classifiers"].get(key)
     if trained is not None:
-        return trained["clf"], trained["token"], "trained in this session"
+        return trained["clf"], trained["token"], f"trained in this session ({trained['info'].get('steps')} steps)"
     if all(n in zoo and n not in session_models for n in chosen):
         try:
             found = S.zoo_classifier(chosen)
@@ -181,16 +183,21 @@ def current_classifier():
 
 def classifier_panel(reason: str) -> None:
     """Explain that no classifier exists and offer to train one (progress bar)."""
-    st.info(f"Classifier guidance needs a classifier for these bases: {reason}. Train one here "
-            "(Algorithm A.1, a minute or two on 2 CPU cores), or use the oracle — the composition a perfect "
-            "classifier would reach.")
-    if st.button("Train a classifier for " + " + ".join(chosen), key="train_clf"):
-        cfg = S.classifier_train_config(m)
+    st.info(f"Classifier guidance needs a classifier for these bases: {reason}. Train one here (Algorithm A.1; "
+            "a smaller network than the shipped classifiers, so expect a larger L1), or use the oracle — the "
+            "composition a perfect classifier would reach.")
+    c1, c2 = st.columns([1, 2], vertical_alignment="bottom")
+    steps = c1.number_input("Classifier training steps", 10, 3000, S.CLASSIFIER_STEPS_DEFAULT, 10, key="clf_steps")
+    if c2.button("Train a classifier for " + " + ".join(chosen), key="train_clf"):
+        cfg = S.classifier_train_config(m, int(steps))
         bar = st.progress(0.0, text="Training the classifier…")
 
         def progress(step: int, info: dict) -> None:
+            elapsed = info.get("elapsed_s", 0.0)
+            eta = elapsed / step * (cfg.steps - step)
             bar.progress(min(step / cfg.steps, 1.0),
-                         text=f"step {step}/{cfg.steps} · terminal loss {info.get('loss_terminal', float('nan')):.3f}")
+                         text=f"step {step}/{cfg.steps} · terminal loss {info.get('loss_terminal', float('nan')):.3f}"
+                              f" · {elapsed:.0f} s elapsed, about {eta:.0f} s left")
 
         try:
             clf, info = train_grid_classifier(models, cfg, progress=progress, beta=beta)
@@ -198,7 +205,7 @@ def classifier_panel(reason: str) -> None:
             st.error(f"Classifier training failed: {exc}")
             return
         ss["sculpt_classifiers"][(tokens, beta)] = {"token": S.new_token("clf"), "clf": clf,
-                                                    "info": {"seconds": info.get("seconds")}}
+                                                    "info": {"seconds": info.get("seconds"), "steps": cfg.steps}}
         st.rerun()
 
 
@@ -247,8 +254,6 @@ if composition is not None and bases is not None:
             runs.append(("classifier", "exact", clf, clf_token))
         runs += [("reaching", u_source, None, None), ("ensemble", "exact", None, None)]
         views = [v for v in (safe_view(*r) for r in runs) if v is not None]
-        if clf is None:
-            st.caption(f"Classifier guidance left out: {clf_note}.")
         if views:
             cols = st.columns(len(views))
             for col, v in zip(cols, views):
@@ -260,6 +265,10 @@ if composition is not None and bases is not None:
             fig = V.heatmap_row(panels, shared_scale=True, height=330)
             st.plotly_chart(fig, width="stretch", theme=None, key="fig_compare")
             show_downloads(views[0], fig, panels)
+        if clf is None:
+            st.caption(f"Classifier guidance left out: {clf_note}.")
+            with st.expander("Train a classifier to add classifier guidance to the comparison"):
+                classifier_panel(clf_note)
     else:
         clf, clf_token = None, None
         ready = True
@@ -283,7 +292,9 @@ if composition is not None and bases is not None:
                 c3.metric("distortion δ range", f"{finite.min():.3g} – {finite.max():.3g}" if finite.size else "n/a",
                           border=True, help="δ(x) = u_M(x)/N_M(x); 1 everywhere means no distortion.")
             else:
-                c3.metric("composed mass", f"{view.p.sum():.4f}", border=True)
+                c3.metric("L1 target vs true target", fmt(view.l1_bases), border=True,
+                          help="How far the target built from the learned bases is from the true one: the part of "
+                               "the error that comes from the base models, not from the composition method.")
             title = view.label + (f" · histogram of {view.n_samples} samples" if view.sampled else " · exact")
             panels = [(V.l1_title(title, view.l1), view.p), ("target (learned bases)", view.target)]
             if view.true_target is not None:
@@ -302,7 +313,8 @@ if composition is not None and bases is not None:
             if view.delta is not None:
                 with st.expander("Distortion δ(x) of reaching mixing", expanded=False):
                     st.plotly_chart(V.delta_figure(view.delta), width="stretch", theme=None, key="fig_delta")
-                    st.caption("Reaching mixing samples ∝ target(x)·δ(x); δ = 1 (white) means exact.")
+                    st.caption("Reaching mixing samples p_M(x) = δ(x)·G(p_1(x), …), G the operator's combination: "
+                               "where δ is constant the composition is exact. Colours show log10 δ (white: δ = 1).")
             show_downloads(view, fig, panels)
 
 # ----- base models -------------------------------------------------------------------------------------------
@@ -363,8 +375,10 @@ with st.expander("Train a base model", expanded=last is not None and not last.ge
 
             def progress(step: int, info: dict) -> None:
                 history.append((step, info["loss"], info["l1"]))
+                eta = info["elapsed_s"] / step * (cfg.steps - step)
                 bar.progress(min(step / cfg.steps, 1.0), text=f"step {step}/{cfg.steps} · loss {info['loss']:.3g} · "
-                                                              f"L1 {info['l1']:.3f} · {info['elapsed_s']:.0f} s")
+                                                              f"L1 {info['l1']:.3f} · {info['elapsed_s']:.0f} s elapsed, "
+                                                              f"about {eta:.0f} s left")
                 curve.plotly_chart(V.loss_curve(*zip(*history)), width="stretch", theme=None)
 
             model, info = train_grid_model(log_r, float(temperature), cfg, reward_name, progress=progress)

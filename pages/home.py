@@ -34,7 +34,7 @@ if picture is not None:
 
 st.subheader("Papers")
 st.markdown(
-    "- Garipov, Peuter, Yang, Garg, Kaski, Jaakkola (2023). *Compositional Sculpting of Iterative Generative "
+    "- Garipov, De Peuter, Yang, Garg, Kaski, Jaakkola (2023). *Compositional Sculpting of Iterative Generative "
     "Processes.* NeurIPS 2023. [arXiv:2309.16115](https://arxiv.org/abs/2309.16115)\n"
     "- *Routing by Reaching* (ICML 2026): mixing base policies weighted by their probability u_i(s) of "
     "reaching the current state."

@@ -18,8 +18,8 @@ import math
 import os
 import re
 import uuid
-from pathlib import Path
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -283,6 +283,11 @@ class ComposeView:
     formula: str
 
     @property
+    def l1_bases(self) -> float | None:
+        """L1 between the target from the learned bases and the true target: the base models' own share of error."""
+        return None if self.true_target is None else float(np.abs(self.target - self.true_target).sum())
+
+    @property
     def label(self) -> str:
         if self.method == "reaching":
             return f"reaching ({self.u_source} u)"
@@ -340,11 +345,19 @@ def load_uploaded_log_reward(data: bytes, filename: str = "upload") -> torch.Ten
     """Bytes of an uploaded ``.npy`` → validated log-reward tensor (32, 32). Raises SculptError."""
     if not data:
         raise SculptError(f"{filename}: the file is empty")
+    hint = "Save a 32×32 float array with numpy.save(path, array)."
+    if data[:4] == b"PK\x03\x04":
+        raise SculptError(f"{filename}: this is an .npz archive, not a single .npy array. {hint}")
+    if not data.startswith(b"\x93NUMPY"):
+        raise SculptError(f"{filename}: not a readable .npy array (no NumPy header). {hint}")
     try:
         arr = np.load(io.BytesIO(data), allow_pickle=False)
-    except Exception as exc:  # numpy raises ValueError, OSError, EOFError, ... for non-.npy bytes
-        raise SculptError(f"{filename}: not a readable .npy array ({type(exc).__name__}: {exc}). "
-                          "Save a 32×32 float array with numpy.save.") from None
+    except ValueError as exc:
+        if "pickle" in str(exc):
+            raise SculptError(f"{filename}: holds Python objects (pickled data), which are never loaded. {hint}") from None
+        raise SculptError(f"{filename}: not a readable .npy array ({exc}). {hint}") from None
+    except Exception as exc:  # numpy raises OSError, EOFError, ... for truncated files
+        raise SculptError(f"{filename}: not a readable .npy array ({type(exc).__name__}: {exc}). {hint}") from None
     if not isinstance(arr, np.ndarray):
         raise SculptError(f"{filename}: expected a single .npy array, got an archive")
     return validate_log_reward(GridEnv(*GRID), arr, source=filename)
@@ -370,12 +383,18 @@ def base_train_config(steps: int, beta_conditioned: bool = False) -> GridTrainCo
                            beta_range=BETA_TRAIN_RANGE if beta_conditioned else None)
 
 
-def classifier_train_config(m: int) -> ClassifierTrainConfig:
+CLASSIFIER_STEPS_DEFAULT = 200
+
+
+def classifier_train_config(m: int, steps: int = CLASSIFIER_STEPS_DEFAULT) -> ClassifierTrainConfig:
+    """An in-app classifier: smaller than the shipped ones (Algorithm A.1 with fewer α values per step and a
+    narrower network) so it trains in minutes on 2 CPU cores; α-conditioned for two models."""
     two = m == 2
     if fast_training():
-        return ClassifierTrainConfig(steps=3, trajectories_per_model=8, warmup=2, alphas_per_step=2, hidden=32,
-                                     eval_every=1, alpha_cond=two, n_labels=2 if two else 3)
-    return ClassifierTrainConfig(steps=1500, eval_every=50, alpha_cond=two, n_labels=2 if two else 3)
+        return ClassifierTrainConfig(steps=min(steps, 3), trajectories_per_model=8, warmup=2, alphas_per_step=2,
+                                     hidden=32, eval_every=1, alpha_cond=two, n_labels=2 if two else 3)
+    return ClassifierTrainConfig(steps=steps, trajectories_per_model=64, warmup=max(1, steps // 3), alphas_per_step=4,
+                                 hidden=128, eval_every=max(1, steps // 50), alpha_cond=two, n_labels=2 if two else 3)
 
 
 def new_token(prefix: str = "session") -> str:

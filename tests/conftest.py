@@ -59,16 +59,19 @@ def build_tiny_zoo(folder: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def app_env(tmp_path_factory) -> dict[str, str]:
-    """Environment for app tests: tiny zoo in SCULPT_ASSETS (unless SCULPT_TEST_REAL_ZOO=1), fast training."""
+def tiny_zoo(tmp_path_factory) -> Path | None:
+    """The tiny zoo's folder (built once per test session), or None with SCULPT_TEST_REAL_ZOO=1."""
+    if os.environ.get("SCULPT_TEST_REAL_ZOO") == "1":
+        return None
+    return build_tiny_zoo(tmp_path_factory.mktemp("tiny_zoo"))
+
+
+@pytest.fixture
+def app_env(tiny_zoo, monkeypatch) -> dict[str, str]:
+    """Environment of one app test (undone after it): the tiny zoo in SCULPT_ASSETS, fast in-app training."""
     env = {"SCULPT_FAST_TRAINING": "1"}
-    if os.environ.get("SCULPT_TEST_REAL_ZOO") != "1":
-        env["SCULPT_ASSETS"] = str(build_tiny_zoo(tmp_path_factory.mktemp("tiny_zoo")))
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    yield env
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    if tiny_zoo is not None:
+        env["SCULPT_ASSETS"] = str(tiny_zoo)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return env

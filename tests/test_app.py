@@ -63,6 +63,18 @@ def _npy(arr: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def _pickled_npy() -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    return buf.getvalue()
+
+
+def _npz() -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, log_r=np.zeros((32, 32)))
+    return buf.getvalue()
+
+
 # ----- pages run --------------------------------------------------------------------------------------------
 def test_home_page_runs(app_env):
     at = _home(app_env)
@@ -246,7 +258,9 @@ def test_missing_classifier_is_explained(app_env):
     ("shape.npy", _npy(np.zeros((16, 16))), "expected shape (32, 32)"),
     ("nan.npy", _npy(np.full((32, 32), np.nan)), "NaN"),
     ("text.npy", _npy(np.array([["a"] * 32] * 32)), "numeric"),
-], ids=["garbage", "shape", "nan", "text"])
+    ("objects.npy", _pickled_npy(), "never loaded"),
+    ("archive.npy", _npz(), ".npz archive"),
+], ids=["garbage", "shape", "nan", "text", "pickled", "npz"])
 def test_bad_upload_shows_error(app_env, name, payload, message):
     at = _grid(app_env)
     at.radio(key="tb_source").set_value("upload a log-reward .npy")
@@ -312,6 +326,16 @@ def test_train_classifier_when_none_is_shipped(app_env):
     assert not _errors(at)
     assert "L1 to target" in _metrics(at)
     assert any("trained in this session" in c.value for c in at.caption)
+
+
+def test_train_classifier_from_compare_all(app_env):
+    at = _grid(app_env, {"bases": "circle1,circle2", "method": "compare"})
+    assert "classifier: L1 to target" not in _metrics(at)
+    at.button(key="train_clf").click().run()
+    _ok(at)
+    assert not _errors(at)
+    assert "classifier: L1 to target" in _metrics(at)
+    assert len(_spec(at)["data"]) == 5  # target + oracle, classifier, reaching, ensemble
 
 
 def test_shipped_classifier_is_used(app_env):

@@ -13,7 +13,7 @@ from helpers import random_model
 
 @pytest.fixture(scope="module")
 def models2():
-    return [random_model(8, seed=s, scale=2.0, name=f"m{s}") for s in (41, 42)]
+    return [random_model(8, seed=s, scale=1.0, name=f"m{s}") for s in (41, 42)]
 
 
 def untrained_l1(models, comp, **cfg):
@@ -26,21 +26,20 @@ def untrained_l1(models, comp, **cfg):
 def test_short_training_cuts_guided_l1(models2, mode):
     comps = [A.harmonic_mean(0.5), A.contrast(0.3)]
     before = [untrained_l1(models2, c, n_labels=2, alpha_cond=True) for c in comps]
-    steps = 200 if mode == "expected" else 300
-    net, info = train_grid_classifier(models2, ClassifierTrainConfig(steps=steps, alpha_cond=True, mode=mode,
+    net, info = train_grid_classifier(models2, ClassifierTrainConfig(steps=300, alpha_cond=True, mode=mode, alphas_per_step=4,
                                                                      trajectories_per_model=64, warmup=50, hidden=64))
     bases = prepare_bases(models2)
     after = [guided_l1(bases, net, c) for c in comps]
-    factor = 4 if mode == "expected" else 2  # stated factors (expected: no sampling noise)
+    factor = 4 if mode == "expected" else 2  # stated factors (expected: no sampling noise); measured ~8x and ~3x
     for b, a in zip(before, after):
         assert a < b / factor, (before, after)
 
 
 def test_three_model_classifier_and_marginalised_labels():
-    models = [random_model(7, seed=s, scale=2.0) for s in (51, 52, 53)]
+    models = [random_model(7, seed=s, scale=1.0) for s in (51, 52, 53)]
     comps = [A.conditioning((1, 2, 3), 3), A.conditioning((1, 2), 3), A.conditioning((2, 2), 3)]
     before = [untrained_l1(models[:3], c, n_labels=3) for c in comps]
-    net, _ = train_grid_classifier(models, ClassifierTrainConfig(steps=200, n_labels=3, warmup=50, hidden=64))
+    net, _ = train_grid_classifier(models, ClassifierTrainConfig(steps=300, n_labels=3, warmup=50, hidden=64))
     bases = prepare_bases(models)
     for comp, b in zip(comps, before):
         assert guided_l1(bases, net, comp) < b / 4

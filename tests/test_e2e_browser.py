@@ -35,7 +35,10 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def app_url(app_env):
+def app_url(tiny_zoo):
+    app_env = {"SCULPT_FAST_TRAINING": "1"}
+    if tiny_zoo is not None:
+        app_env["SCULPT_ASSETS"] = str(tiny_zoo)
     port = _free_port()
     OUT.mkdir(exist_ok=True)
     log = open(OUT / "e2e_streamlit.log", "w")

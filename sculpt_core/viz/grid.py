@@ -23,29 +23,18 @@ POINT_COLOR = "#ff4b4b"
 Panel = tuple[str, np.ndarray]
 
 
-def _grid_axes(fig: go.Figure, n: int, size: int, show_y_title_once: bool = True) -> None:
-    """Square axes over the cells ``0..size-1`` with the (z0, z1) titles, for ``n`` side-by-side panels."""
-    rng = [-0.5, size - 0.5]
-    for i in range(n):
-        suffix = "" if i == 0 else str(i + 1)
-        fig.layout[f"xaxis{suffix}"].update(title_text=X_TITLE, constrain="domain", showgrid=False, zeroline=False,
-                                            range=rng)
-        fig.layout[f"yaxis{suffix}"].update(
-            range=rng, title_text=Y_TITLE if (i == 0 or not show_y_title_once) else None,
-            scaleanchor=f"x{suffix}", constrain="domain", showgrid=False, zeroline=False,
-        )
-
-
 def _domains(n: int, gap: float = 0.04) -> list[tuple[float, float]]:
     width = (1.0 - gap * (n - 1)) / n
     return [(i * (width + gap), i * (width + gap) + width) for i in range(n)]
 
 
-def _panel_layout(titles: Sequence[str], height: int, colorbar: bool) -> go.Layout:
-    """A 1×n layout of square heatmap panels, annotated with titles (cheaper than make_subplots)."""
+def _panel_layout(titles: Sequence[str], height: int, colorbar: bool, size: int = 32) -> dict:
+    """A 1×n layout of square heatmap panels over cells ``0..size-1``, titled by annotations (a plain dict:
+    the figure is validated once when it is built, much cheaper than make_subplots + updates)."""
     n = len(titles)
     right = 0.92 if colorbar else 1.0
     doms = [(a * right, b * right) for a, b in _domains(n)]
+    rng = [-0.5, size - 0.5]
     layout: dict = {
         "height": height,
         "margin": {"l": 50, "r": 10, "t": 40, "b": 45},
@@ -57,32 +46,42 @@ def _panel_layout(titles: Sequence[str], height: int, colorbar: bool) -> go.Layo
     }
     for i, (title, dom) in enumerate(zip(titles, doms)):
         suffix = "" if i == 0 else str(i + 1)
-        layout[f"xaxis{suffix}"] = {"domain": list(dom), "anchor": f"y{suffix}"}
-        layout[f"yaxis{suffix}"] = {"domain": [0.0, 1.0], "anchor": f"x{suffix}"}
+        layout[f"xaxis{suffix}"] = {"domain": list(dom), "anchor": f"y{suffix}", "range": rng, "constrain": "domain",
+                                    "title": {"text": X_TITLE}, "showgrid": False, "zeroline": False}
+        layout[f"yaxis{suffix}"] = {"domain": [0.0, 1.0], "anchor": f"x{suffix}", "range": rng, "constrain": "domain",
+                                    "scaleanchor": f"x{suffix}", "showgrid": False, "zeroline": False,
+                                    "title": {"text": Y_TITLE if i == 0 else ""}}
         layout["annotations"].append({
             "text": title, "x": (dom[0] + dom[1]) / 2, "y": 1.0, "xref": "paper", "yref": "paper",
             "xanchor": "center", "yanchor": "bottom", "showarrow": False, "font": {"size": 12},
         })
-    return go.Layout(layout)
+    return layout
 
 
 def _heat(z: np.ndarray, i: int, name: str, coloraxis: str | None = None, colorscale: str = DIST_COLORSCALE,
-          hover_label: str = "p") -> go.Heatmap:
+          hover_label: str = "p") -> dict:
     suffix = "" if i == 0 else str(i + 1)
-    kwargs: dict = {"coloraxis": coloraxis} if coloraxis else {"colorscale": colorscale, "showscale": False}
-    return go.Heatmap(
-        z=np.asarray(z, dtype=np.float64), xaxis=f"x{suffix}", yaxis=f"y{suffix}", name=name,
-        hovertemplate=f"z0=%{{y}}, z1=%{{x}}<br>{hover_label}=%{{z:.3g}}<extra>{name}</extra>", **kwargs,
-    )
+    trace: dict = {"type": "heatmap", "z": np.asarray(z, dtype=np.float64), "xaxis": f"x{suffix}", "yaxis": f"y{suffix}",
+                   "name": name, "hovertemplate": f"z0=%{{y}}, z1=%{{x}}<br>{hover_label}=%{{z:.3g}}<extra>{name}</extra>"}
+    trace.update({"coloraxis": coloraxis} if coloraxis else {"colorscale": colorscale, "showscale": False})
+    return trace
+
+
+def _points_trace(points: np.ndarray, panel: int = 0, seed: int = 0) -> dict:
+    """Sampled cells ``[n, 2]`` (z0, z1), jittered inside their cell so density shows."""
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    jitter = np.random.default_rng(seed).uniform(-0.35, 0.35, size=pts.shape)
+    suffix = "" if panel == 0 else str(panel + 1)
+    return {"type": "scattergl", "x": pts[:, 1] + jitter[:, 1], "y": pts[:, 0] + jitter[:, 0], "mode": "markers",
+            "xaxis": f"x{suffix}", "yaxis": f"y{suffix}", "name": f"{len(pts)} samples", "hoverinfo": "skip",
+            "marker": {"size": 3, "color": POINT_COLOR, "opacity": 0.55}}
 
 
 def heatmap(p: np.ndarray, title: str, height: int = 360, colorscale: str = DIST_COLORSCALE) -> go.Figure:
     """One distribution ``p[z0, z1]`` as a heatmap with a colour bar."""
-    fig = go.Figure(layout=_panel_layout([title], height, colorbar=True))
-    fig.add_trace(_heat(p, 0, title, coloraxis="coloraxis"))
-    fig.update_layout(coloraxis={"colorscale": colorscale, "colorbar": {"title": {"text": "p"}, "thickness": 12}})
-    _grid_axes(fig, 1, np.shape(p)[0])
-    return fig
+    layout = _panel_layout([title], height, colorbar=True, size=np.shape(p)[0])
+    layout["coloraxis"] = {"colorscale": colorscale, "colorbar": {"title": {"text": "p"}, "thickness": 12}}
+    return go.Figure({"data": [_heat(p, 0, title, coloraxis="coloraxis")], "layout": layout})
 
 
 def heatmap_row(
@@ -96,29 +95,22 @@ def heatmap_row(
     """Distributions side by side (one row). ``shared_scale`` puts them on one colour axis (comparable).
 
     ``points``: optional ``[n, 2]`` sampled cells ``(z0, z1)`` drawn over panel ``points_panel``."""
-    titles = [t for t, _ in panels]
-    fig = go.Figure(layout=_panel_layout(titles, height, colorbar=shared_scale))
-    for i, (title, z) in enumerate(panels):
-        fig.add_trace(_heat(z, i, title, coloraxis="coloraxis" if shared_scale else None, colorscale=colorscale))
+    size = max((np.shape(z)[0] for _, z in panels), default=32)
+    layout = _panel_layout([t for t, _ in panels], height, colorbar=shared_scale, size=size)
+    data = [_heat(z, i, title, coloraxis="coloraxis" if shared_scale else None, colorscale=colorscale)
+            for i, (title, z) in enumerate(panels)]
     if shared_scale:
-        zmax = max(float(np.nanmax(z)) for _, z in panels) if panels else 1.0
-        fig.update_layout(coloraxis={"colorscale": colorscale, "cmin": 0.0, "cmax": zmax,
-                                     "colorbar": {"title": {"text": "p"}, "thickness": 12}})
-    _grid_axes(fig, len(panels), max((np.shape(z)[0] for _, z in panels), default=32))
+        finite = [float(np.nanmax(z)) for _, z in panels if np.isfinite(z).any()]
+        layout["coloraxis"] = {"colorscale": colorscale, "cmin": 0.0, "cmax": max(finite, default=1.0),
+                               "colorbar": {"title": {"text": "p"}, "thickness": 12}}
     if points is not None and len(points):
-        add_points(fig, points, points_panel)
-    return fig
+        data.append(_points_trace(points, points_panel))
+    return go.Figure({"data": data, "layout": layout})
 
 
 def add_points(fig: go.Figure, points: np.ndarray, panel: int = 0, seed: int = 0) -> go.Figure:
-    """Overlay sampled cells ``[n, 2]`` (z0, z1) on a panel, jittered inside their cell so density shows."""
-    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
-    jitter = np.random.default_rng(seed).uniform(-0.35, 0.35, size=pts.shape)
-    suffix = "" if panel == 0 else str(panel + 1)
-    fig.add_trace(go.Scattergl(
-        x=pts[:, 1] + jitter[:, 1], y=pts[:, 0] + jitter[:, 0], mode="markers", xaxis=f"x{suffix}", yaxis=f"y{suffix}",
-        marker={"size": 3, "color": POINT_COLOR, "opacity": 0.55}, name=f"{len(pts)} samples", hoverinfo="skip",
-    ))
+    """Overlay sampled cells ``[n, 2]`` (z0, z1) on a panel of an existing figure."""
+    fig.add_trace(_points_trace(points, panel, seed))
     return fig
 
 
@@ -142,12 +134,11 @@ def delta_figure(delta: np.ndarray, title: str = "distortion δ(x) = u_M(x) / N_
     log_delta[~np.isfinite(log_delta)] = np.nan
     finite = log_delta[np.isfinite(log_delta)]
     span = max(float(np.abs(finite).max()) if finite.size else 0.0, 1e-6)
-    fig = go.Figure(layout=_panel_layout([title], height, colorbar=True))
-    fig.add_trace(_heat(log_delta, 0, "log10 δ", coloraxis="coloraxis", hover_label="log10 δ"))
-    fig.update_layout(coloraxis={"colorscale": DELTA_COLORSCALE, "cmin": -span, "cmax": span, "cmid": 0.0,
-                                 "colorbar": {"title": {"text": "log10 δ"}, "thickness": 12}})
-    _grid_axes(fig, 1, np.shape(delta)[0])
-    return fig
+    layout = _panel_layout([title], height, colorbar=True, size=np.shape(delta)[0])
+    layout["coloraxis"] = {"colorscale": DELTA_COLORSCALE, "cmin": -span, "cmax": span, "cmid": 0.0,
+                           "colorbar": {"title": {"text": "log10 δ"}, "thickness": 12}}
+    return go.Figure({"data": [_heat(log_delta, 0, "log10 δ", coloraxis="coloraxis", hover_label="log10 δ")],
+                      "layout": layout})
 
 
 def loss_curve(steps: Sequence[int], losses: Sequence[float], l1s: Sequence[float] | None = None,

@@ -10,6 +10,13 @@ from ..rewards.grid import grid_log_reward
 from ..train.grid_trainer import GridTrainConfig, train_grid_model
 from .registry import assets_dir, read_manifest, write_manifest
 
+
+def update_manifest(section: str, key: str, entry: dict) -> None:
+    """Read-modify-write one manifest entry (builders running side by side do not overwrite each other)."""
+    manifest = read_manifest()
+    manifest[section][key] = entry
+    write_manifest(manifest)
+
 # name: (reward, temperature) — the paper's 2-distribution and 3-distribution experiments
 GRID_ZOO_SPECS: dict[str, tuple[str, float]] = {
     "symmetric_shubert": ("symmetric_shubert", 0.5),
@@ -27,7 +34,6 @@ def build_grid_zoo(
 ) -> dict[str, dict]:
     """Train the named zoo models (all by default), save them in assets/zoo/grid/, update the manifest."""
     env = GridEnv(32, 2)
-    manifest = read_manifest()
     results = {}
     for name in names or list(GRID_ZOO_SPECS):
         reward, temperature = GRID_ZOO_SPECS[name]
@@ -43,8 +49,7 @@ def build_grid_zoo(
         entry = {"file": rel, "reward": reward, "temperature": temperature, "height": 32, "loss": cfg.loss,
                  "has_flow": bool(model.meta.get("has_flow")), "steps": info["steps"], "seed": cfg.seed,
                  "l1": round(info["l1"], 6), "train_seconds": round(time.perf_counter() - start, 1)}
-        manifest["grid_models"][name] = entry
-        write_manifest(manifest)
+        update_manifest("grid_models", name, entry)
         results[name] = entry
     return results
 
@@ -77,7 +82,6 @@ def build_grid_classifiers(
     from ..train.classifier_trainer import ClassifierTrainConfig, guided_l1, save_classifier, train_grid_classifier
     from .registry import load_grid_model
 
-    manifest = read_manifest()
     results = {}
     for key in keys or list(GRID_CLASSIFIER_SPECS):
         names, alpha_cond, n_labels = GRID_CLASSIFIER_SPECS[key]
@@ -97,7 +101,6 @@ def build_grid_classifiers(
         entry = {"file": rel, "bases": names, "alpha_cond": alpha_cond, "n_labels": n_labels, "steps": steps,
                  "train_seconds": round(seconds, 1), "guided_l1": l1s, "max_guided_l1": max(l1s.values())}
         save_classifier(assets_dir() / rel, net, names, entry)
-        manifest["grid_classifiers"][key] = entry
-        write_manifest(manifest)
+        update_manifest("grid_classifiers", key, entry)
         results[key] = entry
     return results
