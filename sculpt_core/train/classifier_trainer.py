@@ -22,7 +22,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -219,7 +219,3 @@ def load_classifier(path: str | Path) -> tuple[GridClassifier, list[str], dict]:
     load_state_dict_checked(net, data["state_dict"], path)
     net.eval()
     return net, [str(b) for b in data["bases"]], dict(data.get("meta", {}))
-
-
-def describe(cfg: ClassifierTrainConfig) -> dict:
-    return asdict(cfg)

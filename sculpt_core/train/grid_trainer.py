@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Callable
 
 import torch
@@ -202,8 +202,3 @@ def _loss_on_batch(
 def _last_index(valid: torch.Tensor) -> torch.Tensor:
     """Index (into the state sequence) of the state where stop was taken, ``[B, 1]``."""
     return (valid.sum(1, keepdim=True) - 1).clamp(min=0)
-
-
-def describe(cfg: GridTrainConfig) -> dict:
-    """Config as a JSON-friendly dict."""
-    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()}
