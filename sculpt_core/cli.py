@@ -210,6 +210,26 @@ def cmd_zoo_build_classifiers(args: argparse.Namespace) -> dict:
     return build_grid_classifiers(keys, args.steps, progress_factory=lambda k, total: _progress_bar(total, f"classifier {k}"))
 
 
+# ----- mol score -----------------------------------------------------------------------------------
+def cmd_mol_score(args: argparse.Namespace) -> dict:
+    from .rewards.molecules import read_smiles_file, score_smiles, write_scores_csv
+    from .rewards.seh_proxy import seh_unavailable_reason
+
+    smiles = read_smiles_file(args.infile)
+    t0 = time.perf_counter()
+    reason = seh_unavailable_reason()
+    records = score_smiles(smiles, seh=reason is None, batch_size=args.batch_size)
+    seconds = time.perf_counter() - t0
+    write_scores_csv(args.out, records)
+    n_valid = sum(r["valid"] for r in records)
+    record = {"n": len(records), "valid": n_valid, "invalid": len(records) - n_valid,
+              "seh": "ok" if reason is None else f"unavailable: {reason}"}
+    if reason is None:
+        record["seh_unscorable"] = sum(r["valid"] and r["proxy_raw"] != r["proxy_raw"] for r in records)
+    return {**record, "seconds": round(seconds, 4), "molecules_per_s": round(len(records) / max(seconds, 1e-9), 1),
+            "out": args.out}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m sculpt_core", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="domain", required=True)
@@ -274,6 +294,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keys", default=None, help="comma-separated subset, e.g. circle1+circle2+circle3")
     p.add_argument("--steps", type=int, default=1500)
     p.set_defaults(func=cmd_zoo_build_classifiers)
+
+    mol = sub.add_parser("mol", help="molecules: sEH/SA/QED rewards").add_subparsers(dest="cmd", required=True)
+    p = mol.add_parser("score", help="score SMILES with the sEH proxy, SA and QED rewards")
+    p.add_argument("--in", dest="infile", required=True, help=".smi (one SMILES per line) or .csv with a 'smiles' column")
+    p.add_argument("--out", required=True, help="output CSV: smiles,valid,proxy_raw,seh_reward,qed,sa_score,sa_reward")
+    p.add_argument("--batch-size", type=int, default=256, help="molecules per sEH proxy forward pass")
+    p.set_defaults(func=cmd_mol_score)
     return parser
 
 
