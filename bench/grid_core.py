@@ -104,7 +104,9 @@ def main() -> None:
     }
     if not args.skip_training:
         training = {}
-        for name, (reward, temperature) in GRID_ZOO_SPECS.items():
+        for name, (reward, temperature, beta_conditioned) in GRID_ZOO_SPECS.items():
+            if beta_conditioned:
+                continue
             cfg = GridTrainConfig(steps=4000, eval_every=50, target_l1=args.target_l1)
             t0 = time.perf_counter()
             _, info = train_grid_model(grid_log_reward(env, reward), temperature, cfg, reward)

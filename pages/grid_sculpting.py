@@ -15,7 +15,6 @@ import streamlit as st
 from sculpt_core import app_state as S
 from sculpt_core.errors import SculptError
 from sculpt_core.train.classifier_trainer import train_grid_classifier
-from sculpt_core.train.grid_trainer import train_grid_model
 from sculpt_core.viz import grid as V
 
 S.ensure_app_navigation()
@@ -117,7 +116,8 @@ else:
     beta = None
     if ss.pop("g_beta_url", None) is not None:
         st.warning("URL parameter beta ignored: the chosen base models are not β-conditioned.")
-    sb.slider("β (base reward exponent, p_i ∝ R_i^β)", 0.25, 4.0, 1.0, step=0.05, disabled=True, key="g_beta_off")
+    sb.slider("β (base reward exponent, p_i ∝ R_i^β)", float(S.BETA_TRAIN_RANGE[0]), float(S.BETA_TRAIN_RANGE[1]), 1.0,
+              step=0.05, disabled=True, key="g_beta_off")
     if models:
         sb.caption(S.fixed_betas_text(models))
 
@@ -345,7 +345,8 @@ with st.expander("Train a base model", expanded=last is not None and not last.ge
         temperature = c1.number_input("Temperature T (p ∝ R^(1/T))", 0.05, 10.0, 1.0, 0.05, key="tb_T")
         steps = c2.number_input("Training steps", 10, 5000, 600, 10, key="tb_steps")
         new_name = c3.text_input("Name", key="tb_name", placeholder="automatic")
-        beta_cond = st.checkbox("β-conditioned (trained for every β in [0.25, 4], so the β slider moves live)",
+        beta_cond = st.checkbox(f"β-conditioned (trained for every β in [{S.BETA_TRAIN_RANGE[0]:g}, {S.BETA_TRAIN_RANGE[1]:g}] "
+                                "on R^(1/T), so the β slider moves live)",
                                 key="tb_beta")
         submitted = st.form_submit_button("Train", type="primary")
     if submitted:
@@ -381,7 +382,7 @@ with st.expander("Train a base model", expanded=last is not None and not last.ge
                                                               f"about {eta:.0f} s left")
                 curve.plotly_chart(V.loss_curve(*zip(*history)), width="stretch", theme=None)
 
-            model, info = train_grid_model(log_r, float(temperature), cfg, reward_name, progress=progress)
+            model, info = S.train_base_model(log_r, float(temperature), cfg, reward_name, progress=progress)
             model.name = name
             session_models[name] = {"token": S.new_token(), "model": model, "reward": reward_name}
             ss["g_pending_base"] = name

@@ -33,7 +33,8 @@ from .errors import SculptError
 from .models.grid_model import GridBaseModel
 from .rewards.grid import GRID_REWARDS, grid_log_reward, validate_log_reward
 from .train.classifier_trainer import ClassifierTrainConfig
-from .train.grid_trainer import GridTrainConfig
+from .train.grid_trainer import GridTrainConfig, train_grid_model
+from .zoo.build import GRID_BETA_RANGE
 from .zoo import registry
 
 GRID = (32, 2)
@@ -372,7 +373,7 @@ def fast_training() -> bool:
     return os.environ.get("SCULPT_FAST_TRAINING", "") not in ("", "0", "false", "False")
 
 
-BETA_TRAIN_RANGE = (0.25, 4.0)
+BETA_TRAIN_RANGE = GRID_BETA_RANGE  # the zoo's β-conditioned models cover the same range
 
 
 def base_train_config(steps: int, beta_conditioned: bool = False) -> GridTrainConfig:
@@ -381,6 +382,19 @@ def base_train_config(steps: int, beta_conditioned: bool = False) -> GridTrainCo
                                beta_range=BETA_TRAIN_RANGE if beta_conditioned else None, betas_per_step=2)
     return GridTrainConfig(steps=steps, eval_every=max(1, steps // 25),
                            beta_range=BETA_TRAIN_RANGE if beta_conditioned else None)
+
+
+def train_base_model(log_reward: torch.Tensor, temperature: float, cfg: GridTrainConfig, reward_name: str,
+                     progress=None) -> tuple[GridBaseModel, dict]:
+    """Train an in-app base model. A β-conditioned one gets T folded into its reward, like the zoo's:
+    it learns p ∝ (R^(1/T))^β, so β = 1 is the chosen temperature and β scales every base alike."""
+    if cfg.beta_range is None:
+        return train_grid_model(log_reward, temperature, cfg, reward_name, progress=progress)
+    if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0):
+        raise SculptError(f"temperature must be a positive finite number, got {temperature!r}")
+    model, info = train_grid_model(log_reward / temperature, 1.0, cfg, reward_name, progress=progress)
+    model.meta["reward_temperature"] = float(temperature)
+    return model, info
 
 
 CLASSIFIER_STEPS_DEFAULT = 200

@@ -196,7 +196,7 @@ def cmd_zoo_build_grid(args: argparse.Namespace) -> dict:
     unknown = [n for n in names or [] if n not in GRID_ZOO_SPECS]
     if unknown:
         raise SculptError(f"unknown zoo model(s) {unknown}; known: {', '.join(GRID_ZOO_SPECS)}")
-    cfg = GridTrainConfig(steps=args.steps, seed=args.seed)
+    cfg = GridTrainConfig(steps=args.steps, seed=args.seed, flow_hidden=args.flow_hidden, betas_per_step=args.betas_per_step)
     return build_grid_zoo(names, cfg, progress_factory=lambda name, total: _progress_bar(total, f"zoo {name}"))
 
 
@@ -289,6 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--names", default=None, help="comma-separated subset (default: all)")
     p.add_argument("--steps", type=int, default=4000)
     p.add_argument("--seed", type=int, default=100)
+    p.add_argument("--flow-hidden", type=int, default=128, help="width of the separate state-flow MLP (0: flow head on the policy trunk)")
+    p.add_argument("--betas-per-step", type=int, default=8, help="β values per training step (β-conditioned models)")
     p.set_defaults(func=cmd_zoo_build_grid)
     p = zoo.add_parser("build-classifiers", help="re-train the shipped grid classifiers (Algorithm A.1)")
     p.add_argument("--keys", default=None, help="comma-separated subset, e.g. circle1+circle2+circle3")
@@ -301,6 +303,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output CSV: smiles,valid,proxy_raw,seh_reward,qed,sa_score,sa_reward")
     p.add_argument("--batch-size", type=int, default=256, help="molecules per sEH proxy forward pass")
     p.set_defaults(func=cmd_mol_score)
+    from .mol_cli import register_mol_commands  # mol train / mol sample
+
+    register_mol_commands(mol)
     return parser
 
 

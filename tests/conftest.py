@@ -40,7 +40,7 @@ def build_tiny_zoo(folder: Path) -> Path:
     models = {}
     for name, (reward, temperature, cond) in specs.items():
         cfg = GridTrainConfig(steps=3, hidden=32, batch_size=16, eval_every=3, seed=len(name),
-                              beta_range=(0.25, 4.0) if cond else None, betas_per_step=2)
+                              beta_range=(0.5, 2.0) if cond else None, betas_per_step=2)
         model, info = train_grid_model(grid_log_reward(env, reward), temperature, cfg, reward)
         model.name = name
         rel = f"zoo/grid/{name}.pt"

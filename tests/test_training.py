@@ -40,7 +40,7 @@ def test_detailed_balance_learns_flows():
 
 def test_beta_conditioned_training_follows_beta():
     env = GridEnv(8, 2)
-    cfg = GridTrainConfig(steps=500, eval_every=100, batch_size=256, hidden=128, lr=3e-3, beta_range=(0.5, 2.0))
+    cfg = GridTrainConfig(steps=1000, eval_every=250, batch_size=256, hidden=128, lr=3e-3, beta_range=(0.5, 2.0))
     model, _ = train_grid_model(grid_log_reward(env, "circle2"), 1.0, cfg, "circle2")
     assert model.beta_range == (0.0, 2.0)
     gap = (model.target_log_p(0.5).exp() - model.target_log_p(2.0).exp()).abs().sum().item()

@@ -28,6 +28,7 @@ class GridPolicyConfig:
     n_hidden: int = 2
     cond_dim: int = 0
     learned_pb: bool = False
+    flow_hidden: int = 0  # > 0: log F(s) comes from its own MLP, so fitting the flow never moves the policy
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -41,6 +42,8 @@ class GridPolicyNet(nn.Module):
         self.cfg = cfg
         self.env = GridEnv(cfg.height, cfg.ndim)
         self.trunk = mlp(self.env.input_dim + cfg.cond_dim, cfg.hidden, cfg.n_hidden, 2 * cfg.ndim + 2)
+        if cfg.flow_hidden:
+            self.flow_net = mlp(self.env.input_dim + cfg.cond_dim, cfg.flow_hidden, cfg.n_hidden, 1)
         if cfg.cond_dim:
             self.log_z_net = mlp(cfg.cond_dim, 64, 1, 1)
         else:
@@ -53,7 +56,18 @@ class GridPolicyNet(nn.Module):
             if cond is None:
                 raise ValueError("this model is conditional: pass cond")
             x = torch.cat([x, cond.expand(x.shape[0], -1)], dim=-1)
-        return self.trunk(x)
+        return self.body(x)
+
+    def body(self, x: torch.Tensor) -> torch.Tensor:
+        """Outputs for already-encoded inputs (state encoding ‖ conditioning)."""
+        out = self.trunk(x)
+        if self.cfg.flow_hidden:
+            out = torch.cat([out[:, :-1], self.flow_net(x)], dim=-1)
+        return out
+
+    def flow_only(self, x: torch.Tensor) -> torch.Tensor:
+        """log F for encoded inputs, ``[B]`` (from the separate flow MLP when there is one)."""
+        return self.flow_net(x).squeeze(-1) if self.cfg.flow_hidden else self.trunk(x)[:, -1]
 
     def log_z(self, cond: torch.Tensor | None = None) -> torch.Tensor:
         """log Z (scalar, or one per conditioning row)."""

@@ -41,6 +41,7 @@ class GridTrainConfig:
     n_hidden: int = 2
     learned_pb: bool = False
     aux_flow: bool = True  # TB only: also fit the log F head (DB on the detached policy) so u = F/Z is available
+    flow_hidden: int = 0  # > 0: the flow is its own MLP of this width (refinable without moving the policy)
     seed: int = 100
     eval_every: int = 100
     target_l1: float | None = None  # stop early once exact L1 to the target is ≤ this
@@ -88,7 +89,8 @@ def train_grid_model(
     torch.manual_seed(cfg.seed)
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
     conditional = cfg.beta_range is not None
-    net_cfg = GridPolicyConfig(height, ndim, cfg.hidden, cfg.n_hidden, cfg.beta_bins if conditional else 0, cfg.learned_pb)
+    net_cfg = GridPolicyConfig(height, ndim, cfg.hidden, cfg.n_hidden, cfg.beta_bins if conditional else 0, cfg.learned_pb,
+                               cfg.flow_hidden)
     net = GridPolicyNet(net_cfg).to(device)
     env = GridEnv(height, ndim, device)
     net.env = env
@@ -132,8 +134,8 @@ def train_grid_model(
                 progress(step, {"loss": loss_value, "l1": l1, "elapsed_s": time.perf_counter() - start})
             if cfg.target_l1 is not None and l1 <= cfg.target_l1:
                 break
-    elapsed = time.perf_counter() - start
     net.eval()
+    elapsed = time.perf_counter() - start
     final_l1 = history[-1][1] if history else exact_l1(model)
     meta.update({"steps": step, "seed": cfg.seed, "final_loss": loss_value, "l1": final_l1, "train_seconds": round(elapsed, 2)})
     return model, {"l1": final_l1, "loss": loss_value, "steps": step, "seconds": elapsed, "history": history}
@@ -171,7 +173,7 @@ def _loss_on_batch(
     if net.cfg.cond_dim:
         cond = thermometer(betas, net.cfg.cond_dim, 0.0, float(cfg.beta_range[1]))  # [K, bins]
         x = torch.cat([env.encode(states).repeat(k, 1), cond.repeat_interleave(n_states, 0)], dim=1)
-        out = net.trunk(x)
+        out = net.body(x)
         log_z = net.log_z(cond)  # [K]
     else:
         out = net.raw(states)

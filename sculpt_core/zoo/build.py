@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Callable
 
 from ..envs.grid import GridEnv
 from ..rewards.grid import grid_log_reward
-from ..train.grid_trainer import GridTrainConfig, train_grid_model
+from ..train.grid_trainer import GridTrainConfig, exact_l1, train_grid_model
 from .registry import assets_dir, read_manifest, write_manifest
 
 
@@ -17,13 +18,22 @@ def update_manifest(section: str, key: str, entry: dict) -> None:
     manifest[section][key] = entry
     write_manifest(manifest)
 
-# name: (reward, temperature) — the paper's 2-distribution and 3-distribution experiments
-GRID_ZOO_SPECS: dict[str, tuple[str, float]] = {
-    "symmetric_shubert": ("symmetric_shubert", 0.5),
-    "diag_sigmoid": ("diag_sigmoid", 1.0),
-    "circle1": ("circle1", 1.0),
-    "circle2": ("circle2", 1.0),
-    "circle3": ("circle3", 1.0),
+GRID_BETA_RANGE = (0.5, 2.0)
+
+# name: (reward, temperature, β-conditioned) — the paper's 2-distribution and 3-distribution experiments.
+# A β-conditioned model learns p ∝ (R^(1/T))^β for every β in GRID_BETA_RANGE: the temperature is folded into
+# its reward, so β = 1 is the paper's setting and one β slider scales every base model alike.
+GRID_ZOO_SPECS: dict[str, tuple[str, float, bool]] = {
+    "symmetric_shubert": ("symmetric_shubert", 0.5, False),
+    "diag_sigmoid": ("diag_sigmoid", 1.0, False),
+    "circle1": ("circle1", 1.0, False),
+    "circle2": ("circle2", 1.0, False),
+    "circle3": ("circle3", 1.0, False),
+    "symmetric_shubert_beta": ("symmetric_shubert", 0.5, True),
+    "diag_sigmoid_beta": ("diag_sigmoid", 1.0, True),
+    "circle1_beta": ("circle1", 1.0, True),
+    "circle2_beta": ("circle2", 1.0, True),
+    "circle3_beta": ("circle3", 1.0, True),
 }
 
 
@@ -36,22 +46,35 @@ def build_grid_zoo(
     env = GridEnv(32, 2)
     results = {}
     for name in names or list(GRID_ZOO_SPECS):
-        reward, temperature = GRID_ZOO_SPECS[name]
+        reward, temperature, beta_conditioned = GRID_ZOO_SPECS[name]
+        log_reward = grid_log_reward(env, reward)
+        model_cfg, train_temperature = cfg, temperature
+        if beta_conditioned:
+            log_reward = log_reward / temperature
+            model_cfg, train_temperature = replace(cfg, beta_range=GRID_BETA_RANGE), 1.0
         update, close = progress_factory(name, cfg.steps) if progress_factory else (None, lambda: None)
         start = time.perf_counter()
         try:
-            model, info = train_grid_model(grid_log_reward(env, reward), temperature, cfg, reward, progress=update)
+            model, info = train_grid_model(log_reward, train_temperature, model_cfg, reward, progress=update)
         finally:
             close()
         rel = f"zoo/grid/{name}.pt"
         model.name = name
+        if beta_conditioned:
+            model.meta["reward_temperature"] = temperature  # the stored log-reward is log R / T
+            model.meta["l1_by_beta"] = {f"{b:g}": round(exact_l1(model, b), 6) for b in BETA_REPORT_POINTS}
         model.save(assets_dir() / rel)
         entry = {"file": rel, "reward": reward, "temperature": temperature, "height": 32, "loss": cfg.loss,
                  "has_flow": bool(model.meta.get("has_flow")), "steps": info["steps"], "seed": cfg.seed,
                  "l1": round(info["l1"], 6), "train_seconds": round(time.perf_counter() - start, 1)}
+        if beta_conditioned:
+            entry.update({"beta_range": list(GRID_BETA_RANGE), "l1_by_beta": model.meta["l1_by_beta"]})
         update_manifest("grid_models", name, entry)
         results[name] = entry
     return results
+
+
+BETA_REPORT_POINTS = (0.5, 0.75, 1.0, 1.5, 2.0)
 
 
 # key: (base names, alpha-conditioned, number of labels) — the paper's two classifier experiments
