@@ -323,8 +323,8 @@ if bases is not None:
     dists, targets = S.cached_base_panels(tokens, beta, bases)
     st.plotly_chart(V.bases_figure([mod.name for mod in models], dists, targets, height=300 if m > 2 else 320),
                     width="stretch", theme=None, key="fig_bases")
-    st.caption(" · ".join(f"p{i + 1} = {mod.name} (reward {mod.meta.get('reward', '?')}, "
-                          f"β = {bases.betas[i]:g}, L1 to its target {mod.meta.get('l1', float('nan')):.3g})"
+    st.caption(" · ".join(f"p{i + 1} = {mod.name} (reward {mod.meta.get('reward', '?')}, β = {bases.betas[i]:g}, "
+                          f"exact L1 to its target at this β {S.base_l1_text(dists[i], targets[i])})"
                           for i, mod in enumerate(models)))
 
 # ----- train a base model -----------------------------------------------------------------------------------

@@ -325,6 +325,11 @@ def base_panels(bases: GridBases) -> tuple[list[np.ndarray], list[np.ndarray | N
     return dists, targets
 
 
+def base_l1_text(dist: np.ndarray, target: np.ndarray | None) -> str:
+    """A base model's exact L1 to its true target, or 'unknown' when the reward is not known."""
+    return "unknown" if target is None else f"{float(np.abs(dist - target).sum()):.3g}"
+
+
 # ----- downloads ------------------------------------------------------------------------------------------
 def distribution_csv(p: np.ndarray) -> str:
     """Long-format CSV ``z0,z1,p`` (one row per cell)."""
