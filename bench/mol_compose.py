@@ -36,6 +36,7 @@ from sculpt_core.evaluate.mol_sampling import sample_molecules, sample_trajector
 def _throughput(policy, n: int, batch: int, seed: int = 1) -> dict:
     sample_molecules(policy, min(8, n), seed=seed + 100, batch_size=min(8, n))  # warm-up
     got = sample_molecules(policy, n, seed=seed, batch_size=batch)
+    print(f"{type(policy).__name__} batch {batch}: {got.molecules_per_s:.1f} mol/s", file=sys.stderr, flush=True)
     return {"mol_per_s": round(got.molecules_per_s, 1), "n": len(got.smiles), "seconds": round(got.seconds, 2),
             "invalid": got.n_invalid, "unique": len(set(got.smiles))}
 

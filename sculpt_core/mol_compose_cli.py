@@ -111,7 +111,8 @@ def cmd_mol_train_classifier(args: argparse.Namespace) -> dict[str, Any]:
     models = [load_mol_model(n) for n in names]
     cfg = MolClassifierTrainConfig(steps=args.steps, trajectories_per_model=args.batch_size, n_labels=labels,
                                    alpha_cond=args.alpha_cond, hidden=args.hidden, n_layers=args.layers,
-                                   action_head=not args.no_action_head, seed=args.seed, lr=args.lr,
+                                   action_head=not args.no_action_head, distill_actions=args.distill_actions,
+                                   seed=args.seed, lr=args.lr,
                                    warmup=max(1, min(args.warmup, args.steps)),
                                    eval_every=max(1, args.steps // 20), time_limit_s=args.time_limit,
                                    device=args.device)
@@ -122,6 +123,7 @@ def cmd_mol_train_classifier(args: argparse.Namespace) -> dict[str, Any]:
         close()
     base_names = [m.name for m in models]
     meta = {"bases": base_names, "beta": float(args.beta), "alpha_cond": bool(args.alpha_cond), "n_labels": labels,
+            "action_head": not args.no_action_head, "distill_actions": args.distill_actions,
             "steps": info["steps"], "seconds": round(info["seconds"], 1),
             "sample_seconds": round(info["sample_seconds"], 1), "device": info["device"],
             "torch_threads": info["torch_threads"], "trajectories_sampled": info["trajectories_sampled"],
@@ -148,6 +150,8 @@ def register_train_classifier(mol: argparse._SubParsersAction) -> None:
     p.add_argument("--hidden", type=int, default=64)
     p.add_argument("--layers", type=int, default=3)
     p.add_argument("--no-action-head", action="store_true", help="no fast action head (exact successor scoring only)")
+    p.add_argument("--distill-actions", type=int, default=2,
+                   help="moves per state on which the action head is distilled from the state head (0: off)")
     p.add_argument("--seed", type=int, default=100)
     p.add_argument("--time-limit", type=float, default=None, help="stop after this many seconds")
     p.add_argument("--device", default=None, help="torch device (default: CUDA if available)")

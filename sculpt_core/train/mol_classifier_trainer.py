@@ -68,7 +68,7 @@ class MolClassifierTrainConfig:
     action_head: bool = True
     action_rank: int = 16
     action_weight: float = 1.0
-    distill_actions: int = 0  # k moves per sampled non-terminal state distilled from the state head (0: off)
+    distill_actions: int = 2  # k moves per sampled non-terminal state distilled from the state head (0: off)
     distill_states: int = 128
     distill_weight: float = 1.0
     distill_uniform: float = 0.2
