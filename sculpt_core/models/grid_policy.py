@@ -28,7 +28,7 @@ class GridPolicyConfig:
     n_hidden: int = 2
     cond_dim: int = 0
     learned_pb: bool = False
-    flow_hidden: int = 0  # > 0: log F(s) comes from its own MLP, so fitting the flow never moves the policy
+    flow_hidden: int = 0  # > 0: log F(s) comes from its own MLP, so training the flow never moves the policy
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -64,10 +64,6 @@ class GridPolicyNet(nn.Module):
         if self.cfg.flow_hidden:
             out = torch.cat([out[:, :-1], self.flow_net(x)], dim=-1)
         return out
-
-    def flow_only(self, x: torch.Tensor) -> torch.Tensor:
-        """log F for encoded inputs, ``[B]`` (from the separate flow MLP when there is one)."""
-        return self.flow_net(x).squeeze(-1) if self.cfg.flow_hidden else self.trunk(x)[:, -1]
 
     def log_z(self, cond: torch.Tensor | None = None) -> torch.Tensor:
         """log Z (scalar, or one per conditioning row)."""

@@ -41,7 +41,7 @@ class GridTrainConfig:
     n_hidden: int = 2
     learned_pb: bool = False
     aux_flow: bool = True  # TB only: also fit the log F head (DB on the detached policy) so u = F/Z is available
-    flow_hidden: int = 0  # > 0: the flow is its own MLP of this width (refinable without moving the policy)
+    flow_hidden: int = 0  # > 0: the flow is its own MLP of this width, so its loss never moves the policy
     seed: int = 100
     eval_every: int = 100
     target_l1: float | None = None  # stop early once exact L1 to the target is ≤ this
@@ -100,6 +100,8 @@ def train_grid_model(
     head_params = [p for n, p in net.named_parameters() if not n.startswith("log_z")]
     z_params = [p for n, p in net.named_parameters() if n.startswith("log_z")]
     opt = torch.optim.Adam([{"params": head_params, "lr": cfg.lr}, {"params": z_params, "lr": cfg.lr_log_z}])
+    flow_params = [p for n, p in net.named_parameters() if n.startswith("flow_net.")]
+    clip_groups = [[p for n, p in net.named_parameters() if not n.startswith("flow_net.")]] + ([flow_params] if flow_params else [])
     schedule = lambda step: cfg.lr_final_fraction + (1 - cfg.lr_final_fraction) * 0.5 * (1 + math.cos(math.pi * step / cfg.steps))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, [schedule, schedule])
 
@@ -121,7 +123,8 @@ def train_grid_model(
         loss = _loss_on_batch(net, env, states, flat_log_r, betas, cfg, gen)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 10.0)
+        for group in clip_groups:  # a separate flow MLP is clipped on its own, so it cannot rescale policy steps
+            torch.nn.utils.clip_grad_norm_(group, 10.0)
         opt.step()
         sched.step()
         loss_value = float(loss.detach())
@@ -134,8 +137,8 @@ def train_grid_model(
                 progress(step, {"loss": loss_value, "l1": l1, "elapsed_s": time.perf_counter() - start})
             if cfg.target_l1 is not None and l1 <= cfg.target_l1:
                 break
-    net.eval()
     elapsed = time.perf_counter() - start
+    net.eval()
     final_l1 = history[-1][1] if history else exact_l1(model)
     meta.update({"steps": step, "seed": cfg.seed, "final_loss": loss_value, "l1": final_l1, "train_seconds": round(elapsed, 2)})
     return model, {"l1": final_l1, "loss": loss_value, "steps": step, "seconds": elapsed, "history": history}
