@@ -19,3 +19,26 @@ def random_model(height: int = 8, seed: int = 0, scale: float = 3.0, name: str |
             p.mul_(scale)
     net.eval()
     return GridBaseModel(net, {"reward": "random", "temperature": 1.0, "has_flow": True}, log_reward, name or f"rand{seed}")
+
+
+def relabel_tree(state, rng):
+    """The same fragment tree renumbered from a random root in random breadth-first order (stems follow their
+    ends); returns (state, new id of each old node)."""
+    from sculpt_core.envs.fragments import FragState
+
+    adj: dict[int, list[tuple[int, int, int]]] = {i: [] for i in range(state.n_nodes)}
+    for u, v, su, sv in state.edges:
+        adj[u].append((v, su, sv))
+        adj[v].append((u, sv, su))
+    root = rng.randrange(state.n_nodes)
+    order, new_id, edges, queue = [root], {root: 0}, [], [root]
+    while queue:
+        x = queue.pop(0)
+        nbrs = [t for t in adj[x] if t[0] not in new_id]
+        rng.shuffle(nbrs)
+        for y, s_x, s_y in nbrs:
+            new_id[y] = len(order)
+            order.append(y)
+            edges.append((new_id[x], new_id[y], s_x, s_y))
+            queue.append(y)
+    return FragState(tuple(state.frags[i] for i in order), tuple(edges)), [new_id[i] for i in range(state.n_nodes)]

@@ -17,6 +17,7 @@ from sculpt_core.envs.fragments import (  # noqa: E402
     ADD_NODE, SET_EDGE_ATTR, STOP, FragmentEnv, FragState, canonical_key, enumerate_states,
     has_trivial_automorphisms, scatter_logits)
 from sculpt_core.errors import SculptError  # noqa: E402
+from helpers import relabel_tree
 
 try:
     FRAGMENTS_TSV = resolve_fragments_path()
@@ -312,27 +313,6 @@ def test_exact_class_distribution_matches_sampling(lib):
     assert tv < 0.03, tv  # sampling noise alone gives about 0.013 here
 
 
-def _relabel(state: FragState, rng: random.Random) -> FragState:
-    """The same tree renumbered by a random root and random breadth-first order (stems follow their ends)."""
-    n = state.n_nodes
-    adj: dict[int, list[tuple[int, int, int]]] = {i: [] for i in range(n)}
-    for u, v, su, sv in state.edges:
-        adj[u].append((v, su, sv))
-        adj[v].append((u, sv, su))
-    root = rng.randrange(n)
-    order, new_id, edges, queue = [root], {root: 0}, [], [root]
-    while queue:
-        x = queue.pop(0)
-        nbrs = [t for t in adj[x] if t[0] not in new_id]
-        rng.shuffle(nbrs)
-        for y, s_x, s_y in nbrs:
-            new_id[y] = len(order)
-            order.append(y)
-            edges.append((new_id[x], new_id[y], s_x, s_y))
-            queue.append(y)
-    return FragState(tuple(state.frags[i] for i in order), tuple(edges))
-
-
 def test_canonical_key_is_invariant_under_renumbering(env):
     rng = random.Random(3)
     gen = torch.Generator().manual_seed(3)
@@ -343,7 +323,7 @@ def test_canonical_key_is_invariant_under_renumbering(env):
         mask[~mask.any(1), -1] = True
         states = env.step(states, torch.multinomial(mask.double(), 1, generator=gen).squeeze(1))
     for s in states:
-        t = _relabel(s, rng)
+        t = relabel_tree(s, rng)[0]
         env.check_state(t)
         assert canonical_key(t) == canonical_key(s)
         assert env.n_parents([t]).item() == env.n_parents([s]).item()

@@ -18,6 +18,7 @@ from sculpt_core.errors import SculptError  # noqa: E402
 from sculpt_core.evaluate.mol_sampling import sample_molecules, sample_trajectories  # noqa: E402
 from sculpt_core.models.mol_model import MolBaseModel  # noqa: E402
 from sculpt_core.train.mol_trainer import MolTrainConfig, log_rewards, train_mol_model  # noqa: E402
+from helpers import relabel_tree
 
 try:
     resolve_fragments_path()
@@ -111,32 +112,12 @@ def test_sampling_respects_masks_and_records_trajectories(env, model):
     assert again.smiles == got.smiles  # seeded
 
 
-def _relabel(state: FragState, rng: random.Random) -> tuple[FragState, list[int]]:
-    """The same tree renumbered from a random root in random BFS order; returns (state, new id of each node)."""
-    adj: dict[int, list[tuple[int, int, int]]] = {i: [] for i in range(state.n_nodes)}
-    for u, v, su, sv in state.edges:
-        adj[u].append((v, su, sv))
-        adj[v].append((u, sv, su))
-    root = rng.randrange(state.n_nodes)
-    order, new_id, edges, queue = [root], {root: 0}, [], [root]
-    while queue:
-        x = queue.pop(0)
-        nbrs = [t for t in adj[x] if t[0] not in new_id]
-        rng.shuffle(nbrs)
-        for y, s_x, s_y in nbrs:
-            new_id[y] = len(order)
-            order.append(y)
-            edges.append((new_id[x], new_id[y], s_x, s_y))
-            queue.append(y)
-    return FragState(tuple(state.frags[i] for i in order), tuple(edges)), [new_id[i] for i in range(state.n_nodes)]
-
-
 def test_policy_is_invariant_to_node_numbering(env, model):
     rng = random.Random(7)
     F, n_add = env.n_frags, env.layout.n_add
     states = [s for s in _random_states(env, 60, 12, 5) if s.n_nodes >= 3][:25]
     assert len(states) >= 10
-    pairs = [(s, *_relabel(s, rng)) for s in states]
+    pairs = [(s, *relabel_tree(s, rng)) for s in states]
     assert any(t != s for s, t, _ in pairs)
     with torch.no_grad():
         a, fa = model.log_pf_and_flow([p[0] for p in pairs], 40.0)

@@ -370,23 +370,10 @@ def load_mol_classifier(path: str | Path, device: torch.device | str | None = No
 
 def resolve_mol_classifier(name_or_path: str) -> Path:
     """A manifest name (section ``mol_classifiers``) or a checkpoint path → the file (SculptError if neither)."""
-    from ..zoo.registry import assets_dir, read_manifest
+    from ..zoo.registry import resolve_checkpoint
 
-    entries = read_manifest().get(MANIFEST_SECTION, {})
-    if isinstance(entries, dict) and name_or_path in entries:
-        entry = entries[name_or_path]
-        if not isinstance(entry, dict) or "file" not in entry:
-            raise SculptError(f"manifest entry {name_or_path!r} in {MANIFEST_SECTION!r} has no 'file'")
-        path = assets_dir() / entry["file"]
-        if not path.is_file():
-            raise SculptError(f"molecule classifier {name_or_path!r} is listed in the manifest but {path} is missing")
-        return path
-    path = Path(name_or_path)
-    if path.is_file():
-        return path
-    known = ", ".join(entries) if isinstance(entries, dict) and entries else "(none shipped yet)"
-    raise SculptError(f"molecule classifier {name_or_path!r} not found (no such file; shipped: {known}); train one with "
-                      "`python -m sculpt_core mol train-classifier --bases A,B --out clf.pt`")
+    return resolve_checkpoint(name_or_path, MANIFEST_SECTION, "molecule classifier",
+                              "train one with `python -m sculpt_core mol train-classifier --bases A,B --out clf.pt`")
 
 
 def find_mol_classifier(base_names: Sequence[str]) -> Path | None:

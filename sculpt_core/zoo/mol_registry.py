@@ -12,7 +12,7 @@ from typing import Any
 
 from ..errors import SculptError
 from ..models.mol_model import MolBaseModel
-from .registry import assets_dir, read_manifest
+from .registry import read_manifest, resolve_checkpoint
 
 SECTION = "mol_models"
 
@@ -32,22 +32,7 @@ def mol_model_names() -> list[str]:
 
 def resolve_mol_model_path(name_or_path: str) -> Path:
     """A zoo name or a checkpoint path → the checkpoint file (SculptError if neither)."""
-    entries = mol_model_entries()
-    if name_or_path in entries:
-        entry = entries[name_or_path]
-        if not isinstance(entry, dict) or "file" not in entry:
-            raise SculptError(f"manifest entry {name_or_path!r} in {SECTION!r} has no 'file'")
-        path = assets_dir() / entry["file"]
-        if not path.is_file():
-            raise SculptError(f"molecule model {name_or_path!r} is listed in the manifest but {path} is missing")
-        return path
-    candidate = Path(name_or_path)
-    if candidate.suffix in (".pt", ".pth") or candidate.exists():
-        if not candidate.is_file():
-            raise SculptError(f"checkpoint not found: {candidate}")
-        return candidate
-    available = ", ".join(entries) or "(none shipped yet)"
-    raise SculptError(f"unknown molecule model {name_or_path!r}; zoo models: {available}; or pass a .pt checkpoint path")
+    return resolve_checkpoint(name_or_path, SECTION, "molecule model")
 
 
 def load_mol_model(name_or_path: str) -> MolBaseModel:

@@ -53,16 +53,30 @@ def grid_model_names() -> list[str]:
 
 def resolve_grid_model_path(name_or_path: str) -> Path:
     """A zoo name or a path to a checkpoint file → the checkpoint path (clear error otherwise)."""
-    entries = read_manifest()["grid_models"]
+    return resolve_checkpoint(name_or_path, "grid_models", "grid model")
+
+
+def resolve_checkpoint(name_or_path: str, section: str, what: str, hint: str = "or pass a .pt checkpoint path") -> Path:
+    """A name listed in manifest ``section`` or a checkpoint path → the file; a clear SculptError otherwise.
+
+    Shared by every kind of shipped file (grid and molecule models, classifiers)."""
+    entries = read_manifest().get(section, {})
+    entries = entries if isinstance(entries, dict) else {}
     if name_or_path in entries:
-        return assets_dir() / entries[name_or_path]["file"]
+        entry = entries[name_or_path]
+        if not isinstance(entry, dict) or "file" not in entry:
+            raise SculptError(f"manifest entry {name_or_path!r} in {section!r} has no 'file'")
+        path = assets_dir() / entry["file"]
+        if not path.is_file():
+            raise SculptError(f"{what} {name_or_path!r} is listed in the manifest but {path} is missing")
+        return path
     candidate = Path(name_or_path)
     if candidate.suffix in (".pt", ".pth") or candidate.exists():
         if not candidate.is_file():
             raise SculptError(f"checkpoint not found: {candidate}")
         return candidate
-    available = ", ".join(entries) or "(none shipped)"
-    raise SculptError(f"unknown grid model {name_or_path!r}; zoo models: {available}; or pass a .pt checkpoint path")
+    available = ", ".join(entries) or "(none shipped yet)"
+    raise SculptError(f"unknown {what} {name_or_path!r}; zoo: {available}; {hint}")
 
 
 def load_grid_model(name_or_path: str) -> GridBaseModel:
