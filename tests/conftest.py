@@ -2,7 +2,8 @@
 
 The app tests run against ``tiny_zoo``: the paper's zoo names trained for a few steps, two β-conditioned
 models and one classifier, in a temporary assets folder (``SCULPT_ASSETS``). Set ``SCULPT_TEST_REAL_ZOO=1``
-to run them against the shipped ``assets/`` instead. In-app training is made tiny by ``SCULPT_FAST_TRAINING``.
+to run them against the shipped ``assets/`` instead (tests that assert the tiny zoo's exact contents skip
+then). In-app training is made tiny by ``SCULPT_FAST_TRAINING``.
 """
 
 from __future__ import annotations
@@ -64,6 +65,14 @@ def tiny_zoo(tmp_path_factory) -> Path | None:
     if os.environ.get("SCULPT_TEST_REAL_ZOO") == "1":
         return None
     return build_tiny_zoo(tmp_path_factory.mktemp("tiny_zoo"))
+
+
+@pytest.fixture
+def tiny_zoo_contents(tiny_zoo) -> None:
+    """For tests that assert the tiny zoo's exact contents (model count, names, which classifier is missing):
+    skipped under SCULPT_TEST_REAL_ZOO=1, where the shipped zoo has other contents."""
+    if tiny_zoo is None:
+        pytest.skip("asserts the tiny zoo's contents; SCULPT_TEST_REAL_ZOO=1 uses the shipped zoo")
 
 
 @pytest.fixture

@@ -76,7 +76,7 @@ def _npz() -> bytes:
 
 
 # ----- pages run --------------------------------------------------------------------------------------------
-def test_home_page_runs(app_env):
+def test_home_page_runs(tiny_zoo_contents, app_env):
     at = _home(app_env)
     _ok(at)
     assert not _errors(at)
@@ -187,7 +187,7 @@ def test_points_slider_overlays_samples(app_env):
     assert at.query_params["points"] == "1000"
 
 
-def test_beta_slider_only_for_beta_conditioned_models(app_env):
+def test_beta_slider_only_for_beta_conditioned_models(tiny_zoo_contents, app_env):
     at = _grid(app_env)
     assert at.slider(key="g_beta_off").disabled
     assert any("not β-conditioned" in c.value.replace("Not β", "not β") for c in at.sidebar.caption)
@@ -242,7 +242,7 @@ def test_bad_weights_show_error(app_env, weights, message):
     assert any(message in e for e in _errors(at)), _errors(at)
 
 
-def test_missing_classifier_is_explained(app_env):
+def test_missing_classifier_is_explained(tiny_zoo_contents, app_env):
     at = _grid(app_env)
     at.multiselect(key="g_bases").set_value(["circle1", "circle2"]).run()
     at.radio(key="g_method").set_value("classifier").run()
@@ -316,7 +316,7 @@ def test_train_uploaded_beta_conditioned_model(app_env):
     assert not at.slider(key="g_beta").disabled
 
 
-def test_train_classifier_when_none_is_shipped(app_env):
+def test_train_classifier_when_none_is_shipped(tiny_zoo_contents, app_env):
     at = _grid(app_env)
     at.multiselect(key="g_bases").set_value(["circle1", "circle2"]).run()
     at.radio(key="g_method").set_value("classifier").run()
@@ -328,7 +328,7 @@ def test_train_classifier_when_none_is_shipped(app_env):
     assert any("trained in this session" in c.value for c in at.caption)
 
 
-def test_train_classifier_from_compare_all(app_env):
+def test_train_classifier_from_compare_all(tiny_zoo_contents, app_env):
     at = _grid(app_env, {"bases": "circle1,circle2", "method": "compare"})
     assert "classifier: L1 to target" not in _metrics(at)
     at.button(key="train_clf").click().run()
