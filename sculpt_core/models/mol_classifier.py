@@ -1,6 +1,6 @@
 """The label classifier of classifier guidance on fragment molecules (METHOD D.6), in plain PyTorch.
 
-Trunk: the message-passing layer of the base policy (:class:`~sculpt_core.models.mol_policy._Layer`, virtual
+Trunk: the message-passing layer of the base policy (:class:`~sculpt_core.models.mol_policy.MessagePassingLayer`, virtual
 node per graph), width ~64, 3 layers. The virtual node starts from the graph conditioning
 ``[logit α · (1 − terminal), terminal]`` (trap G.6: a terminal graph sees α-cond 0; the flag lets one trunk
 serve both roles). Graph embedding = ``[mean-pool(nodes) ‖ virtual node]``.
@@ -35,7 +35,7 @@ from ..envs.fragment_library import MAX_STEMS
 from ..envs.fragments import EDGE_COLS, FragGraphBatch, FragmentEnv, FragState, scatter_logits
 from ..errors import SculptError
 from .mlp import mlp
-from .mol_policy import _Layer
+from .mol_policy import MessagePassingLayer
 
 #: Maps a joint ``[R, m, ..., m]`` (n label axes) to one log-value per row ``[R]`` (e.g. the observed labels).
 Reducer = Callable[[torch.Tensor], torch.Tensor]
@@ -105,7 +105,7 @@ class MolClassifier(nn.Module):
         self.stem_src = nn.Embedding(MAX_STEMS + 1, h)
         self.stem_dst = nn.Embedding(MAX_STEMS + 1, h)
         self.cond2h = mlp(2, h, 1, h)
-        self.layers = nn.ModuleList(_Layer(h) for _ in range(cfg.n_layers))
+        self.layers = nn.ModuleList(MessagePassingLayer(h) for _ in range(cfg.n_layers))
         self.nonterminal_head = nn.Linear(2 * h + 1, K - 1)
         self.terminal_head = nn.Linear(2 * h, m - 1)
         if cfg.action_head:

@@ -74,7 +74,7 @@ class MolPolicyOutput:
     log_flow: torch.Tensor  # [B] (already includes the log Z(cond) offset, see MolPolicyNet.forward)
 
 
-class _Layer(nn.Module):
+class MessagePassingLayer(nn.Module):
     """One message-passing round with the virtual node (pre-activation residual blocks, LayerNorm after)."""
 
     def __init__(self, h: int) -> None:
@@ -107,7 +107,7 @@ class MolPolicyNet(nn.Module):
         self.stem_src = nn.Embedding(MAX_STEMS + 1, h)
         self.stem_dst = nn.Embedding(MAX_STEMS + 1, h)
         self.cond2h = mlp(cfg.cond_bins, h, 1, h)
-        self.layers = nn.ModuleList(_Layer(h) for _ in range(cfg.n_layers))
+        self.layers = nn.ModuleList(MessagePassingLayer(h) for _ in range(cfg.n_layers))
         self.stop_head = mlp(2 * h, h, 1, 1)
         self.add_head = mlp(2 * h, h, 1, F)
         self.edge_head = mlp(4 * h, h, 1, MAX_STEMS)
@@ -162,4 +162,4 @@ class MolPolicyNet(nn.Module):
         return torch.log_softmax(logits, dim=-1)
 
 
-__all__ = ["MolPolicyConfig", "MolPolicyNet", "MolPolicyOutput"]
+__all__ = ["MessagePassingLayer", "MolPolicyConfig", "MolPolicyNet", "MolPolicyOutput"]
