@@ -145,36 +145,20 @@ class ReachingPolicy:
 
 
 class MolTrajectoryProductPolicy(TrajectoryProductPolicy):
-    """:class:`TrajectoryProductPolicy` on fragment graphs ("DB F"): states are lists, a step is a move iff its
-    action is not Stop, and the per-model log p_F computed for :meth:`log_probs` is reused by :meth:`advance`
-    (one forward pass per model and step instead of two)."""
+    """:class:`TrajectoryProductPolicy` on fragment graphs ("DB F"): states are lists of graphs, the base
+    policies are renormalised over valid actions, and a step is a move iff its action is not Stop."""
 
     def __init__(self, composition: Composition, forward_fns: list, backward_fns: list, log_z: torch.Tensor | None,
                  env: FragmentEnv) -> None:
         super().__init__(composition, forward_fns, backward_fns, log_z)
         self.env = env
-        self._cached: tuple[Sequence[FragState], torch.Tensor] | None = None
 
-    def _per_model(self, states: Sequence[FragState]) -> torch.Tensor:
-        if self._cached is not None and self._cached[0] is states:
-            return self._cached[1]
-        out = torch.stack([_renorm(f(states)) for f in self.forward_fns])
-        self._cached = (states, out)
-        return out
+    def forward_log_probs(self, states: Sequence[FragState]) -> torch.Tensor:
+        return torch.stack([_renorm(f(states)).cpu() for f in self.forward_fns])
 
-    def log_probs(self, states: Sequence[FragState], carry: torch.Tensor) -> torch.Tensor:
-        return reaching_log_policy(self.composition, self._per_model(states), carry.T.cpu(), self.log_z)[0]
-
-    def advance(self, carry: torch.Tensor, states: Sequence[FragState], actions: torch.Tensor,
-                next_states: Sequence[FragState]) -> torch.Tensor:
-        log_pf = self._per_model(states)
-        self._cached = None
-        acts = actions.reshape(-1).cpu()
-        step_pf = log_pf.gather(2, acts.view(1, -1, 1).expand(log_pf.shape[0], -1, 1)).squeeze(-1)  # [m, B]
-        step_pb = torch.stack([b(states, acts, next_states).double().cpu() for b in self.backward_fns])
-        moved = (acts != self.env.stop_action).unsqueeze(0)
-        delta = torch.where(moved, step_pf - step_pb, torch.zeros_like(step_pf))  # ⊤: no u update (trap G.10)
-        return carry + delta.T.to(carry.device)
+    def moved(self, states: Sequence[FragState], actions: torch.Tensor, next_states: Sequence[FragState]
+              ) -> torch.Tensor:
+        return actions.reshape(-1).cpu() != self.env.stop_action
 
 
 def trajectory_policy(bases: MolBases, composition: Composition) -> MolTrajectoryProductPolicy:

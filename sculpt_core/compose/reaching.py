@@ -14,7 +14,7 @@ u_i comes from (a) the exact DP (enumerable envs), (b) a learned state flow, log
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
@@ -53,26 +53,45 @@ class TrajectoryProductPolicy:
 
     ``forward_fns[i](states)`` gives model i's masked log p_F ``[B, A]``; ``backward_fns[i](states, actions,
     next_states)`` its log p_B(s|s') ``[B]`` (its own training backward policy). The carry is log u ``[B, m]``.
+    States are whatever the forward functions take (a tensor batch on the grid, a list of graphs on molecules);
+    :meth:`moved` says which transitions are moves (Stop leaves u unchanged, trap G.10). The per-model log p_F
+    computed for :meth:`log_probs` is reused by :meth:`advance` on the same batch (one forward pass per step).
     """
 
     composition: Composition
     forward_fns: list[ForwardFn]
     backward_fns: list[BackwardFn]
     log_z: torch.Tensor | None = None
+    _cached: tuple | None = field(default=None, init=False, repr=False)
 
     def start(self, n: int) -> torch.Tensor:
         return torch.zeros(n, len(self.forward_fns), dtype=torch.float64)
 
-    def _per_model(self, states: torch.Tensor) -> torch.Tensor:
+    def forward_log_probs(self, states) -> torch.Tensor:
+        """Every model's log p_F on ``states`` ``[m, B, A]`` (float64)."""
         return torch.stack([f(states).double() for f in self.forward_fns])
 
-    def log_probs(self, states: torch.Tensor, carry: torch.Tensor) -> torch.Tensor:
-        return reaching_log_policy(self.composition, self._per_model(states), carry.T.to(states.device), self.log_z)[0]
+    def moved(self, states, actions: torch.Tensor, next_states) -> torch.Tensor:
+        """``[B]`` bool: the transition changed the state (tensor states: any coordinate differs)."""
+        return (next_states != states).any(-1) if next_states.dim() > 1 else next_states != states
 
-    def advance(self, carry: torch.Tensor, states: torch.Tensor, actions: torch.Tensor, next_states: torch.Tensor) -> torch.Tensor:
+    def _per_model(self, states) -> torch.Tensor:
+        if self._cached is not None and self._cached[0] is states:
+            return self._cached[1]
+        out = self.forward_log_probs(states)
+        self._cached = (states, out)
+        return out
+
+    def log_probs(self, states, carry: torch.Tensor) -> torch.Tensor:
+        log_pf = self._per_model(states)
+        return reaching_log_policy(self.composition, log_pf, carry.T.to(log_pf.device), self.log_z)[0]
+
+    def advance(self, carry: torch.Tensor, states, actions: torch.Tensor, next_states) -> torch.Tensor:
         log_pf = self._per_model(states)  # [m, B, A]
-        step_pf = log_pf.gather(2, actions.view(1, -1, 1).expand(log_pf.shape[0], -1, 1)).squeeze(-1)  # [m, B]
-        step_pb = torch.stack([b(states, actions, next_states).double() for b in self.backward_fns])
-        moved = (next_states != states).any(-1) if next_states.dim() > 1 else next_states != states
-        delta = torch.where(moved.unsqueeze(0), step_pf - step_pb, torch.zeros_like(step_pf))
+        self._cached = None
+        acts = actions.reshape(-1).to(log_pf.device)
+        step_pf = log_pf.gather(2, acts.view(1, -1, 1).expand(log_pf.shape[0], -1, 1)).squeeze(-1)  # [m, B]
+        step_pb = torch.stack([b(states, actions, next_states).double().to(log_pf.device) for b in self.backward_fns])
+        moved = self.moved(states, actions, next_states).reshape(1, -1).to(log_pf.device)
+        delta = torch.where(moved, step_pf - step_pb, torch.zeros_like(step_pf))
         return carry + delta.T.to(carry.device)
