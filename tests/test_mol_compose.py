@@ -419,3 +419,53 @@ def test_cli_train_classifier_and_composed_sampling(env, tmp_path, capsys):
         assert code == 2 and err.startswith("error:") and message in err, (extra, err)
     code, out, err = _cli(["mol", "train-classifier", "--bases", paths[0], "--steps", "2", "--out", str(clf)], capsys)
     assert code == 2 and "at least two" in err
+
+
+# ----- (vi) the Table 1 experiment runner -------------------------------------------------------------------------------
+def _toy_rewards(smiles: list[str]) -> "np.ndarray":
+    """Three molecule-dependent 'rewards' that split the tiny space into every Table 1 bin."""
+    import numpy as np
+    from rdkit import Chem
+
+    rows = []
+    for s in smiles:
+        mol = Chem.MolFromSmiles(s)
+        heavy = mol.GetNumHeavyAtoms()
+        n_atoms = sum(a.GetSymbol() == "N" for a in mol.GetAtoms())
+        double = any(b.GetBondTypeAsDouble() == 2.0 for b in mol.GetBonds())
+        rows.append([heavy / 8.0, 1.0 if double else 0.0, n_atoms / 4.0])
+    return np.array(rows, dtype=np.float64)
+
+
+def test_table1_runner_bins_match_the_exact_composition(env, dp, tables, bases3):
+    """run_table1 with the exact classifier: each row's sampled bins agree with the exact target's bins (4σ)."""
+    import numpy as np
+
+    from sculpt_core.evaluate.mol_table1 import TABLE1_ROWS, run_table1
+    from sculpt_core.evaluate.molecules import TABLE1_THRESHOLDS
+
+    clf = ExactClassifier(dp, tables[3], n_labels=3, kind="chain")
+    n = 600
+    got = run_table1(bases3, n, "classifier", clf, rows=("p_sa", "d", "e"), batch_size=200, score=_toy_rewards)
+    stop_ok = dp.space.can_stop
+    classes = [k for k in range(len(dp.states)) if bool(stop_ok[k])]
+    smiles = [env.to_smiles(dp.states[k]) for k in classes]
+    high = _toy_rewards(smiles) >= np.array(TABLE1_THRESHOLDS)
+    codes = high @ np.array([4, 2, 1])  # bin index in the paper's order (first objective slowest)
+    for key in ("p_sa", "d", "e"):
+        row = TABLE1_ROWS[key]
+        if row.base is not None:
+            p = _terminal(dp, tables[3][row.base])
+        else:
+            p = space_log_target(dp, tables[3], row.composition(3), bases3.log_z).exp()
+        exact = np.bincount(codes, weights=p[classes].numpy(), minlength=8)
+        counts = np.array(got["rows"][key]["table1_percent"])  # integer percents: compare fractions instead
+        frac_all = got["rows"][key]["fraction_all_high"]
+        assert abs(frac_all - exact[7]) <= 4 * math.sqrt(exact[7] * (1 - exact[7]) / n) + 1e-9, key
+        assert abs(counts.sum() - 100) == 0 and len(got["samples"][key]) == n
+        high_frac = got["rows"][key]["high_frac"]
+        for j, name in enumerate(("seh", "sa", "qed")):
+            q = float(p[classes].numpy() @ high[:, j])
+            assert abs(high_frac[name] - q) <= 4 * math.sqrt(q * (1 - q) / n) + 1e-3, (key, name)
+    with pytest.raises(SculptError, match="unknown Table 1 rows"):
+        run_table1(bases3, 4, rows=("z",), score=_toy_rewards)
