@@ -47,6 +47,12 @@ def load_classifier_for(models: list, beta: float, name_or_path: str | None):
     if len(clf_bases) != len(models):
         raise SculptError(f"{path} was trained for {len(clf_bases)} base models ({','.join(clf_bases)}), "
                           f"{len(models)} given")
+    stale = [f"{m.name} (classifier trained on {clf_name})" for m, clf_name, fp in
+             zip(models, clf_bases, meta.get("base_fingerprints") or [None] * len(models))
+             if fp is not None and fp != m.fingerprint()]
+    if stale:
+        raise SculptError(f"{path} was trained on other versions of these base models: {', '.join(stale)}; "
+                          f"retrain it with `python -m sculpt_core mol train-classifier --bases {','.join(names)}`")
     trained_beta = meta.get("beta")
     if trained_beta is not None and abs(float(trained_beta) - float(beta)) > 1e-9:
         raise SculptError(f"{path} was trained on the bases at β = {float(trained_beta):g}; sample with --beta "
@@ -122,7 +128,7 @@ def cmd_mol_train_classifier(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         close()
     base_names = [m.name for m in models]
-    meta = {"bases": base_names, "beta": float(args.beta), "alpha_cond": bool(args.alpha_cond), "n_labels": labels,
+    meta = {"bases": base_names, "base_fingerprints": [m.fingerprint() for m in models], "beta": float(args.beta), "alpha_cond": bool(args.alpha_cond), "n_labels": labels,
             "action_head": not args.no_action_head, "distill_actions": args.distill_actions,
             "steps": info["steps"], "seconds": round(info["seconds"], 1),
             "sample_seconds": round(info["sample_seconds"], 1), "device": info["device"],

@@ -419,6 +419,16 @@ def test_cli_train_classifier_and_composed_sampling(env, tmp_path, capsys):
         assert code == 2 and err.startswith("error:") and message in err, (extra, err)
     code, out, err = _cli(["mol", "train-classifier", "--bases", paths[0], "--steps", "2", "--out", str(clf)], capsys)
     assert code == 2 and "at least two" in err
+    # a base model retrained under the same file: the classifier no longer matches it and says so
+    assert meta["base_fingerprints"] == [MolBaseModel.load(p).fingerprint() for p in paths]
+    retrained = MolBaseModel.load(paths[1])
+    with torch.no_grad():
+        next(retrained.net.parameters()).add_(0.01)
+    retrained.save(paths[1])
+    code, out, err = _cli(["mol", "sample", "--bases", bases, "--beta", "24", "--n", "3", "--out",
+                           str(tmp_path / "x.csv"), "--method", "classifier", "--classifier", str(clf), "--y", "1,2"],
+                          capsys)
+    assert code == 2 and "other versions of these base models: b1" in err, err
 
 
 # ----- (vi) the Table 1 experiment runner -------------------------------------------------------------------------------

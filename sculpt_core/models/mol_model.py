@@ -16,6 +16,8 @@ a ``[B]`` tensor, one exponent per state):
 
 from __future__ import annotations
 
+import hashlib
+
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -147,6 +149,15 @@ class MolBaseModel:
     def backward_fn(self):
         """``(states, actions, next_states) -> log p_B [B]`` (uniform over parents, 0 for Stop)."""
         return self.log_pb
+
+    def fingerprint(self) -> str:
+        """Short sha256 of the network weights: ties a guidance classifier to the exact base models it was
+        trained on (a retrained base with the same name no longer matches)."""
+        digest = hashlib.sha256()
+        for key, value in sorted(self.net.state_dict().items()):
+            digest.update(key.encode())
+            digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+        return digest.hexdigest()[:16]
 
     # ----- persistence -------------------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
