@@ -6,7 +6,9 @@ compositions (a)–(g) by each method of ``--methods`` (classifier guidance with
 reports per row: our Table 1 percentages next to the paper's, the fraction high in all three rewards, per-reward
 high fractions and top-10 means, uniqueness, diversity (mean pairwise Tanimoto distance on the first 1000) and
 molecules/s. ``--emd`` adds the earth mover's distances of the paper's selected pairs that these rows cover.
-``--out-dir`` writes each row's samples as CSV (smiles,seh_reward,sa_reward,qed).
+``--out-dir`` writes each row's samples as CSV (smiles,seh_reward,sa_reward,qed). ``--pair-alphas`` adds the
+(sEH, SA) pair under its α-conditioned classifier: harmonic mean and both contrasts at each α (paper Fig. 3),
+with the fraction of samples high in sEH, in SA and in both.
 
 Needs the sEH proxy weights (``../shared/data/seh_proxy`` or ``SCULPT_SEH_WEIGHTS``).
 """
@@ -33,6 +35,46 @@ EMD_SETS = {"SEH": "p_seh", "SA": "p_sa", "QED": "p_qed", "SEH,SA": "a", "SEH,SA
             "SEH³": "e", "SA³": "f", "QED³": "g"}
 
 
+def pair_rows(models: list, args: argparse.Namespace, alphas: list[float]) -> dict:
+    """HM and both contrasts of the first two bases at each α, guided by their shipped α-classifier."""
+    import numpy as np
+
+    from sculpt_core.compose import algebra as A
+    from sculpt_core.compose.molecules import GuidedPolicy
+    from sculpt_core.evaluate.mol_sampling import sample_molecules
+    from sculpt_core.evaluate.molecules import TABLE1_NAMES, TABLE1_THRESHOLDS, uniqueness
+    from sculpt_core.mol_compose_cli import load_classifier_for
+    from sculpt_core.rewards.molecules import score_smiles
+
+    bases = prepare_mol_bases(models, args.beta)
+    clf, _, meta = load_classifier_for(models, args.beta, args.pair_classifier)
+    out: dict = {"bases": [m.name for m in models],
+                 "classifier": {k: meta.get(k) for k in ("steps", "seconds", "beta", "alpha_cond", "torch_threads")},
+                 "rows": []}
+    rewards = [m.meta.get("reward") for m in models]  # p1, p2's own rewards (Table 1 thresholds)
+    if any(r not in TABLE1_NAMES for r in rewards):
+        raise SystemExit(f"--pair-alphas needs base models trained on {TABLE1_NAMES}, got {rewards}")
+    column = {"seh": "seh_reward", "sa": "sa_reward", "qed": "qed"}
+    threshold = dict(zip(TABLE1_NAMES, TABLE1_THRESHOLDS))
+    ops = {"hm": A.harmonic_mean, "contrast": A.contrast, "reverse_contrast": A.reverse_contrast}
+    for alpha in alphas:
+        for op, make in ops.items():
+            comp = make(alpha)
+            got = sample_molecules(GuidedPolicy(bases, comp, clf, args.scoring), args.n, seed=args.seed,
+                                   batch_size=args.batch_size, env=bases.env)
+            recs = score_smiles(got.smiles, seh=True)
+            r = np.array([[x[column[name]] for name in rewards] for x in recs])
+            high = r >= np.array([threshold[name] for name in rewards])
+            row = {"composition": comp.describe(), "op": op, "alpha": alpha}
+            row |= {f"high_{name}": round(float(high[:, j].mean()), 4) for j, name in enumerate(rewards)}
+            row |= {"high_both": round(float(high.all(1).mean()), 4)}
+            row |= {f"mean_{name}": round(float(r[:, j].mean()), 4) for j, name in enumerate(rewards)}
+            row |= {"uniqueness": round(float(uniqueness(got.smiles)), 4), "mol_per_s": round(got.molecules_per_s, 1)}
+            print(row, file=sys.stderr, flush=True)
+            out["rows"].append(row)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bases", default="seh,sa,qed", help="three zoo names or .pt paths, in the order sEH,SA,QED")
@@ -48,6 +90,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--emd", action="store_true", help="EMDs of the paper's selected pairs (first method)")
     parser.add_argument("--out-dir", default=None)
+    parser.add_argument("--pair-alphas", default="", help="e.g. 0.05,0.5,0.95: the (sEH, SA) α-classifier rows")
+    parser.add_argument("--pair-classifier", default=None, help="the pair's classifier (default: the shipped one)")
+    parser.add_argument("--skip-table", action="store_true", help="only the --pair-alphas rows")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     from sculpt_core.mol_compose_cli import load_classifier_for
@@ -65,6 +110,11 @@ def main() -> None:
               f"{row['mol_per_s']} mol/s", file=sys.stderr, flush=True)
 
     common = dict(seed=args.seed, batch_size=args.batch_size, progress=log)
+    if args.pair_alphas:
+        record["pair"] = pair_rows(models[:2], args, [float(a) for a in args.pair_alphas.split(",")])
+    if args.skip_table:
+        print(json.dumps(record, ensure_ascii=False))
+        return
     base = run_table1(bases, args.n, rows=("p_seh", "p_sa", "p_qed"), **common)
     record["base"] = base["rows"]
     samples = {"base": base["samples"]}
