@@ -7,5 +7,6 @@ st.set_page_config(page_title="Sculpt — compositional sculpting of GFlowNets",
 pages = [
     st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
     st.Page("pages/grid_sculpting.py", title="Grid Sculpting", icon=":material/grid_on:"),
+    st.Page("pages/molecule_sculpting.py", title="Molecule Sculpting", icon=":material/science:"),
 ]
 st.navigation(pages).run()

@@ -57,3 +57,5 @@ session_models = st.session_state.get("sculpt_session_models", {})
 if session_models:
     st.markdown("Trained in this session: " + ", ".join(f"`{n}`" for n in session_models))
 st.page_link("pages/grid_sculpting.py", label="Open the Grid Sculpting lab →", icon=":material/grid_on:")
+st.page_link("pages/molecule_sculpting.py", label="Open the Molecule Sculpting lab (sEH, SA, QED fragment GFlowNets) →",
+             icon=":material/science:")

@@ -1,0 +1,193 @@
+"""Molecule Sculpting: compose the shipped fragment GFlowNets (sEH, SA, QED) and see what the composition samples.
+
+Thin page: sampling, scoring and composing are calls into ``sculpt_core`` (through the cached wrappers of
+``sculpt_core.app_molecules``); every figure comes from ``sculpt_core.viz.molecules``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from sculpt_core import app_molecules as M
+from sculpt_core import app_state as S
+from sculpt_core.errors import SculptError
+from sculpt_core.evaluate.molecules import TABLE1_NAMES, TABLE1_THRESHOLDS
+from sculpt_core.viz import molecules as V
+
+S.ensure_app_navigation()
+ss = st.session_state
+
+st.title("Molecule Sculpting")
+st.caption("Fragment-based molecules (72 fragments, trees of at most 9) from β-conditioned GFlowNets trained on the "
+           "sEH binding proxy, synthetic accessibility (SA) and drug-likeness (QED). Every figure is computed from "
+           "the molecules sampled for this view; rewards are normalised as in the paper (sEH/8, (10−SA)/9, QED).")
+
+zoo, manifest_error = M.mol_zoo()
+if manifest_error:
+    st.error(f"The model zoo's manifest could not be read: {manifest_error}")
+if not zoo:
+    st.warning("No molecule base models are shipped in the assets folder. Train one with "
+               "`python -m sculpt_core mol train --reward seh --steps 3000 --out seh.pt`.")
+    st.stop()
+
+defaults = {"m_bases": M.default_mol_bases(zoo), "m_op": "hm", "m_alpha": 0.5, "m_labels": "1,2", "m_weights": "",
+            "m_method": "reaching", "m_u": "flow", "m_n": 128, "m_seed": 0, "m_beta": M.DEFAULT_BETA}
+for key, value in defaults.items():
+    ss.setdefault(key, value)
+ss["m_bases"] = [b for b in ss["m_bases"] if b in zoo][:3]
+
+# ----- controls (sidebar) ------------------------------------------------------------------------------------
+sb = st.sidebar
+sb.header("Composition")
+chosen = sb.multiselect("Base models (2–3)", zoo, key="m_bases", max_selections=3,
+                        help="Order matters: the first is p1 (label 1), the second p2, …")
+models, load_errors = [], []
+for name in chosen:
+    try:
+        models.append(M.load_mol(name))
+    except SculptError as exc:
+        load_errors.append(f"{name}: {exc}")
+m = len(models)
+op = sb.selectbox("Operator", list(S.OPERATORS), format_func=S.OPERATORS.get, key="m_op")
+if op == "labels":
+    sb.text_input("Observed labels y1..yn", key="m_labels",
+                  help="Model numbers, repeats allowed: 1,2 = harmonic mean, 1,1 = contrast, 1,2,3 = all three.")
+if op in ("linear", "mixture"):
+    if not ss.get("m_weights") or ss.get("m_weights_m", m) != m:
+        ss["m_weights"] = ",".join(["1"] * max(m, 1))
+    ss["m_weights_m"] = m
+    sb.text_input("Weights ω1..ωm", key="m_weights", help="One non-negative number per chosen model, e.g. 1,0.5")
+alpha_ok = S.alpha_applies(op, m, ss.get("m_labels", ""))
+alpha = sb.slider("α (eq. 7: weight of p1 vs p2 in the denominator)", S.ALPHA_RANGE[0], S.ALPHA_RANGE[1], step=0.01,
+                  key="m_alpha", disabled=not alpha_ok)
+window = None
+if models and not load_errors:
+    try:
+        window = M.beta_window(models)
+    except SculptError as exc:
+        st.error(str(exc))
+low, high = window if window is not None else (0.0, 96.0)
+if not low <= ss["m_beta"] <= high:
+    ss["m_beta"] = min(max(ss["m_beta"], low), high)
+beta = float(sb.slider("β (reward exponent of every base, p_i ∝ R_i^β)", float(low), float(high), step=1.0,
+                       key="m_beta", disabled=window is None))
+method = sb.radio("Method", list(M.MOL_METHODS), format_func=M.MOL_METHODS.get, key="m_method")
+u_source = "flow"
+if method == "reaching":
+    u_source = sb.radio("Reaching probabilities u_i(s)", list(M.MOL_U_CHOICES), format_func=M.MOL_U_CHOICES.get,
+                        key="m_u")
+n = int(sb.select_slider("Molecules per view", options=list(M.N_CHOICES), key="m_n",
+                         help="More molecules: smoother contours, slower reruns (about 100 molecules/s on 2 CPU cores)."))
+seed = int(sb.number_input("Seed", 0, 10_000, step=1, key="m_seed"))
+
+for err in load_errors:
+    st.error(f"Could not load {err}")
+if m < 2:
+    st.info("Choose two or three base models in the sidebar to compose them.")
+    st.stop()
+if load_errors or window is None:
+    st.stop()
+
+try:
+    composition = S.build_composition(op, m, float(alpha) if alpha_ok else None, ss.get("m_labels", ""),
+                                      ss.get("m_weights", ""))
+except SculptError as exc:
+    st.error(f"Operator undefined for the chosen models: {exc}")
+    st.stop()
+
+classifier = None
+if method == "classifier":
+    classifier, note = M.cached_classifier(chosen, beta)
+    if classifier is None:
+        st.info(f"Classifier guidance is not available here: {note}. Reaching mixing needs no classifier.")
+        st.stop()
+    st.caption(f"Classifier: {note}.")
+
+fingerprints = tuple(mod.fingerprint() for mod in models)
+
+
+def samples_of(fps: tuple, mods: list, comp, meth: str, u: str, clf=None) -> M.MolSamples | None:
+    try:
+        with st.spinner(f"Sampling {n} molecules…"):
+            return M.cached_samples(fps, beta, S.composition_key(comp) if comp is not None else None, meth, u, n,
+                                    seed, mods, comp, clf)
+    except SculptError as exc:
+        st.error(f"{M.MOL_METHODS.get(meth, meth)}: {exc}")
+    except Exception as exc:  # never a traceback in the page
+        st.error(f"Sampling failed unexpectedly ({type(exc).__name__}: {exc}).")
+    return None
+
+
+st.markdown(f"**Target:** {composition.describe()}  `{composition.formula()}`  at β = {beta:g}")
+composed = samples_of(fingerprints, models, composition, method, u_source, classifier)
+base_sets = {mod.name: samples_of((fp,), [mod], None, "base", "flow") for mod, fp in zip(models, fingerprints)}
+if composed is None:
+    st.stop()
+
+seh_missing = not composed.has_seh
+if seh_missing:
+    from sculpt_core.rewards.seh_proxy import seh_unavailable_reason
+
+    st.warning(f"sEH is not shown: {seh_unavailable_reason()}. SA and QED are exact.")
+
+high = composed.high_fractions()
+cols = st.columns(5)
+cols[0].metric("molecules / s", f"{composed.molecules_per_s:.0f}", border=True,
+               help=f"{len(composed.smiles)} valid molecules in {composed.seconds:.2f} s "
+                    f"({composed.invalid_dropped} invalid dropped); scoring took {composed.score_seconds:.2f} s.")
+for col, name in zip(cols[1:4], TABLE1_NAMES):
+    value = high[name]
+    col.metric(f"high {name} (≥ {dict(zip(TABLE1_NAMES, TABLE1_THRESHOLDS))[name]:g})",
+               "n/a" if value is None else f"{100 * value:.0f}%", border=True)
+cols[4].metric("unique", f"{100 * composed.uniqueness():.0f}%", border=True,
+               help="Distinct molecules (InChI) among the samples.")
+
+# ----- reward KDE contours ----------------------------------------------------------------------------------
+available_axes = [r for r in TABLE1_NAMES if not (r == "seh" and seh_missing)]
+c1, c2 = st.columns(2)
+default_x = [mod.meta.get("reward") for mod in models if mod.meta.get("reward") in available_axes]
+x_axis = c1.selectbox("x axis", available_axes, index=available_axes.index(default_x[0]) if default_x else 0,
+                      format_func=M.REWARD_LABELS.get, key="m_x")
+y_choices = [r for r in available_axes if r != x_axis]
+default_y = [r for r in default_x[1:] if r in y_choices]
+y_axis = c2.selectbox("y axis", y_choices, index=y_choices.index(default_y[0]) if default_y else 0,
+                      format_func=M.REWARD_LABELS.get, key="m_y")
+jx, jy = TABLE1_NAMES.index(x_axis), TABLE1_NAMES.index(y_axis)
+label = composition.describe()
+sets = {f"p{i + 1} = {name}": s.rewards[:, [jx, jy]] for i, (name, s) in enumerate(base_sets.items()) if s is not None}
+sets[label] = composed.rewards[:, [jx, jy]]
+fig = V.reward_kde_figure(sets, M.REWARD_LABELS[x_axis], M.REWARD_LABELS[y_axis], composed=label,
+                          thresholds=(TABLE1_THRESHOLDS[jx], TABLE1_THRESHOLDS[jy]))
+st.plotly_chart(fig, width="stretch", theme=None, key="fig_kde")
+st.caption("Lines: Gaussian KDE contours of each sample set's rewards; points: the composed samples; dashed: the "
+           "Table 1 thresholds (sEH 0.5, SA 0.6, QED 0.25).")
+
+# ----- Table 1 bins -----------------------------------------------------------------------------------------
+if not seh_missing:
+    rows = [(label, composed.table1_percent())]
+    rows += [(f"p{i + 1} = {name}", s.table1_percent()) for i, (name, s) in enumerate(base_sets.items())
+             if s is not None]
+    st.plotly_chart(V.table1_figure(rows), width="stretch", theme=None, key="fig_table1")
+    st.caption("Percent of samples in each Table 1 bin; bin '110' = sEH high, SA high, QED low.")
+
+# ----- gallery ----------------------------------------------------------------------------------------------
+st.subheader("Samples")
+order = st.radio("Show", ["first sampled", "best in all objectives (smallest reward / threshold ratio)"], horizontal=True,
+                 key="m_order")
+shown = list(range(len(composed.smiles)))
+if order.startswith("best"):
+    finite = np.where(np.isnan(composed.rewards), np.inf, composed.rewards)
+    margin = (finite / np.array(TABLE1_THRESHOLDS)).min(1)
+    shown = list(np.argsort(-margin, kind="stable"))
+shown = shown[:12]
+legends = [" ".join(f"{k} {composed.rewards[i, j]:.2f}" for j, k in enumerate(TABLE1_NAMES)
+                    if not np.isnan(composed.rewards[i, j])) for i in shown]
+st.image(V.molecule_gallery_png([composed.smiles[i] for i in shown], legends), width="stretch")
+st.download_button("Samples (CSV)", data=composed.csv(), file_name="sculpt_molecules.csv", mime="text/csv",
+                   on_click="ignore", key="m_dl")
+
+with st.expander("Base models"):
+    for mod in models:
+        st.markdown(f"- **{mod.name}**: reward `{mod.meta.get('reward')}`, {mod.meta.get('steps')} training steps, "
+                    f"β ∈ [{mod.beta_range[0]:g}, {mod.beta_range[1]:g}], fingerprint `{mod.fingerprint()}`")
