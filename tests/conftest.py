@@ -55,8 +55,24 @@ def build_tiny_zoo(folder: Path) -> Path:
     rel = "zoo/grid_classifiers/" + "+".join(pair) + ".pt"
     save_classifier(folder / rel, clf, pair, {"steps": 2})
     manifest["grid_classifiers"]["+".join(pair)] = {"file": rel, "bases": pair, "alpha_cond": True}
+    _copy_molecule_zoo(folder, manifest)
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return folder
+
+
+def _copy_molecule_zoo(folder: Path, manifest: dict) -> None:
+    """The shipped molecule models and classifiers join the tiny zoo as they are (they are small, and training
+    molecule models takes minutes), so the molecule page runs on the same assets folder."""
+    import shutil
+
+    real = json.loads((ROOT / "assets" / "manifest.json").read_text())
+    for section in ("mol_models", "mol_classifiers"):
+        for name, entry in real.get(section, {}).items():
+            src = ROOT / "assets" / entry["file"]
+            if src.is_file():
+                (folder / entry["file"]).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(src, folder / entry["file"])
+                manifest.setdefault(section, {})[name] = entry
 
 
 @pytest.fixture(scope="session")

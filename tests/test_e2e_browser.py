@@ -1,4 +1,5 @@
-"""End to end in a real headless browser: start the app, open the grid page, move α, see the figure change.
+"""End to end in a real headless browser: start the app, open the grid page, move α, see the figure change; open
+the molecule page and see it sample and draw.
 
 Needs Debian's ``chromium`` (``apt-get install -y chromium chromium-driver``) and the ``playwright`` Python
 package (its own browser downloads are not used). Skips with the reason when either is missing.
@@ -158,5 +159,19 @@ def test_home_page_renders(app_url, browser):
         assert page.get_by_text("2309.16115").count() >= 1
         assert page.locator("[data-testid='stException']").count() == 0
         page.screenshot(path=str(OUT / "e2e_home.png"), full_page=True)
+    finally:
+        page.close()
+
+
+def test_molecule_page_samples_and_draws(app_url, browser):
+    page = browser.new_page(viewport={"width": 1500, "height": 1400})
+    try:
+        page.goto(app_url + "/molecule_sculpting", wait_until="domcontentloaded")
+        page.wait_for_selector("[data-testid='stPlotlyChart']", timeout=90_000)
+        _wait_idle(page, 90_000)
+        assert page.locator("[data-testid='stException']").count() == 0
+        assert page.locator("[data-testid='stImage'] img").count() >= 1  # the molecule gallery
+        assert _metric_text(page, "molecules / s").strip() not in ("", "n/a")
+        page.screenshot(path=str(OUT / "e2e_molecules.png"), full_page=True)
     finally:
         page.close()
