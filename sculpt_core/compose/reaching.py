@@ -65,6 +65,7 @@ class TrajectoryProductPolicy:
     _cached: tuple | None = field(default=None, init=False, repr=False)
 
     def start(self, n: int) -> torch.Tensor:
+        self._cached = None
         return torch.zeros(n, len(self.forward_fns), dtype=torch.float64)
 
     def forward_log_probs(self, states) -> torch.Tensor:
