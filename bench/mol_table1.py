@@ -60,7 +60,7 @@ def pair_rows(models: list, args: argparse.Namespace, alphas: list[float]) -> di
     for alpha in alphas:
         for op, make in ops.items():
             comp = make(alpha)
-            got = sample_molecules(GuidedPolicy(bases, comp, clf, args.scoring), args.n, seed=args.seed,
+            got = sample_molecules(GuidedPolicy(bases, comp, clf, args.scoring, top_k=args.top_k), args.n, seed=args.seed,
                                    batch_size=args.batch_size, env=bases.env)
             recs = score_smiles(got.smiles, seh=True)
             r = np.array([[x[column[name]] for name in rewards] for x in recs])
@@ -82,7 +82,9 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1000, help="valid molecules per row")
     parser.add_argument("--methods", default="classifier,reaching")
     parser.add_argument("--classifier", default=None, help="classifier path or shipped name (default: the shipped one)")
-    parser.add_argument("--scoring", choices=["fast", "exact"], default="fast")
+    parser.add_argument("--scoring", choices=["fast", "exact", "topk"], default="fast")
+    parser.add_argument("--top-k", type=int, default=64)
+    parser.add_argument("--skip-base", action="store_true", help="do not sample the three base rows")
     parser.add_argument("--rows", default=",".join(k for k in TABLE1_ROWS if TABLE1_ROWS[k].labels is not None),
                         help="composed rows (the base rows are always sampled)")
     parser.add_argument("--threads", type=int, default=2)
@@ -115,9 +117,12 @@ def main() -> None:
     if args.skip_table:
         print(json.dumps(record, ensure_ascii=False))
         return
-    base = run_table1(bases, args.n, rows=("p_seh", "p_sa", "p_qed"), **common)
-    record["base"] = base["rows"]
-    samples = {"base": base["samples"]}
+    record["scoring"] = args.scoring if args.scoring != "topk" else f"topk (k = {args.top_k})"
+    samples: dict = {}
+    if not args.skip_base:
+        base = run_table1(bases, args.n, rows=("p_seh", "p_sa", "p_qed"), **common)
+        record["base"] = base["rows"]
+        samples["base"] = base["samples"]
     methods = [m for m in args.methods.split(",") if m]
     composed_rows = tuple(r for r in args.rows.split(",") if r)
     record["methods"] = {}
@@ -127,13 +132,14 @@ def main() -> None:
             clf, _, meta = load_classifier_for(models, args.beta, args.classifier)
             record["classifier"] = {k: meta.get(k) for k in ("steps", "seconds", "beta", "n_labels", "torch_threads",
                                                              "trajectories_sampled")}
-        got = run_table1(bases, args.n, method, clf, rows=composed_rows, scoring=args.scoring, **common)
+        got = run_table1(bases, args.n, method, clf, rows=composed_rows, scoring=args.scoring, top_k=args.top_k,
+                         **common)
         record["methods"][method] = got["rows"]
         samples[method] = got["samples"]
     if args.emd and methods:
         sets = {}
         for name, key in EMD_SETS.items():
-            source = samples["base"] if TABLE1_ROWS[key].base is not None else samples[methods[0]]
+            source = samples.get("base", {}) if TABLE1_ROWS[key].base is not None else samples[methods[0]]
             if key in source:
                 sets[name] = source[key]
         names, matrix = pairwise_emd(sets)

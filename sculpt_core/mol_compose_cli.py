@@ -65,8 +65,11 @@ def _classifier_policy(models: list, args: argparse.Namespace):
 
     bases = _bases(models, args)
     net, _, _ = load_classifier_for(models, args.beta, getattr(args, "classifier", None))
+    top_k = getattr(args, "top_k", 64)
+    if top_k < 1:
+        raise SculptError(f"--top-k must be ≥ 1, got {top_k}")
     return composed_policy(bases, _composition(models, args), "classifier", classifier=net,
-                           scoring=getattr(args, "scoring", "fast"))
+                           scoring=getattr(args, "scoring", "fast"), top_k=top_k)
 
 
 def _reaching_policy(models: list, args: argparse.Namespace):
@@ -94,8 +97,10 @@ def add_compose_sample_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--u", choices=["flow", "trajectory"], default="flow",
                    help="reaching probabilities: the learned state flow (Model F) or the p_F/p_B product (DB F)")
     p.add_argument("--classifier", default=None, help="classifier checkpoint path or shipped name (method classifier)")
-    p.add_argument("--scoring", choices=["fast", "exact"], default="fast",
-                   help="successor values from the classifier's action head (fast) or by scoring every successor graph")
+    p.add_argument("--scoring", choices=["fast", "exact", "topk"], default="fast",
+                   help="successor values from the classifier's action head (fast), by scoring every successor graph "
+                        "(exact), or the head then the --top-k most probable moves scored exactly (topk)")
+    p.add_argument("--top-k", type=int, default=64, help="moves per state re-scored exactly with --scoring topk")
 
 
 # ----- mol train-classifier --------------------------------------------------------------------------------------

@@ -280,6 +280,32 @@ def test_action_head_agrees_between_training_and_sampling_paths(env, dp):
         torch.testing.assert_close(clf.log_q_nonterminal(states).exp().flatten(1).sum(1), torch.ones(120))
 
 
+def test_topk_scoring_rescores_the_most_probable_moves_exactly(env, dp, bases3):
+    """scoring='topk': the k most probable moves of the head-guided policy get the exact successor values; with k
+    at least the number of actions the policy IS exact scoring, with small k it lies between fast and exact."""
+    torch.manual_seed(5)
+    clf = MolClassifier(MolClassifierConfig(env.n_frags, env.max_frags, 3, 3, hidden=16, n_layers=2), env).eval()
+    comp = A.conditioning((1, 2, 3), 3)
+    states = [s for s in dp.states if not s.complete][:150]
+    fast, exact = GuidedPolicy(bases3, comp, clf, "fast"), GuidedPolicy(bases3, comp, clf, "exact")
+    full = GuidedPolicy(bases3, comp, clf, "topk", top_k=env.n_actions)
+    torch.testing.assert_close(full.log_probs(states), exact.log_probs(states), rtol=0, atol=1e-9)
+    small = GuidedPolicy(bases3, comp, clf, "topk", top_k=2)
+    log_w, log_v, head = small.guidance(states)
+    _, _, true_children = exact.guidance(states)
+    log_pf = bases3.log_pf(states)
+    mixed = small._rescore_top(states, log_pf, log_w, log_v, head)
+    changed = (mixed != head) & torch.isfinite(head)
+    assert changed.any() and int(changed.sum(1).max()) <= 2
+    torch.testing.assert_close(mixed[changed], true_children[changed], rtol=0, atol=1e-9)
+    unchanged = ~changed & torch.isfinite(head)
+    assert torch.equal(mixed[unchanged], head[unchanged])  # the other moves keep the head's values
+    assert small.stats["successors"] <= 2 * len(states)
+    d_small = (small.log_probs(states).exp() - exact.log_probs(states).exp()).abs().sum(1).mean()
+    d_fast = (fast.log_probs(states).exp() - exact.log_probs(states).exp()).abs().sum(1).mean()
+    assert d_small < d_fast
+
+
 # ----- (v) a short classifier training --------------------------------------------------------------------------------------
 def test_short_classifier_training_cuts_guided_l1(env, dp, tables, models, bases2, tmp_path):
     comps = [A.harmonic_mean(0.5), A.contrast(0.3), A.reverse_contrast(0.7)]
@@ -392,6 +418,7 @@ def test_cli_train_classifier_and_composed_sampling(env, tmp_path, capsys):
     runs = [
         ["--method", "classifier", "--classifier", str(clf), "--y", "1,2", "--alpha", "0.3"],
         ["--method", "classifier", "--classifier", str(clf), "--y", "1,1", "--scoring", "exact"],
+        ["--method", "classifier", "--classifier", str(clf), "--y", "1,2", "--scoring", "topk", "--top-k", "3"],
         ["--method", "reaching", "--u", "trajectory", "--weights", "1,2"],
         ["--method", "ensemble", "--y", "1,1"],
     ]
@@ -408,6 +435,8 @@ def test_cli_train_classifier_and_composed_sampling(env, tmp_path, capsys):
         (["--method", "classifier", "--classifier", str(tmp_path / "nope.pt"), "--y", "1,2"], "not found"),
         (["--method", "classifier", "--classifier", str(clf), "--y", "1,2", "--beta", "30"], "β = 24"),
         (["--method", "reaching"], "exactly one of --y"),
+        (["--method", "classifier", "--classifier", str(clf), "--y", "1,2", "--scoring", "topk", "--top-k", "0"],
+         "--top-k must be ≥ 1"),
         (["--method", "reaching", "--y", "1,2,3"], "labels must be model indices"),
         (["--method", "ensemble", "--y", "1,2", "--alpha", "1.5"], "α"),
     ]

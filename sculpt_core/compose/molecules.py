@@ -14,7 +14,9 @@ Every method returns a molecule *policy* (``start / log_probs / advance``, ``env
   provide ``log_mixture_weights``, as the exact one does), times Q(y|s'_a)/Q(y|s); the Stop column uses the
   terminal classifier (trap G.3). Q(y|s'_a) comes from
   ``scoring="exact"``: every successor graph built and scored in chunked batched forwards, or
-  ``scoring="fast"``: the classifier's action head, Q(y | s, a) for every action from s's own embedding.
+  ``scoring="fast"``: the classifier's action head, Q(y | s, a) for every action from s's own embedding, or
+  ``scoring="topk"``: the action head first, then the ``top_k`` most probable moves of that guided policy are
+  re-scored exactly (their successor graphs built and scored); the rest keep the head's values.
   The current-state value Q(y|s) is the non-terminal head at s in both modes (it only sets the mixture
   weights: the per-state constant log Q(y|s) cancels in the renormalisation over valid actions, trap G.7).
 
@@ -43,7 +45,7 @@ from .reaching import TrajectoryProductPolicy, reaching_log_policy
 
 METHODS = ("base", "classifier", "reaching", "ensemble")
 U_SOURCES = ("flow", "trajectory")
-SCORINGS = ("fast", "exact")
+SCORINGS = ("fast", "exact", "topk")
 
 
 # ----- the base models at one β -------------------------------------------------------------------------------
@@ -196,8 +198,8 @@ def check_classifier(bases: MolBases, composition: Composition, classifier: Any,
             raise SculptError(f"this classifier knows {n_labels} labels, the composition observes {len(composition.labels)}")
         if composition.alpha is not None and not alpha_cond and abs(composition.alpha - 0.5) > 1e-12:
             raise SculptError("this classifier is not α-conditioned; only α = 0.5 is available")
-    if scoring == "fast" and not has_action:
-        raise SculptError("this classifier has no action head: use scoring='exact'")
+    if scoring in ("fast", "topk") and not has_action:
+        raise SculptError(f"this classifier has no action head: use scoring='exact', not {scoring!r}")
 
 
 def _successors(env: FragmentEnv, states: Sequence[FragState], mask: torch.Tensor
@@ -216,13 +218,15 @@ class GuidedPolicy:
 
     ``classifier`` is a :class:`~sculpt_core.models.mol_classifier.MolClassifier` or anything with the same
     ``cfg`` / ``log_q_nonterminal`` / ``log_q_terminal_single`` (/ ``embed_states`` + ``action_values`` for
-    ``scoring="fast"``) methods, e.g. :class:`ExactClassifier`. ``chunk``: successor graphs per forward pass."""
+    ``scoring="fast"``) methods, e.g. :class:`ExactClassifier`. ``chunk``: successor graphs per forward pass;
+    ``top_k``: moves per state re-scored exactly with ``scoring="topk"``."""
 
     bases: MolBases
     composition: Composition
     classifier: Any
     scoring: str = "fast"
     chunk: int = 8192
+    top_k: int = 64
     stats: dict = field(default_factory=lambda: {"successors": 0, "states": 0})
 
     def __post_init__(self) -> None:
@@ -258,7 +262,7 @@ class GuidedPolicy:
         B = len(states)
         self.stats["states"] += B
         need_children = self._guided
-        if need_children and self.scoring == "fast":
+        if need_children and self.scoring in ("fast", "topk"):
             emb = clf.embed_states(states, self._logit_alpha, False)
             log_qn = clf.joint_from_embedding(emb).double().cpu()
             children = clf.action_values(emb, self._observed).double().cpu()
@@ -280,11 +284,7 @@ class GuidedPolicy:
         if children is None:
             children = torch.full((B, env.n_actions), float("-inf"), dtype=torch.float64)
             succ, rows, acts = _successors(env, states, mask)
-            self.stats["successors"] += len(succ)
-            for lo in range(0, len(succ), self.chunk):
-                part = succ[lo:lo + self.chunk]
-                vals = self._observed(clf.log_q_nonterminal(part, self._logit_alpha)).double().cpu()
-                children[rows[lo:lo + self.chunk], acts[lo:lo + self.chunk]] = vals
+            self._score_into(children, succ, rows, acts)
         stop_ok = mask[:, env.stop_action]
         stop = torch.full((B,), float("-inf"), dtype=torch.float64)
         if stop_ok.any():
@@ -294,10 +294,37 @@ class GuidedPolicy:
         children[:, env.stop_action] = stop
         return log_y1, log_v, children
 
+    def _score_into(self, children: torch.Tensor, succ: list[FragState], rows: torch.Tensor, acts: torch.Tensor
+                    ) -> None:
+        """children[rows, acts] = log Q(y | s'), every successor graph scored by the non-terminal head."""
+        self.stats["successors"] += len(succ)
+        for lo in range(0, len(succ), self.chunk):
+            part = succ[lo:lo + self.chunk]
+            vals = self._observed(self.classifier.log_q_nonterminal(part, self._logit_alpha)).double().cpu()
+            children[rows[lo:lo + self.chunk], acts[lo:lo + self.chunk]] = vals
+
+    def _rescore_top(self, states: Sequence[FragState], log_pf: torch.Tensor, log_w: torch.Tensor,
+                     log_v: torch.Tensor, children: torch.Tensor) -> torch.Tensor:
+        """The ``top_k`` most probable moves of the head-guided policy, re-scored exactly (Stop is exact already)."""
+        env = self.env
+        draft = guided_log_policy(log_pf, log_w, log_v, children)
+        draft[:, env.stop_action] = float("-inf")
+        vals, idx = draft.topk(min(int(self.top_k), draft.shape[1]), dim=1)
+        keep = torch.isfinite(vals)
+        rows = torch.arange(len(states)).unsqueeze(1).expand_as(idx)[keep]
+        acts = idx[keep]
+        children = children.clone()
+        if len(rows):
+            succ = env.step([states[r] for r in rows.tolist()], acts)
+            self._score_into(children, succ, rows, acts)
+        return children
+
     @torch.no_grad()
     def log_probs(self, states: Sequence[FragState], carry: Any = None) -> torch.Tensor:
         log_w, log_v, children = self.guidance(states)
         log_pf = self.bases.log_pf(states)
+        if self.scoring == "topk" and self._guided:
+            children = self._rescore_top(states, log_pf, log_w, log_v, children)
         return guided_log_policy(log_pf, log_w, log_v, children)
 
 
@@ -309,6 +336,7 @@ def composed_policy(
     classifier: Any = None,
     u_source: str = "flow",
     scoring: str = "fast",
+    top_k: int = 64,
 ):
     """The molecule policy of ``method`` ∈ :data:`METHODS` for ``composition`` over ``bases``."""
     if method not in METHODS:
@@ -323,7 +351,7 @@ def composed_policy(
     if method == "classifier":
         if classifier is None:
             raise SculptError("no classifier for these base models: train one with `mol train-classifier`")
-        return GuidedPolicy(bases, composition, classifier, scoring)
+        return GuidedPolicy(bases, composition, classifier, scoring, top_k=top_k)
     if method == "ensemble":
         return ReachingPolicy(bases, composition, ensemble=True)
     if u_source not in U_SOURCES:

@@ -54,14 +54,14 @@ TABLE1_ROWS: dict[str, Table1Row] = {
 
 
 def row_policy(bases: MolBases, row: Table1Row, method: str, classifier: Any = None, u_source: str = "flow",
-               scoring: str = "fast"):
+               scoring: str = "fast", top_k: int = 64):
     """The sampler of one Table 1 row: the base model itself, or the composition by ``method``."""
     if bases.m != len(TABLE1_NAMES):
         raise SculptError(f"Table 1 needs the three base models (sEH, SA, QED) in that order, got {bases.m}")
     if row.base is not None:
         return bases.models[row.base].policy(bases.beta)
     return composed_policy(bases, row.composition(bases.m), method, classifier=classifier, u_source=u_source,
-                           scoring=scoring)
+                           scoring=scoring, top_k=top_k)
 
 
 def summarize_sample_set(smiles: Sequence[str], rewards: np.ndarray, top_k: int = 10,
@@ -91,6 +91,7 @@ def run_table1(
     rows: Sequence[str] = tuple(TABLE1_ROWS),
     u_source: str = "flow",
     scoring: str = "fast",
+    top_k: int = 64,
     seed: int = 0,
     batch_size: int = 128,
     score: Callable[[list[str]], np.ndarray] | None = None,
@@ -109,12 +110,13 @@ def run_table1(
     out: dict[str, Any] = {"rows": {}, "samples": {}}
     for i, key in enumerate(rows):
         row = TABLE1_ROWS[key]
-        policy = row_policy(bases, row, method, classifier, u_source, scoring)
+        policy = row_policy(bases, row, method, classifier, u_source, scoring, top_k)
         got = sample_molecules(policy, n, seed=seed + i, batch_size=batch_size, env=bases.env)
         rewards = score(got.smiles)
         summary = summarize_sample_set(got.smiles, rewards)
         paper = PAPER_TABLE1.get(key)
         summary |= {"label": PAPER_TABLE1_LABELS[key], "method": "base" if row.base is not None else method,
+                    "scoring": scoring if row.base is None and method == "classifier" else None,
                     "paper_percent": list(paper) if paper else None,
                     "paper_all_high": paper[-1] / 100.0 if paper else None,
                     "mol_per_s": round(got.molecules_per_s, 1), "sample_seconds": round(got.seconds, 1),
