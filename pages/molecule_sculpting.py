@@ -32,7 +32,7 @@ if not zoo:
     st.stop()
 
 defaults = {"m_bases": M.default_mol_bases(zoo), "m_op": "hm", "m_alpha": 0.5, "m_labels": "1,2", "m_weights": "",
-            "m_method": "reaching", "m_u": "flow", "m_n": 128, "m_seed": 0, "m_beta": M.DEFAULT_BETA}
+            "m_method": "reaching", "m_u": "flow", "m_scoring": "fast", "m_n": 128, "m_seed": 0, "m_beta": M.DEFAULT_BETA}
 for key, value in defaults.items():
     ss.setdefault(key, value)
 ss["m_bases"] = [b for b in ss["m_bases"] if b in zoo][:3]
@@ -73,7 +73,9 @@ if not low <= ss["m_beta"] <= high:
 beta = float(sb.slider("β (reward exponent of every base, p_i ∝ R_i^β)", float(low), float(high), step=1.0,
                        key="m_beta", disabled=window is None))
 method = sb.radio("Method", list(M.MOL_METHODS), format_func=M.MOL_METHODS.get, key="m_method")
-u_source = "flow"
+u_source, scoring = "flow", "fast"
+if method == "classifier":
+    scoring = sb.radio("Successor scoring", list(M.MOL_SCORINGS), format_func=M.MOL_SCORINGS.get, key="m_scoring")
 if method == "reaching":
     u_source = sb.radio("Reaching probabilities u_i(s)", list(M.MOL_U_CHOICES), format_func=M.MOL_U_CHOICES.get,
                         key="m_u")
@@ -107,11 +109,12 @@ if method == "classifier":
 fingerprints = tuple(mod.fingerprint() for mod in models)
 
 
-def samples_of(fps: tuple, mods: list, comp, meth: str, u: str, clf=None) -> M.MolSamples | None:
+def samples_of(fps: tuple, mods: list, comp, meth: str, u: str, clf=None, scoring: str = "fast"
+               ) -> M.MolSamples | None:
     try:
         with st.spinner(f"Sampling {n} molecules…"):
             return M.cached_samples(fps, beta, S.composition_key(comp) if comp is not None else None, meth, u, n,
-                                    seed, mods, comp, clf)
+                                    seed, mods, comp, clf, scoring=scoring)
     except SculptError as exc:
         st.error(f"{M.MOL_METHODS.get(meth, meth)}: {exc}")
     except Exception as exc:  # never a traceback in the page
@@ -120,7 +123,7 @@ def samples_of(fps: tuple, mods: list, comp, meth: str, u: str, clf=None) -> M.M
 
 
 st.markdown(f"**Target:** {composition.describe()}  `{composition.formula()}`  at β = {beta:g}")
-composed = samples_of(fingerprints, models, composition, method, u_source, classifier)
+composed = samples_of(fingerprints, models, composition, method, u_source, classifier, scoring)
 base_sets = {mod.name: samples_of((fp,), [mod], None, "base", "flow") for mod, fp in zip(models, fingerprints)}
 if composed is None:
     st.stop()

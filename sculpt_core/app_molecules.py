@@ -36,6 +36,10 @@ MOL_U_CHOICES: dict[str, str] = {
     "flow": "learned state flow (Model F)",
     "trajectory": "p_F/p_B product along the trajectory (DB F)",
 }
+MOL_SCORINGS: dict[str, str] = {
+    "fast": "action head (fast)",
+    "topk": "action head, then the 64 likeliest moves scored exactly (≈ exact, 3-5x slower)",
+}
 REWARD_LABELS = {"seh": "sEH (proxy/8)", "sa": "SA ((10−SA)/9)", "qed": "QED"}
 N_CHOICES = (32, 64, 128, 256, 512, 1000)
 DEFAULT_BETA = 32.0
@@ -113,7 +117,7 @@ def score_rewards(smiles: Sequence[str]) -> tuple[np.ndarray, str | None]:
 
 def draw_samples(models: Sequence[MolBaseModel], beta: float, composition: A.Composition | None, method: str,
                  n: int, seed: int, u_source: str = "flow", classifier: Any = None,
-                 batch_size: int = 128) -> MolSamples:
+                 batch_size: int = 128, scoring: str = "fast") -> MolSamples:
     """Sample ``n`` valid molecules from one base model (``composition=None``) or the composition, and score them."""
     bases = prepare_mol_bases(list(models), beta)
     if composition is None:
@@ -121,7 +125,8 @@ def draw_samples(models: Sequence[MolBaseModel], beta: float, composition: A.Com
             raise SculptError("a base-model sample set takes exactly one model")
         policy = models[0].policy(beta)
     else:
-        policy = composed_policy(bases, composition, method, classifier=classifier, u_source=u_source)
+        policy = composed_policy(bases, composition, method, classifier=classifier, u_source=u_source,
+                                 scoring=scoring)
     got = sample_molecules(policy, int(n), seed=int(seed), batch_size=batch_size, env=bases.env)
     t0 = time.perf_counter()
     rewards, _ = score_rewards(got.smiles)
@@ -185,12 +190,12 @@ def cached_classifier(names: Sequence[str], beta: float):
 
 @st.cache_data(show_spinner=False, max_entries=256)
 def cached_samples(fingerprints: tuple[str, ...], beta: float, comp_key: tuple | None, method: str, u_source: str,
-                   n: int, seed: int, _models: list, _composition: A.Composition | None, _classifier: Any = None
-                   ) -> MolSamples:
+                   n: int, seed: int, _models: list, _composition: A.Composition | None, _classifier: Any = None,
+                   scoring: str = "fast") -> MolSamples:
     """:func:`draw_samples`, cached by what determines its result (underscored arguments are not hashed)."""
-    return draw_samples(_models, beta, _composition, method, n, seed, u_source, _classifier)
+    return draw_samples(_models, beta, _composition, method, n, seed, u_source, _classifier, scoring=scoring)
 
 
-__all__ = ["MOL_METHODS", "MOL_U_CHOICES", "MolSamples", "REWARD_LABELS", "beta_window", "cached_classifier",
+__all__ = ["MOL_METHODS", "MOL_SCORINGS", "MOL_U_CHOICES", "MolSamples", "REWARD_LABELS", "beta_window", "cached_classifier",
            "cached_samples", "classifier_for", "default_mol_bases", "draw_samples", "load_mol", "mol_zoo",
            "score_rewards"]

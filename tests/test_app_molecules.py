@@ -105,6 +105,9 @@ def test_shipped_classifier_guides_the_pair(mol_env):
     at = _page(m_method="classifier", m_alpha=0.3)
     assert any("Classifier: shipped" in c.value for c in at.caption)
     assert _metrics(at)["molecules / s"]
+    fast_view = json.dumps(_kde(at), sort_keys=True)
+    at.sidebar.radio(key="m_scoring").set_value("topk").run()
+    assert not at.exception and json.dumps(_kde(at), sort_keys=True) != fast_view
     at = _page(m_method="classifier", m_beta=40.0)
     assert any("trained on the bases at β = 32" in i.value for i in at.info)
 
