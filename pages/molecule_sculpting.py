@@ -80,7 +80,8 @@ if method == "reaching":
     u_source = sb.radio("Reaching probabilities u_i(s)", list(M.MOL_U_CHOICES), format_func=M.MOL_U_CHOICES.get,
                         key="m_u")
 n = int(sb.select_slider("Molecules per view", options=list(M.N_CHOICES), key="m_n",
-                         help="More molecules: smoother contours, slower reruns (measured on 2 CPU cores: about 0.9 s per α move at 64, 1.6 s at 128)."))
+                         help="More molecules: smoother contours, slower reruns (measured on 2 CPU cores: "
+                              "about 0.9 s per α move at 64, 1.6 s at 128)."))
 seed = int(sb.number_input("Seed", 0, 10_000, step=1, key="m_seed"))
 
 for err in load_errors:
