@@ -127,15 +127,28 @@ def cmd_mol_train_classifier(args: argparse.Namespace) -> dict[str, Any]:
                                    warmup=max(1, min(args.warmup, args.steps)),
                                    eval_every=max(1, args.steps // 20), time_limit_s=args.time_limit,
                                    device=args.device)
+    init, init_meta = None, {}
+    if args.init:
+        from .train.mol_classifier_trainer import load_mol_classifier, resolve_mol_classifier
+
+        init, init_bases, init_meta = load_mol_classifier(resolve_mol_classifier(args.init))
+        if init_bases != [m.name for m in models] or float(init_meta.get("beta", args.beta)) != float(args.beta):
+            raise SculptError(f"--init {args.init} was trained for bases {','.join(init_bases)} at β = "
+                              f"{init_meta.get('beta')}, not {','.join(m.name for m in models)} at β = {args.beta:g}")
     update, close = _progress_bar(cfg.steps, "mol classifier")
     try:
-        net, info = train_mol_classifier(models, args.beta, cfg, progress=update)
+        net, info = train_mol_classifier(models, args.beta, cfg, progress=update, init=init)
     finally:
         close()
     base_names = [m.name for m in models]
-    meta = {"bases": base_names, "base_fingerprints": [m.fingerprint() for m in models], "beta": float(args.beta), "alpha_cond": bool(args.alpha_cond), "n_labels": labels,
+    total_steps = info["steps"] + int(init_meta.get("steps", 0))  # a continued run counts the earlier steps too
+    total_seconds = round(info["seconds"] + float(init_meta.get("seconds", 0.0)), 1)
+    meta = {"bases": base_names, "base_fingerprints": [m.fingerprint() for m in models], "beta": float(args.beta),
+            "alpha_cond": bool(args.alpha_cond), "n_labels": labels,
             "action_head": not args.no_action_head, "distill_actions": args.distill_actions,
-            "steps": info["steps"], "seconds": round(info["seconds"], 1),
+            "steps": total_steps, "seconds": total_seconds,
+            "continued_from": ({"steps": init_meta.get("steps"), "seconds": init_meta.get("seconds")}
+                               if init is not None else None),
             "sample_seconds": round(info["sample_seconds"], 1), "device": info["device"],
             "torch_threads": info["torch_threads"], "trajectories_sampled": info["trajectories_sampled"],
             "invalid_dropped": info["invalid_dropped"],
@@ -166,6 +179,8 @@ def register_train_classifier(mol: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=100)
     p.add_argument("--time-limit", type=float, default=None, help="stop after this many seconds")
     p.add_argument("--device", default=None, help="torch device (default: CUDA if available)")
+    p.add_argument("--init", default=None, help="continue from this classifier (path or shipped name; same bases, "
+                                                "β and architecture); steps and seconds add up")
     p.set_defaults(func=cmd_mol_train_classifier)
 
 

@@ -415,6 +415,21 @@ def test_cli_train_classifier_and_composed_sampling(env, tmp_path, capsys):
     assert rec["steps"] == 3 and rec["beta"] == 24.0 and rec["alpha_cond"] and clf.is_file()
     _, names, meta = load_mol_classifier(clf)
     assert names == ["b0", "b1"] and meta["seconds"] >= 0 and meta["n_labels"] == 2
+    more = tmp_path / "clf_more.pt"  # continue the same classifier: the steps add up, the weights move on
+    code, out, err = _cli(["mol", "train-classifier", "--bases", bases, "--beta", "24", "--alpha-cond", "--steps", "2",
+                           "--batch-size", "4", "--hidden", "16", "--layers", "1", "--init", str(clf), "--out",
+                           str(more)], capsys)
+    assert code == 0, err
+    cont_net, _, cont_meta = load_mol_classifier(more)
+    assert cont_meta["steps"] == 5 and cont_meta["continued_from"]["steps"] == 3
+    first_net, _, _ = load_mol_classifier(clf)
+    assert any(not torch.equal(a, b) for a, b in zip(first_net.state_dict().values(), cont_net.state_dict().values()))
+    code, out, err = _cli(["mol", "train-classifier", "--bases", bases, "--beta", "30", "--alpha-cond", "--steps", "2",
+                           "--hidden", "16", "--layers", "1", "--init", str(clf), "--out", str(more)], capsys)
+    assert code == 2 and "was trained for bases" in err
+    code, out, err = _cli(["mol", "train-classifier", "--bases", bases, "--beta", "24", "--alpha-cond", "--steps", "2",
+                           "--hidden", "32", "--layers", "1", "--init", str(clf), "--out", str(more)], capsys)
+    assert code == 2 and "another configuration" in err
     runs = [
         ["--method", "classifier", "--classifier", str(clf), "--y", "1,2", "--alpha", "0.3"],
         ["--method", "classifier", "--classifier", str(clf), "--y", "1,1", "--scoring", "exact"],

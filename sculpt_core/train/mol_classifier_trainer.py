@@ -260,8 +260,10 @@ def train_mol_classifier(
     cfg: MolClassifierTrainConfig = MolClassifierTrainConfig(),
     progress: Callable[[int, dict], None] | None = None,
     evaluate: EvalFn | None = None,
+    init: MolClassifier | None = None,
 ) -> tuple[MolClassifier, dict]:
-    """Train a classifier for ``models`` (in this order: label i = model i) sampled at ``beta``."""
+    """Train a classifier for ``models`` (in this order: label i = model i) sampled at ``beta``; ``init``: a
+    classifier of the same configuration to continue from (its weights are copied, the schedule starts anew)."""
     from ..compose.molecules import prepare_mol_bases
 
     bases = prepare_mol_bases(models, beta)  # same library, β in range
@@ -274,6 +276,11 @@ def train_mol_classifier(
     ccfg = MolClassifierConfig(env.n_frags, env.max_frags, m, cfg.n_labels, cfg.alpha_cond, cfg.hidden, cfg.n_layers,
                                cfg.action_head, cfg.action_rank)
     net = MolClassifier(ccfg, env).to(device)
+    if init is not None:
+        if init.cfg.to_dict() != ccfg.to_dict():
+            raise SculptError(f"cannot continue from a classifier with another configuration ({init.cfg.to_dict()} "
+                              f"vs {ccfg.to_dict()})")
+        net.load_state_dict(init.state_dict())
     target = copy.deepcopy(net).requires_grad_(False)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     frac = cfg.lr_final_fraction
