@@ -22,17 +22,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
-
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    k = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
-    return ordered[k]
-
-
-def _summary(values_s: list[float]) -> dict:
-    ms = [v * 1000 for v in values_s]
-    return {"p50_ms": round(_pct(ms, 0.5), 1), "p95_ms": round(_pct(ms, 0.95), 1), "n": len(ms)}
+from timing import latency_summary  # noqa: E402
 
 
 def main() -> None:
@@ -93,7 +85,7 @@ def main() -> None:
                 reruns[method] = {"error": (at.exception or at.error)[0].value}
                 break
         else:
-            reruns[method] = _summary(times)
+            reruns[method] = latency_summary(times)
     out["rerun_after_alpha_move"] = reruns
 
     # β slider (β-conditioned variants of the same bases): a move re-evaluates the base networks at the new β
@@ -114,7 +106,7 @@ def main() -> None:
                     beta_reruns[method] = {"error": (at.exception or at.error)[0].value}
                     break
             else:
-                beta_reruns[method] = _summary(times)
+                beta_reruns[method] = latency_summary(times)
             betas = [round(b + 0.003, 3) for b in betas]  # new values for the next method: no cache hits
         out["rerun_after_beta_move"] = {"bases": beta_bases, **beta_reruns}
     else:
@@ -131,7 +123,7 @@ def main() -> None:
             t0 = time.perf_counter()
             compose(prepared, A.harmonic_mean(a + 0.001), method, classifier=clf)
             times.append(time.perf_counter() - t0)
-        baseline[method] = _summary(times)
+        baseline[method] = latency_summary(times)
     out["baseline_compose"] = baseline
     out["ratio_rerun_p95_to_compose_p50"] = {
         m: round(reruns[m]["p95_ms"] / max(baseline[m]["p50_ms"], 1e-3), 2) for m in methods if "p95_ms" in reruns.get(m, {})}

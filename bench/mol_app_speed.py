@@ -19,16 +19,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
-
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
-
-
-def _summary(values_s: list[float]) -> dict:
-    ms = [v * 1000 for v in values_s]
-    return {"p50_ms": round(_pct(ms, 0.5), 1), "p95_ms": round(_pct(ms, 0.95), 1), "n": len(ms)}
+from timing import latency_summary  # noqa: E402
 
 
 def main() -> None:
@@ -83,14 +76,14 @@ def main() -> None:
                     reruns[f"{method}_n{n}"] = {"error": (at.exception or at.error)[0].value}
                     break
             else:
-                reruns[f"{method}_n{n}"] = _summary(times)
+                reruns[f"{method}_n{n}"] = latency_summary(times)
             base_times = []
             for k in range(max(2, args.moves // 2)):
                 t0 = time.perf_counter()
                 draw_samples(models, 32.0, A.harmonic_mean(0.77 + 0.01 * k), method, n, seed=1000 + k,
                              classifier=clf)
                 base_times.append(time.perf_counter() - t0)
-            baseline[f"{method}_n{n}"] = _summary(base_times)
+            baseline[f"{method}_n{n}"] = latency_summary(base_times)
     out["rerun_after_alpha_move"] = reruns
     out["baseline_draw_samples"] = baseline
     out["ratio_rerun_p50_to_baseline_p50"] = {k: round(reruns[k]["p50_ms"] / max(baseline[k]["p50_ms"], 1e-3), 2)

@@ -27,10 +27,12 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from sculpt_core.compose import algebra as A  # noqa: E402
 from sculpt_core.compose.molecules import GuidedPolicy, composed_policy, prepare_mol_bases  # noqa: E402
 from sculpt_core.evaluate.mol_sampling import sample_molecules, sample_trajectories  # noqa: E402
+from timing import percentile  # noqa: E402
 
 
 def _throughput(policy, n: int, batch: int, seed: int = 1) -> dict:
@@ -39,11 +41,6 @@ def _throughput(policy, n: int, batch: int, seed: int = 1) -> dict:
     print(f"{type(policy).__name__} batch {batch}: {got.molecules_per_s:.1f} mol/s", file=sys.stderr, flush=True)
     return {"mol_per_s": round(got.molecules_per_s, 1), "n": len(got.smiles), "seconds": round(got.seconds, 2),
             "invalid": got.n_invalid, "unique": len(set(got.smiles))}
-
-
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def _eq13_gap(policy: GuidedPolicy, states: list) -> list[float]:
@@ -76,10 +73,10 @@ def fast_head_cost(bases, comp, clf, n_traj: int = 32, seed: int = 3) -> dict:
         gap_e += _eq13_gap(exact, part)
     return {"composition": comp.describe(), "states": len(states),
             "eq13_gap_mean": {"fast": round(statistics.mean(gap_f), 4), "exact": round(statistics.mean(gap_e), 4)},
-            "kl_exact_fast": {"mean": round(statistics.mean(kl), 5), "median": round(_pct(kl, 0.5), 5),
-                              "p90": round(_pct(kl, 0.9), 5)},
-            "l1_actions": {"mean": round(statistics.mean(l1), 5), "median": round(_pct(l1, 0.5), 5),
-                           "p90": round(_pct(l1, 0.9), 5)},
+            "kl_exact_fast": {"mean": round(statistics.mean(kl), 5), "median": round(percentile(kl, 0.5), 5),
+                              "p90": round(percentile(kl, 0.9), 5)},
+            "l1_actions": {"mean": round(statistics.mean(l1), 5), "median": round(percentile(l1, 0.5), 5),
+                           "p90": round(percentile(l1, 0.9), 5)},
             "policy_ms_per_state": {"fast": round(1e3 * t_fast / len(states), 3),
                                     "exact": round(1e3 * t_exact / len(states), 3)},
             "speedup": round(t_exact / max(t_fast, 1e-9), 1)}
