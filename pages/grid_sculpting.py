@@ -80,22 +80,7 @@ tokens = tuple(t for t, _ in loaded)
 models = [m for _, m in loaded]
 m = len(models)
 
-op = sb.selectbox("Operator", list(S.OPERATORS), format_func=S.OPERATORS.get, key="g_op")
-if op == "labels":
-    sb.text_input("Observed labels y1..yn", key="g_labels",
-                  help="Model numbers, repeats allowed: 1,2 = harmonic mean, 1,1 = contrast, 1,2,3 = all three.")
-if op in ("linear", "mixture"):
-    if not ss.get("g_weights") or ss.get("g_weights_m", m) != m:  # equal weights for a new set of models
-        ss["g_weights"] = ",".join(["1"] * max(m, 1))
-    ss["g_weights_m"] = m
-    sb.text_input("Weights ω1..ωm", key="g_weights", help="One non-negative number per chosen model, e.g. 1,0.5")
-alpha_ok = S.alpha_applies(op, m, ss.get("g_labels", ""))
-alpha = sb.slider("α (eq. 7: weight of p1 vs p2 in the denominator)", S.ALPHA_RANGE[0], S.ALPHA_RANGE[1], step=0.01,
-                  key="g_alpha", disabled=not alpha_ok,
-                  help="p(x | y1, y2; α) ∝ p_y1 p_y2 / (α p1 + (1-α) p2); α = 0.5 is the plain operator.")
-if not alpha_ok:
-    sb.caption("α applies to two models with two labels (eq. 7)"
-               + (f"; with {m} models it is undefined." if m != 2 else "; this operator has no α."))
+op, alpha_ok, alpha = S.operator_controls(sb, "g", m)
 
 window = S.beta_window(models)
 if window is not None:

@@ -49,18 +49,7 @@ for name in chosen:
     except SculptError as exc:
         load_errors.append(f"{name}: {exc}")
 m = len(models)
-op = sb.selectbox("Operator", list(S.OPERATORS), format_func=S.OPERATORS.get, key="m_op")
-if op == "labels":
-    sb.text_input("Observed labels y1..yn", key="m_labels",
-                  help="Model numbers, repeats allowed: 1,2 = harmonic mean, 1,1 = contrast, 1,2,3 = all three.")
-if op in ("linear", "mixture"):
-    if not ss.get("m_weights") or ss.get("m_weights_m", m) != m:
-        ss["m_weights"] = ",".join(["1"] * max(m, 1))
-    ss["m_weights_m"] = m
-    sb.text_input("Weights ω1..ωm", key="m_weights", help="One non-negative number per chosen model, e.g. 1,0.5")
-alpha_ok = S.alpha_applies(op, m, ss.get("m_labels", ""))
-alpha = sb.slider("α (eq. 7: weight of p1 vs p2 in the denominator)", S.ALPHA_RANGE[0], S.ALPHA_RANGE[1], step=0.01,
-                  key="m_alpha", disabled=not alpha_ok)
+op, alpha_ok, alpha = S.operator_controls(sb, "m", m)
 window = None
 if models and not load_errors:
     try:
