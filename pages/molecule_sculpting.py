@@ -32,7 +32,8 @@ if not zoo:
     st.stop()
 
 defaults = {"m_bases": M.default_mol_bases(zoo), "m_op": "hm", "m_alpha": 0.5, "m_labels": "1,2", "m_weights": "",
-            "m_method": "reaching", "m_u": "flow", "m_scoring": "fast", "m_n": 64, "m_seed": 0, "m_beta": M.DEFAULT_BETA}
+            "m_method": "reaching", "m_u": "flow", "m_scoring": "fast", "m_n": 64, "m_seed": 0,
+            "m_beta": M.DEFAULT_BETA}
 for key, value in defaults.items():
     ss.setdefault(key, value)
 ss["m_bases"] = [b for b in ss["m_bases"] if b in zoo][:3]
