@@ -82,7 +82,7 @@ def threshold_bins(rewards: Any, thresholds: Sequence[float], names: Sequence[st
 
     Bins are ordered as ``itertools.product([low, high], repeat=d)`` (low before high, first objective slowest),
     which is the paper's column order. ``percent`` reproduces the paper exactly (``int(n*100.0/total)`` per bin,
-    the last bin = 100 − sum of the others, so it can absorb up to d−1 points of truncation); ``fraction`` is exact.
+    the last bin = 100 − sum of the others, so it can absorb up to 2^d − 1 points of truncation); ``fraction`` is exact.
 
     Args:
         rewards: array ``[N, d]`` of rewards (a 1-D array is allowed when ``d == 1``).
