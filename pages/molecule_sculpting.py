@@ -182,6 +182,6 @@ st.download_button("Samples (CSV)", data=composed.csv(), file_name="sculpt_molec
                    on_click="ignore", key="m_dl")
 
 with st.expander("Base models"):
-    for mod in models:
+    for mod, fp in zip(models, fingerprints):
         st.markdown(f"- **{mod.name}**: reward `{mod.meta.get('reward')}`, {mod.meta.get('steps')} training steps, "
-                    f"β ∈ [{mod.beta_range[0]:g}, {mod.beta_range[1]:g}], fingerprint `{mod.fingerprint()}`")
+                    f"β ∈ [{mod.beta_range[0]:g}, {mod.beta_range[1]:g}], fingerprint `{fp}`")

@@ -81,10 +81,11 @@ class MolSamples:
         return float(diversity(self.smiles[:max_n])) if len(self.smiles) >= 2 else None
 
     def csv(self) -> str:
-        lines = ["smiles,seh_reward,sa_reward,qed"]
-        for s, r in zip(self.smiles, self.rewards):
-            lines.append(",".join([s] + ["" if np.isnan(v) else f"{v:.6g}" for v in r]))
-        return "\n".join(lines) + "\n"
+        """The same columns as ``mol sample --out`` (smiles,seh_reward,sa_reward,qed)."""
+        from .mol_cli import SAMPLE_COLUMNS
+        from .rewards.molecules import csv_text
+
+        return csv_text(SAMPLE_COLUMNS, ([s, *r] for s, r in zip(self.smiles, self.rewards)))
 
 
 # ----- pure helpers ---------------------------------------------------------------------------------------------

@@ -8,7 +8,6 @@ models and the parsed arguments); ``classifier``, ``reaching`` and ``ensemble`` 
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 import time
 from pathlib import Path
@@ -78,19 +77,11 @@ SAMPLE_METHODS: dict[str, PolicyBuilder] = {"base": _base_policy}
 SAMPLE_METHODS.update(COMPOSE_METHODS)  # classifier, reaching, ensemble (mol_compose_cli)
 
 
-def _cell(value: float) -> str:
-    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else repr(float(value))
-
-
 def write_samples_csv(path: str | Path, records: list[dict]) -> None:
     """``smiles,seh_reward,sa_reward,qed`` (empty cell where a reward is unavailable)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
-        w.writerow(SAMPLE_COLUMNS)
-        for r in records:
-            w.writerow([r["smiles"], _cell(r["seh_reward"]), _cell(r["sa_reward"]), _cell(r["qed"])])
+    from .rewards.molecules import write_csv
+
+    write_csv(path, SAMPLE_COLUMNS, ([r[c] for c in SAMPLE_COLUMNS] for r in records))
 
 
 def summarize_samples(records: list[dict]) -> dict:

@@ -10,9 +10,10 @@ float32 arithmetic of the reference (SPEC §6) is kept so results match ``refere
 from __future__ import annotations
 
 import importlib.util
+import io
 import math
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -213,22 +214,41 @@ def read_smiles_file(path: str | Path) -> list[str]:
     return smiles
 
 
-def _cell(value: Any) -> str:
-    if isinstance(value, bool):
+def csv_cell(value: Any) -> str:
+    """One CSV cell: None and NaN → empty, booleans → true/false, floats exact (repr), anything else str()."""
+    if value is None:
+        return ""
+    if isinstance(value, (bool, np.bool_)):
         return "true" if value else "false"
-    if isinstance(value, float):
-        return "" if math.isnan(value) else repr(value)
+    if isinstance(value, (float, np.floating)):
+        return "" if math.isnan(value) else repr(float(value))
     return str(value)
+
+
+def _write_rows(fh: Any, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    import csv
+
+    writer = csv.writer(fh)
+    writer.writerow(header)
+    for row in rows:
+        writer.writerow([csv_cell(v) for v in row])
+
+
+def csv_text(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """CSV text with ``header`` and ``rows`` formatted by :func:`csv_cell` (for downloads)."""
+    buf = io.StringIO()
+    _write_rows(buf, header, rows)
+    return buf.getvalue()
+
+
+def write_csv(path: str | Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """Write a CSV file (parent folders created) with cells formatted by :func:`csv_cell`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        _write_rows(fh, header, rows)
 
 
 def write_scores_csv(path: str | Path, records: Sequence[dict]) -> None:
     """Write ``score_smiles`` records as CSV with columns ``RECORD_KEYS``; NaN → empty cell, floats exact (repr)."""
-    import csv
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(RECORD_KEYS)
-        for rec in records:
-            writer.writerow([_cell(rec[k]) for k in RECORD_KEYS])
+    write_csv(path, RECORD_KEYS, ([rec[k] for k in RECORD_KEYS] for rec in records))
