@@ -158,8 +158,10 @@ def main() -> None:
             speed: dict = {}
             for batch in (64, 128):
                 row = {"base": _throughput(models[0].policy(args.beta), args.n, batch),
-                       "reaching_flow_linear": _throughput(composed_policy(bases, A.linear([1.0] * m), "reaching"), args.n, batch),
-                       "reaching_flow_hm": _throughput(composed_policy(bases, A.chained_harmonic_mean(m), "reaching"), args.n, batch),
+                       "reaching_flow_linear": _throughput(composed_policy(bases, A.linear([1.0] * m), "reaching",
+                                                                           u_source="flow"), args.n, batch),
+                       "reaching_flow_hm": _throughput(composed_policy(bases, A.chained_harmonic_mean(m), "reaching",
+                                                                       u_source="flow"), args.n, batch),
                        "reaching_trajectory_hm": _throughput(composed_policy(bases, A.chained_harmonic_mean(m), "reaching",
                                                                              u_source="trajectory"), args.n, batch),
                        "ensemble_hm": _throughput(composed_policy(bases, A.chained_harmonic_mean(m), "ensemble"), args.n, batch),

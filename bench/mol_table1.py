@@ -2,7 +2,8 @@
 
 Samples ``--n`` valid molecules for each of the three base models (sEH, SA, QED at ``--beta``) and for the
 compositions (a)–(g) by each method of ``--methods`` (classifier guidance with the shipped 3-label classifier or
-``--classifier``; reaching with the learned state flows), scores them with the sEH proxy, SA and QED, and
+``--classifier``; reaching with u_i from the p_F/p_B product along each trajectory, or with ``--u flow`` from the
+learned state flows), scores them with the sEH proxy, SA and QED, and
 reports per row: our Table 1 percentages next to the paper's, the fraction high in all three rewards, per-reward
 high fractions and top-10 means, uniqueness, diversity (mean pairwise Tanimoto distance on the first 1000) and
 molecules/s. ``--emd`` adds the earth mover's distances of the paper's selected pairs that these rows cover.
@@ -84,6 +85,8 @@ def main() -> None:
     parser.add_argument("--classifier", default=None, help="classifier path or shipped name (default: the shipped one)")
     parser.add_argument("--scoring", choices=["fast", "exact", "topk"], default="fast")
     parser.add_argument("--top-k", type=int, default=64)
+    parser.add_argument("--u", choices=["trajectory", "flow"], default="trajectory",
+                        help="reaching probabilities of the reaching method: learned state flow or p_F/p_B product")
     parser.add_argument("--skip-base", action="store_true", help="do not sample the three base rows")
     parser.add_argument("--rows", default=",".join(k for k in TABLE1_ROWS if TABLE1_ROWS[k].labels is not None),
                         help="composed rows (the base rows are always sampled)")
@@ -118,6 +121,7 @@ def main() -> None:
         print(json.dumps(record, ensure_ascii=False))
         return
     record["scoring"] = args.scoring if args.scoring != "topk" else f"topk (k = {args.top_k})"
+    record["u"] = args.u
     samples: dict = {}
     if not args.skip_base:
         base = run_table1(bases, args.n, rows=("p_seh", "p_sa", "p_qed"), **common)
@@ -132,8 +136,8 @@ def main() -> None:
             clf, _, meta = load_classifier_for(models, args.beta, args.classifier)
             record["classifier"] = {k: meta.get(k) for k in ("steps", "seconds", "beta", "n_labels", "torch_threads",
                                                              "trajectories_sampled")}
-        got = run_table1(bases, args.n, method, clf, rows=composed_rows, scoring=args.scoring, top_k=args.top_k,
-                         **common)
+        got = run_table1(bases, args.n, method, clf, rows=composed_rows, u_source=args.u, scoring=args.scoring,
+                         top_k=args.top_k, **common)
         record["methods"][method] = got["rows"]
         samples[method] = got["samples"]
     if args.emd and methods:

@@ -32,7 +32,7 @@ if not zoo:
     st.stop()
 
 defaults = {"m_bases": M.default_mol_bases(zoo), "m_op": "hm", "m_alpha": 0.5, "m_labels": "1,2", "m_weights": "",
-            "m_method": "reaching", "m_u": "flow", "m_scoring": "fast", "m_n": 64, "m_seed": 0,
+            "m_method": "reaching", "m_u": "trajectory", "m_scoring": "fast", "m_n": 64, "m_seed": 0,
             "m_beta": M.DEFAULT_BETA}
 for key, value in defaults.items():
     ss.setdefault(key, value)
@@ -63,7 +63,7 @@ if not low <= ss["m_beta"] <= high:
 beta = float(sb.slider("β (reward exponent of every base, p_i ∝ R_i^β)", float(low), float(high), step=1.0,
                        key="m_beta", disabled=window is None))
 method = sb.radio("Method", list(M.MOL_METHODS), format_func=M.MOL_METHODS.get, key="m_method")
-u_source, scoring = "flow", "fast"
+u_source, scoring = "trajectory", "fast"
 if method == "classifier":
     scoring = sb.radio("Successor scoring", list(M.MOL_SCORINGS), format_func=M.MOL_SCORINGS.get, key="m_scoring")
 if method == "reaching":
@@ -115,7 +115,7 @@ def samples_of(fps: tuple, mods: list, comp, meth: str, u: str, clf=None, scorin
 
 st.markdown(f"**Target:** {composition.describe()}  `{composition.formula()}`  at β = {beta:g}")
 composed = samples_of(fingerprints, models, composition, method, u_source, classifier, scoring)
-base_sets = {mod.name: samples_of((fp,), [mod], None, "base", "flow") for mod, fp in zip(models, fingerprints)}
+base_sets = {mod.name: samples_of((fp,), [mod], None, "base", "trajectory") for mod, fp in zip(models, fingerprints)}
 if composed is None:
     st.stop()
 

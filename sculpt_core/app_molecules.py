@@ -19,7 +19,7 @@ import numpy as np
 import streamlit as st
 
 from .compose import algebra as A
-from .compose.molecules import composed_policy, prepare_mol_bases
+from .compose.molecules import DEFAULT_U_SOURCE, composed_policy, prepare_mol_bases
 from .errors import SculptError
 from .evaluate.mol_sampling import sample_molecules
 from .evaluate.molecules import TABLE1_NAMES, TABLE1_THRESHOLDS, diversity, table1_bins, uniqueness
@@ -32,9 +32,9 @@ MOL_METHODS: dict[str, str] = {
     "classifier": "classifier guidance",
     "ensemble": "ensemble (u = 1)",
 }
-MOL_U_CHOICES: dict[str, str] = {
-    "flow": "learned state flow (Model F)",
+MOL_U_CHOICES: dict[str, str] = {  # the first is the default (compose.molecules.DEFAULT_U_SOURCE)
     "trajectory": "p_F/p_B product along the trajectory (DB F)",
+    "flow": "learned state flow (Model F)",
 }
 MOL_SCORINGS: dict[str, str] = {
     "fast": "action head (fast)",
@@ -117,7 +117,7 @@ def score_rewards(smiles: Sequence[str]) -> tuple[np.ndarray, str | None]:
 
 
 def draw_samples(models: Sequence[MolBaseModel], beta: float, composition: A.Composition | None, method: str,
-                 n: int, seed: int, u_source: str = "flow", classifier: Any = None,
+                 n: int, seed: int, u_source: str = DEFAULT_U_SOURCE, classifier: Any = None,
                  batch_size: int = 128, scoring: str = "fast") -> MolSamples:
     """Sample ``n`` valid molecules from one base model (``composition=None``) or the composition, and score them."""
     bases = prepare_mol_bases(list(models), beta)

@@ -73,10 +73,10 @@ def _classifier_policy(models: list, args: argparse.Namespace):
 
 
 def _reaching_policy(models: list, args: argparse.Namespace):
-    from .compose.molecules import composed_policy
+    from .compose.molecules import DEFAULT_U_SOURCE, composed_policy
 
     return composed_policy(_bases(models, args), _composition(models, args), "reaching",
-                           u_source=getattr(args, "u", "flow"))
+                           u_source=getattr(args, "u", DEFAULT_U_SOURCE))
 
 
 def _ensemble_policy(models: list, args: argparse.Namespace):
@@ -94,8 +94,9 @@ def add_compose_sample_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--y", default=None, help="observed labels, e.g. 1,2 (harmonic mean), 1,1 (contrast), 1,2,3")
     p.add_argument("--alpha", type=float, default=None, help="α of the parameterised operators (two bases, two labels)")
     p.add_argument("--weights", default=None, help="linear scalarisation weights w1,w2[,…] (target ∝ Σ w_i R_i)")
-    p.add_argument("--u", choices=["flow", "trajectory"], default="flow",
-                   help="reaching probabilities: the learned state flow (Model F) or the p_F/p_B product (DB F)")
+    p.add_argument("--u", choices=["trajectory", "flow"], default="trajectory",
+                   help="reaching probabilities: the p_F/p_B product along the trajectory (DB F, default) or the "
+                        "learned state flow (Model F)")
     p.add_argument("--classifier", default=None, help="classifier checkpoint path or shipped name (method classifier)")
     p.add_argument("--scoring", choices=["fast", "exact", "topk"], default="fast",
                    help="successor values from the classifier's action head (fast), by scoring every successor graph "

@@ -523,3 +523,21 @@ def test_table1_runner_bins_match_the_exact_composition(env, dp, tables, bases3)
             assert abs(high_frac[name] - q) <= 4 * math.sqrt(q * (1 - q) / n) + 1e-3, (key, name)
     with pytest.raises(SculptError, match="unknown Table 1 rows"):
         run_table1(bases3, 4, rows=("z",), score=_toy_rewards)
+
+
+def test_table1_chained_hm_row_and_default_u(env, dp, tables, bases3):
+    """The extra ``hm`` row samples the chained harmonic mean by reaching (default u: the p_F/p_B product) and is
+    refused, with a message, by classifier guidance, which cannot express it."""
+    from sculpt_core.compose.molecules import DEFAULT_U_SOURCE, MolTrajectoryProductPolicy
+    from sculpt_core.evaluate.mol_table1 import TABLE1_ROWS, row_policy, run_table1
+
+    row = TABLE1_ROWS["hm"]
+    assert row.composition(3).kind == "chained_hm" and "chained harmonic mean" in row.label
+    assert DEFAULT_U_SOURCE == "trajectory"
+    assert isinstance(row_policy(bases3, row, "reaching"), MolTrajectoryProductPolicy)
+    got = run_table1(bases3, 40, "reaching", rows=("hm",), batch_size=40, score=_toy_rewards)
+    assert got["rows"]["hm"]["label"] == row.label and got["rows"]["hm"]["paper_percent"] is None
+    assert len(got["samples"]["hm"]) == 40
+    clf = ExactClassifier(dp, tables[3], n_labels=3, kind="chain")
+    with pytest.raises(SculptError, match="chained harmonic mean"):
+        run_table1(bases3, 4, "classifier", clf, rows=("hm",), score=_toy_rewards)

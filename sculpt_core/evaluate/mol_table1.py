@@ -6,7 +6,10 @@ Rows (keys of :data:`~sculpt_core.evaluate.molecules.PAPER_TABLE1`):
 - ``p_seh``, ``p_sa``, ``p_qed``: the base models alone;
 - ``a``–``c``: two observed labels, y = {sEH, SA}, {sEH, QED}, {SA, QED} (the harmonic means);
 - ``d``: y = {sEH, SA, QED} (the 3-way harmonic mean);
-- ``e``–``g``: the same label three times, y = (i, i, i) (a sharpened base model).
+- ``e``–``g``: the same label three times, y = (i, i, i) (a sharpened base model);
+- ``hm`` (not in the paper's table, not sampled by default): the chained harmonic mean ∝ 1 / Σ_i 1/p_i of the
+  three models (eq. 8), the "harmonic mean" of the Routing-by-Reaching paper; reaching only (it is not a label
+  posterior, so classifier guidance cannot express it).
 
 The base models must be given in the order (sEH, SA, QED): label i is the i-th model. Every figure here is
 computed from samples; nothing is read from the paper except the comparison columns.
@@ -20,7 +23,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..compose import algebra as A
-from ..compose.molecules import MolBases, composed_policy
+from ..compose.molecules import DEFAULT_U_SOURCE, MolBases, composed_policy
 from ..errors import SculptError
 from .mol_sampling import sample_molecules
 from .molecules import (PAPER_TABLE1, PAPER_TABLE1_LABELS, TABLE1_NAMES, TABLE1_THRESHOLDS, diversity,
@@ -29,14 +32,22 @@ from .molecules import (PAPER_TABLE1, PAPER_TABLE1_LABELS, TABLE1_NAMES, TABLE1_
 
 @dataclass(frozen=True)
 class Table1Row:
-    """One row: a base model (``base`` = its 0-based index) or an observed label tuple ``labels`` (1-based)."""
+    """One row: a base model (``base`` = its 0-based index), an observed label tuple ``labels`` (1-based) or the
+    chained harmonic mean of all the models (``chained_hm``)."""
 
     key: str
     base: int | None = None
     labels: tuple[int, ...] | None = None
+    chained_hm: bool = False
 
     def composition(self, n_models: int) -> A.Composition | None:
+        if self.chained_hm:
+            return A.chained_harmonic_mean(n_models)
         return None if self.labels is None else A.conditioning(self.labels, n_models)
+
+    @property
+    def label(self) -> str:
+        return PAPER_TABLE1_LABELS.get(self.key, "SEH⊗SA⊗QED (chained harmonic mean)" if self.chained_hm else self.key)
 
 
 TABLE1_ROWS: dict[str, Table1Row] = {
@@ -50,10 +61,11 @@ TABLE1_ROWS: dict[str, Table1Row] = {
     "e": Table1Row("e", labels=(1, 1, 1)),
     "f": Table1Row("f", labels=(2, 2, 2)),
     "g": Table1Row("g", labels=(3, 3, 3)),
+    "hm": Table1Row("hm", chained_hm=True),
 }
 
 
-def row_policy(bases: MolBases, row: Table1Row, method: str, classifier: Any = None, u_source: str = "flow",
+def row_policy(bases: MolBases, row: Table1Row, method: str, classifier: Any = None, u_source: str = DEFAULT_U_SOURCE,
                scoring: str = "fast", top_k: int = 64):
     """The sampler of one Table 1 row: the base model itself, or the composition by ``method``."""
     if bases.m != len(TABLE1_NAMES):
@@ -89,7 +101,7 @@ def run_table1(
     method: str = "classifier",
     classifier: Any = None,
     rows: Sequence[str] = tuple(TABLE1_ROWS),
-    u_source: str = "flow",
+    u_source: str = DEFAULT_U_SOURCE,
     scoring: str = "fast",
     top_k: int = 64,
     seed: int = 0,
@@ -115,7 +127,7 @@ def run_table1(
         rewards = score(got.smiles)
         summary = summarize_sample_set(got.smiles, rewards)
         paper = PAPER_TABLE1.get(key)
-        summary |= {"label": PAPER_TABLE1_LABELS[key], "method": "base" if row.base is not None else method,
+        summary |= {"label": row.label, "method": "base" if row.base is not None else method,
                     "scoring": scoring if row.base is None and method == "classifier" else None,
                     "paper_percent": list(paper) if paper else None,
                     "paper_all_high": paper[-1] / 100.0 if paper else None,
