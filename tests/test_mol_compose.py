@@ -541,3 +541,28 @@ def test_table1_chained_hm_row_and_default_u(env, dp, tables, bases3):
     clf = ExactClassifier(dp, tables[3], n_labels=3, kind="chain")
     with pytest.raises(SculptError, match="chained harmonic mean"):
         run_table1(bases3, 4, "classifier", clf, rows=("hm",), score=_toy_rewards)
+
+
+def test_backward_importance_sampling_recovers_exact_marginals(env, dp, tables, bases3):
+    """log_marginals: the mean of p_iF(τ)/P_B(τ|x) over uniform backward paths is the exact class-level p_i(x)."""
+    from sculpt_core.evaluate.mol_marginals import backward_log_weights, log_marginals
+
+    exact = torch.stack([_terminal(dp, tables[3][i]) for i in range(3)])  # [m, N classes]
+    can_stop = dp.space.can_stop
+    # the three likeliest molecules of each model, with at least two fragments (several backward paths)
+    picks = sorted({int(k) for i in range(3)
+                    for k in torch.argsort(exact[i].masked_fill(~can_stop, 0), descending=True).tolist()
+                    if len(dp.states[k].frags) >= 2 and bool(can_stop[k])}, key=lambda k: -float(exact[:, k].max()))[:6]
+    xs = [dp.states[k] for k in picks]
+    k = 1500
+    w = backward_log_weights(bases3, xs, k, torch.Generator().manual_seed(5)).exp()  # [m, N, k]
+    mean, sem = w.mean(2), w.std(2) / math.sqrt(k)
+    want = exact[:, picks]
+    assert torch.all((mean - want).abs() <= 5 * sem + 1e-12), (mean, want, sem)
+    assert w.std(2).max() > 0  # several paths per molecule, so the check is not vacuous
+    est = log_marginals(bases3, xs[:2], 8, torch.Generator().manual_seed(1))
+    assert est.shape == (3, 2) and torch.isfinite(est).all()
+    with pytest.raises(SculptError, match="positive integer"):
+        log_marginals(bases3, xs, 0)
+    with pytest.raises(SculptError, match="empty graph"):
+        log_marginals(bases3, [env.initial_states(1)[0]], 2)
