@@ -71,7 +71,7 @@ if method == "reaching":
                         key="m_u")
 n = int(sb.select_slider("Molecules per view", options=list(M.N_CHOICES), key="m_n",
                          help="More molecules: smoother contours, slower reruns (measured on 2 CPU cores: "
-                              "about 0.9 s per α move at 64, 1.6 s at 128)."))
+                              "about 1 s per α move at 64, 1.8 s at 128, reaching)."))
 seed = int(sb.number_input("Seed", 0, 10_000, step=1, key="m_seed"))
 
 for err in load_errors:

@@ -133,7 +133,9 @@ def cmd_mol_sample(args: argparse.Namespace) -> dict:
     records = [{"smiles": r["smiles"], "seh_reward": r["seh_reward"], "sa_reward": r["sa_reward"], "qed": r["qed"]}
                for r in scored]
     write_samples_csv(args.out, records)
-    return {"method": args.method, "bases": [m.name for m in models], "beta": args.beta, "n": len(records),
+    settings = {"u": getattr(args, "u", None)} if args.method == "reaching" else \
+        {"scoring": getattr(args, "scoring", None)} if args.method == "classifier" else {}
+    return {"method": args.method, **settings, "bases": [m.name for m in models], "beta": args.beta, "n": len(records),
             "invalid_dropped": samples.n_invalid, "trajectories": samples.n_trajectories,
             **summarize_samples(records), "seh": "ok" if reason is None else f"unavailable: {reason}",
             "sample_seconds": round(samples.seconds, 3), "molecules_per_s": round(samples.molecules_per_s, 1),

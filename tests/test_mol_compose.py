@@ -434,7 +434,8 @@ def test_cli_train_classifier_and_composed_sampling(env, tmp_path, capsys):
         ["--method", "classifier", "--classifier", str(clf), "--y", "1,2", "--alpha", "0.3"],
         ["--method", "classifier", "--classifier", str(clf), "--y", "1,1", "--scoring", "exact"],
         ["--method", "classifier", "--classifier", str(clf), "--y", "1,2", "--scoring", "topk", "--top-k", "3"],
-        ["--method", "reaching", "--u", "trajectory", "--weights", "1,2"],
+        ["--method", "reaching", "--u", "flow", "--weights", "1,2"],
+        ["--method", "reaching", "--y", "1,2"],  # default u: the p_F/p_B product
         ["--method", "ensemble", "--y", "1,1"],
     ]
     for extra in runs:
@@ -444,6 +445,8 @@ def test_cli_train_classifier_and_composed_sampling(env, tmp_path, capsys):
         assert code == 0, (extra, err)
         rec = json.loads(out.strip().splitlines()[-1])
         assert rec["n"] == 5 and rec["method"] == extra[1] and rec["molecules_per_s"] > 0
+        if extra[1] == "reaching":
+            assert rec["u"] == (extra[extra.index("--u") + 1] if "--u" in extra else "trajectory")
         assert len(csv_path.read_text().splitlines()) == 6
     failures = [
         (["--method", "classifier", "--y", "1,2"], "train-classifier"),  # no classifier for these bases
