@@ -3,6 +3,7 @@ distributions, which is all the exactness theorems need."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from sculpt_core.models.grid_model import GridBaseModel
@@ -19,6 +20,22 @@ def random_model(height: int = 8, seed: int = 0, scale: float = 3.0, name: str |
             p.mul_(scale)
     net.eval()
     return GridBaseModel(net, {"reward": "random", "temperature": 1.0, "has_flow": True}, log_reward, name or f"rand{seed}")
+
+
+@pytest.fixture(scope="module", name="lib")
+def full_fragment_library():
+    """Fixture ``lib``: the 72-fragment library (import it into modules that skip without the shared table)."""
+    from sculpt_core.envs.fragment_library import FragmentLibrary
+
+    return FragmentLibrary.load()
+
+
+@pytest.fixture(scope="module", name="env")
+def full_fragment_env(lib):
+    """Fixture ``env``: the fragment environment on the full library, trees of at most 9 fragments."""
+    from sculpt_core.envs.fragments import FragmentEnv
+
+    return FragmentEnv(lib, max_frags=9)
 
 
 def relabel_tree(state, rng):

@@ -17,7 +17,7 @@ from sculpt_core.envs.fragments import (  # noqa: E402
     ADD_NODE, SET_EDGE_ATTR, STOP, FragmentEnv, FragState, canonical_key, enumerate_states,
     has_trivial_automorphisms, scatter_logits)
 from sculpt_core.errors import SculptError  # noqa: E402
-from helpers import relabel_tree
+from helpers import full_fragment_env, full_fragment_library, relabel_tree  # noqa: F401 (fixtures env, lib)
 
 try:
     FRAGMENTS_TSV = resolve_fragments_path()
@@ -25,16 +25,6 @@ except SculptError as exc:  # the shared data folder is not part of the reposito
     pytest.skip(f"fragment table unavailable: {exc}", allow_module_level=True)
 
 REFERENCE_CSV = FRAGMENTS_TSV.parents[1] / "seh_proxy" / "reference_outputs.csv"
-
-
-@pytest.fixture(scope="module")
-def lib() -> FragmentLibrary:
-    return FragmentLibrary.load()
-
-
-@pytest.fixture(scope="module")
-def env(lib) -> FragmentEnv:
-    return FragmentEnv(lib, max_frags=9)
 
 
 def _valid(mask_row: torch.Tensor) -> set[int]:

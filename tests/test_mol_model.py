@@ -18,7 +18,7 @@ from sculpt_core.errors import SculptError  # noqa: E402
 from sculpt_core.evaluate.mol_sampling import sample_molecules, sample_trajectories  # noqa: E402
 from sculpt_core.models.mol_model import MolBaseModel  # noqa: E402
 from sculpt_core.train.mol_trainer import MolTrainConfig, log_rewards, train_mol_model  # noqa: E402
-from helpers import relabel_tree
+from helpers import full_fragment_env, full_fragment_library, relabel_tree  # noqa: F401 (fixtures env, lib)
 
 try:
     resolve_fragments_path()
@@ -26,16 +26,6 @@ except SculptError as exc:  # the shared data folder is not part of the reposito
     pytest.skip(f"fragment table unavailable: {exc}", allow_module_level=True)
 
 TINY = [1, 15, 27]  # C, C=C, CN: 496 state classes with max_frags = 3
-
-
-@pytest.fixture(scope="module")
-def lib() -> FragmentLibrary:
-    return FragmentLibrary.load()
-
-
-@pytest.fixture(scope="module")
-def env(lib) -> FragmentEnv:
-    return FragmentEnv(lib, max_frags=9)
 
 
 @pytest.fixture(scope="module")
