@@ -3,8 +3,8 @@
 Prints ONE JSON line: p50/p95 milliseconds of a full page rerun (Streamlit ``AppTest``: sampling, scoring,
 KDE contours, Table 1 bars, the gallery PNG; no browser) after moving α to a value not seen before (so the sample
 cache misses), per method (reaching with the page's default u, the p_F/p_B product; ensemble; classifier guidance
-when a classifier is shipped for the default pair) and per "molecules per view" setting; the first (cold) load of the page; and, as a baseline,
-the bare library call behind it (``app_molecules.draw_samples``: sampling + scoring) with the ratio
+when a classifier is shipped for the default pair) and per "molecules per view" setting; the first (cold) load of
+the page; and, as a baseline, the bare library call behind it (``app_molecules.draw_samples``: sampling + scoring) with the ratio
 rerun-p50 / baseline-p50, which is the page's own overhead.
 """
 

@@ -6,8 +6,8 @@ model's log p_i(x) three ways and reports the errors of the first two against th
 
 - ``flow``: the learned state flow, log F_i(x) − log F_i(s0) + log p_iF(⊤|x) (what ``--u flow`` mixes with);
 - ``trajectory``: the p_F/p_B product along the path that built x, + log p_iF(⊤|x) (``--u trajectory``);
-- reference: backward importance sampling with ``--k`` uniform-P_B paths per molecule
-  (:func:`sculpt_core.evaluate.mol_marginals.log_marginals`, unbiased in p_i(x)).
+- reference: backward importance sampling with ``--k`` paths per molecule drawn by the uniform backward policy
+  (:func:`sculpt_core.evaluate.mol_marginals.log_marginals`, class level, unbiased in p_i(x)).
 
 Per model: mean absolute error and mean error of log p_i(x), and the mean absolute error of log p_i(x)/p_1(x)
 (reaching mixes by such ratios, so a per-model constant error matters and a shared one does not). Also the flow

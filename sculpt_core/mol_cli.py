@@ -133,8 +133,11 @@ def cmd_mol_sample(args: argparse.Namespace) -> dict:
     records = [{"smiles": r["smiles"], "seh_reward": r["seh_reward"], "sa_reward": r["sa_reward"], "qed": r["qed"]}
                for r in scored]
     write_samples_csv(args.out, records)
-    settings = {"u": getattr(args, "u", None)} if args.method == "reaching" else \
-        {"scoring": getattr(args, "scoring", None)} if args.method == "classifier" else {}
+    settings = {}  # the option that decides how a composed method samples
+    if args.method == "reaching":
+        settings["u"] = getattr(args, "u", None)
+    elif args.method == "classifier":
+        settings["scoring"] = getattr(args, "scoring", None)
     return {"method": args.method, **settings, "bases": [m.name for m in models], "beta": args.beta, "n": len(records),
             "invalid_dropped": samples.n_invalid, "trajectories": samples.n_trajectories,
             **summarize_samples(records), "seh": "ok" if reason is None else f"unavailable: {reason}",
