@@ -3,13 +3,13 @@
 Samples ``--n`` valid molecules for each of the three base models (sEH, SA, QED at ``--beta``) and for the
 compositions (a)–(g) by each method of ``--methods`` (classifier guidance with the shipped 3-label classifier or
 ``--classifier``; reaching with u_i from the p_F/p_B product along each trajectory, or with ``--u flow`` from the
-learned state flows), scores them with the sEH proxy, SA and QED, and reports per row: our Table 1 percentages
-next to the paper's, the fraction high in all three rewards, per-reward high fractions and top-10 means,
-uniqueness, diversity (mean pairwise Tanimoto distance on the first 1000) and molecules/s. ``--emd`` adds the
-earth mover's distances of the paper's selected pairs that these rows cover. ``--rows`` may add ``hm``, the
-chained harmonic mean of the three (reaching only). ``--out-dir`` writes each row's samples as CSV (smiles,seh_reward,sa_reward,qed). ``--pair-alphas`` adds the
-(sEH, SA) pair under its α-conditioned classifier: harmonic mean and both contrasts at each α (paper Fig. 3),
-with the fraction of samples high in sEH, in SA and in both.
+learned state flows), scores them with the sEH proxy, SA and QED, and reports per row: our Table 1 percentages next
+to the paper's, the fraction high in all three rewards, per-reward high fractions and top-10 means, uniqueness,
+diversity (mean pairwise Tanimoto distance on the first 1000) and molecules/s. ``--emd`` adds the earth mover's
+distances of the paper's selected pairs that these rows cover. ``--rows`` may add ``hm``, the chained harmonic mean
+of the three (reaching only). ``--out-dir`` writes each row's samples as CSV (smiles,seh_reward,sa_reward,qed).
+``--pair-alphas`` adds the (sEH, SA) pair under its α-conditioned classifier: harmonic mean and both contrasts at
+each α (paper Fig. 3), with the fraction of samples high in sEH, in SA and in both.
 
 Needs the sEH proxy weights (``../shared/data/seh_proxy`` or ``SCULPT_SEH_WEIGHTS``).
 """
