@@ -24,7 +24,7 @@ from .errors import SculptError
 from .evaluate.mol_sampling import sample_molecules
 from .evaluate.molecules import TABLE1_NAMES, TABLE1_THRESHOLDS, diversity, table1_bins, uniqueness
 from .models.mol_model import MolBaseModel
-from .app_state import manifest_stamp
+from .app_state import manifest_stamp, zoo_names
 from .zoo import registry
 
 MOL_METHODS: dict[str, str] = {
@@ -152,19 +152,9 @@ def classifier_for(models: Sequence[MolBaseModel], beta: float) -> tuple[Any, st
 
 
 # ----- cached wrappers (Streamlit) ---------------------------------------------------------------------------------
-@st.cache_data(show_spinner=False, max_entries=8)
-def _mol_zoo(stamp: float, assets: str) -> tuple[list[str], str | None]:
-    from .zoo.mol_registry import mol_model_names
-
-    try:
-        return mol_model_names(), None
-    except SculptError as exc:
-        return [], str(exc)
-
-
 def mol_zoo() -> tuple[list[str], str | None]:
     """(shipped molecule model names, manifest error or None)."""
-    return _mol_zoo(manifest_stamp(), str(registry.assets_dir()))
+    return zoo_names("mol")
 
 
 @st.cache_resource(show_spinner="Loading molecule model…", max_entries=16)

@@ -461,16 +461,21 @@ def manifest_stamp() -> float:
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def _zoo_names(stamp: float, assets: str) -> tuple[list[str], str | None]:
+def _zoo_names(kind: str, stamp: float, assets: str) -> tuple[list[str], str | None]:
     try:
+        if kind == "mol":
+            from .zoo.mol_registry import mol_model_names  # RDKit only where molecules are asked for
+
+            return mol_model_names(), None
         return registry.grid_model_names(), None
     except SculptError as exc:
         return [], str(exc)
 
 
-def zoo_names() -> tuple[list[str], str | None]:
-    """(names of shipped grid models, error message if the manifest is unreadable)."""
-    return _zoo_names(manifest_stamp(), str(registry.assets_dir()))
+def zoo_names(kind: str = "grid") -> tuple[list[str], str | None]:
+    """(names of the shipped ``kind`` models, "grid" or "mol"; error message if the manifest is unreadable),
+    re-read when the manifest changes."""
+    return _zoo_names(kind, manifest_stamp(), str(registry.assets_dir()))
 
 
 @st.cache_resource(show_spinner="Loading model…", max_entries=32)
