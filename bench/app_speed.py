@@ -52,11 +52,11 @@ def main() -> None:
 
     import torch
 
-    from sculpt_core.compose import algebra as A
-    from sculpt_core.compose.grid import compose, prepare_bases
+    from sculpt_core.core import algebra as A
+    from sculpt_core.domains.grid.compose import compose, prepare_bases
     from sculpt_core.device import describe_device
-    from sculpt_core.zoo import load_grid_model
-    from sculpt_core.zoo.registry import find_grid_classifier
+    from sculpt_core.domains.grid.zoo import load_grid_model
+    from sculpt_core.domains.grid.zoo import find_grid_classifier
 
     out["device"] = describe_device()
     out["torch_threads"] = torch.get_num_threads()

@@ -22,12 +22,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sculpt_core.compose import algebra as A  # noqa: E402
-from sculpt_core.compose.grid import compose, prepare_bases  # noqa: E402
-from sculpt_core.evaluate.exact import log_terminal  # noqa: E402
-from sculpt_core.zoo import load_grid_model, read_manifest  # noqa: E402
-from sculpt_core.zoo.build import paper_evaluation_compositions  # noqa: E402
-from sculpt_core.zoo.registry import find_grid_classifier  # noqa: E402
+from sculpt_core.core import algebra as A  # noqa: E402
+from sculpt_core.domains.grid.compose import compose, prepare_bases  # noqa: E402
+from sculpt_core.domains.grid.exact import log_terminal  # noqa: E402
+from sculpt_core.domains.grid.zoo import load_grid_model
+from sculpt_core.core.zoo import read_manifest  # noqa: E402
+from sculpt_core.domains.grid.zoo import paper_evaluation_compositions  # noqa: E402
+from sculpt_core.domains.grid.zoo import find_grid_classifier  # noqa: E402
 
 
 def median_ms(fn, repeat=10) -> float:
@@ -41,8 +42,8 @@ def median_ms(fn, repeat=10) -> float:
 
 def projected_training_seconds(key: str, steps: int, timing_steps: int) -> dict:
     """Time ``timing_steps`` steps of the shipped classifier's configuration; project to ``steps``."""
-    from sculpt_core.train.classifier_trainer import ClassifierTrainConfig, train_grid_classifier
-    from sculpt_core.zoo.build import GRID_CLASSIFIER_SPECS
+    from sculpt_core.domains.grid.train_classifier import ClassifierTrainConfig, train_grid_classifier
+    from sculpt_core.domains.grid.zoo import GRID_CLASSIFIER_SPECS
 
     names, alpha_cond, n_labels = GRID_CLASSIFIER_SPECS[key]
     cfg = ClassifierTrainConfig(steps=timing_steps, alpha_cond=alpha_cond, n_labels=n_labels, eval_every=10 ** 9)

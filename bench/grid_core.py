@@ -22,12 +22,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sculpt_core.envs.grid import GridEnv  # noqa: E402
-from sculpt_core.evaluate.exact import log_terminal, normalize_log_policy  # noqa: E402
-from sculpt_core.evaluate.sampling import TablePolicy, sample_trajectories  # noqa: E402
-from sculpt_core.rewards.grid import grid_log_reward  # noqa: E402
-from sculpt_core.train.grid_trainer import GridTrainConfig, train_grid_model  # noqa: E402
-from sculpt_core.zoo.build import GRID_ZOO_SPECS  # noqa: E402
+from sculpt_core.domains.grid.env import GridEnv  # noqa: E402
+from sculpt_core.domains.grid.exact import log_terminal, normalize_log_policy  # noqa: E402
+from sculpt_core.core.sampling import TablePolicy, sample_trajectories  # noqa: E402
+from sculpt_core.domains.grid.rewards import grid_log_reward  # noqa: E402
+from sculpt_core.domains.grid.train import GridTrainConfig, train_grid_model  # noqa: E402
+from sculpt_core.domains.grid.zoo import GRID_ZOO_SPECS  # noqa: E402
 
 
 def timed(fn, repeat: int) -> float:
@@ -75,7 +75,7 @@ def main() -> None:
     n = 20000
     gen = torch.Generator().manual_seed(0)
     table_s = timed(lambda: sample_trajectories(env, TablePolicy(env, log_pf), n, gen), 3)
-    from sculpt_core.models.grid_policy import GridPolicyConfig, GridPolicyNet
+    from sculpt_core.domains.grid.policy import GridPolicyConfig, GridPolicyNet
 
     net = GridPolicyNet(GridPolicyConfig())
 

@@ -48,9 +48,9 @@ def main() -> None:
         return
     bases = at.multiselect(key="m_bases").value
     out["bases"] = bases
-    from sculpt_core.app_molecules import classifier_for, draw_samples
-    from sculpt_core.compose import algebra as A
-    from sculpt_core.zoo.mol_registry import load_mol_model
+    from sculpt_core.app.molecules import classifier_for, draw_samples
+    from sculpt_core.core import algebra as A
+    from sculpt_core.domains.molecules.zoo import load_mol_model
 
     models = [load_mol_model(b) for b in bases]
     clf, note = classifier_for(models, 32.0)

@@ -29,9 +29,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from sculpt_core.compose import algebra as A  # noqa: E402
-from sculpt_core.compose.molecules import GuidedPolicy, composed_policy, prepare_mol_bases  # noqa: E402
-from sculpt_core.evaluate.mol_sampling import sample_molecules, sample_trajectories  # noqa: E402
+from sculpt_core.core import algebra as A  # noqa: E402
+from sculpt_core.domains.molecules.compose import GuidedPolicy, composed_policy, prepare_mol_bases  # noqa: E402
+from sculpt_core.domains.molecules.sampling import sample_molecules, sample_trajectories  # noqa: E402
 from timing import percentile  # noqa: E402
 
 
@@ -84,11 +84,11 @@ def fast_head_cost(bases, comp, clf, n_traj: int = 32, seed: int = 3) -> dict:
 
 def tiny_exact(steps: int, distill_actions: int = 0) -> dict:
     """Exact guided terminal distributions (both scorings) of a classifier trained on the tiny library."""
-    from sculpt_core.compose.molecules import SpaceDP, space_log_target
-    from sculpt_core.envs.fragment_library import FragmentLibrary
-    from sculpt_core.envs.fragments import FragmentEnv
-    from sculpt_core.models.mol_model import MolBaseModel
-    from sculpt_core.train.mol_classifier_trainer import MolClassifierTrainConfig, train_mol_classifier
+    from sculpt_core.domains.molecules.exact import SpaceDP, space_log_target
+    from sculpt_core.domains.molecules.fragments import FragmentLibrary
+    from sculpt_core.domains.molecules.env import FragmentEnv
+    from sculpt_core.domains.molecules.model import MolBaseModel
+    from sculpt_core.domains.molecules.train_classifier import MolClassifierTrainConfig, train_mol_classifier
 
     env = FragmentEnv(FragmentLibrary.load().subset([1, 15, 27]), max_frags=3)
     dp = SpaceDP.build(env)
@@ -130,7 +130,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     skip = set(filter(None, args.skip.split(",")))
-    from sculpt_core.zoo.mol_registry import load_mol_model, mol_model_names
+    from sculpt_core.domains.molecules.zoo import load_mol_model, mol_model_names
 
     names = args.bases.split(",") if args.bases else mol_model_names()[:2]
     record: dict = {"threads": args.threads, "cpu_count": os.cpu_count(), "load_avg_start": os.getloadavg()[0],
@@ -142,13 +142,13 @@ def main() -> None:
         record["bases"] = [mod.name for mod in models]
         clf, trained = None, False
         try:
-            from sculpt_core.mol_compose_cli import load_classifier_for
+            from sculpt_core.domains.molecules.compose_cli import load_classifier_for
 
             clf, _, meta = load_classifier_for(models, args.beta, args.classifier)
             trained = True
             record["classifier"] = {k: meta.get(k) for k in ("steps", "seconds", "beta", "alpha_cond", "n_labels")}
         except Exception as exc:  # no classifier: time an untrained one
-            from sculpt_core.models.mol_classifier import MolClassifier, MolClassifierConfig
+            from sculpt_core.domains.molecules.classifier import MolClassifier, MolClassifierConfig
 
             env = bases.env
             clf = MolClassifier(MolClassifierConfig(env.n_frags, env.max_frags, m, 2 if m == 2 else m, m == 2), env).eval()

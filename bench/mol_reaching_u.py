@@ -7,7 +7,7 @@ model's log p_i(x) three ways and reports the errors of the first two against th
 - ``flow``: the learned state flow, log F_i(x) − log F_i(s0) + log p_iF(⊤|x) (what ``--u flow`` mixes with);
 - ``trajectory``: the p_F/p_B product along the path that built x, + log p_iF(⊤|x) (``--u trajectory``);
 - reference: backward importance sampling with ``--k`` paths per molecule drawn by the uniform backward policy
-  (:func:`sculpt_core.evaluate.mol_marginals.log_marginals`, class level, unbiased in p_i(x)).
+  (:func:`sculpt_core.domains.molecules.marginals.log_marginals`, class level, unbiased in p_i(x)).
 
 Per model: mean absolute error and mean error of log p_i(x), and the mean absolute error of log p_i(x)/p_1(x)
 (reaching mixes by such ratios, so a per-model constant error matters and a shared one does not). Also the flow
@@ -28,10 +28,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sculpt_core.cli import composition_from_args  # noqa: E402
-from sculpt_core.compose.molecules import composed_policy, prepare_mol_bases  # noqa: E402
-from sculpt_core.evaluate.mol_marginals import log_marginals  # noqa: E402
-from sculpt_core.evaluate.mol_sampling import sample_trajectories  # noqa: E402
-from sculpt_core.zoo.mol_registry import load_mol_model  # noqa: E402
+from sculpt_core.domains.molecules.compose import composed_policy, prepare_mol_bases  # noqa: E402
+from sculpt_core.domains.molecules.marginals import log_marginals  # noqa: E402
+from sculpt_core.domains.molecules.sampling import sample_trajectories  # noqa: E402
+from sculpt_core.domains.molecules.zoo import load_mol_model  # noqa: E402
 
 
 def trajectory_log_u(bases, traj) -> torch.Tensor:

@@ -27,9 +27,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sculpt_core.compose.molecules import prepare_mol_bases  # noqa: E402
-from sculpt_core.evaluate.mol_table1 import TABLE1_ROWS, run_table1  # noqa: E402
-from sculpt_core.evaluate.molecules import PAPER_EMD, pairwise_emd  # noqa: E402
+from sculpt_core.domains.molecules.compose import prepare_mol_bases  # noqa: E402
+from sculpt_core.domains.molecules.table1 import TABLE1_ROWS, run_table1  # noqa: E402
+from sculpt_core.domains.molecules.metrics import PAPER_EMD, pairwise_emd  # noqa: E402
 
 # Paper EMD set names → our (method-independent or per-method) rows.
 EMD_SETS = {"SEH": "p_seh", "SA": "p_sa", "QED": "p_qed", "SEH,SA": "a", "SEH,SA,QED": "d",
@@ -40,12 +40,12 @@ def pair_rows(models: list, args: argparse.Namespace, alphas: list[float]) -> di
     """HM and both contrasts of the first two bases at each α, guided by their shipped α-classifier."""
     import numpy as np
 
-    from sculpt_core.compose import algebra as A
-    from sculpt_core.compose.molecules import GuidedPolicy
-    from sculpt_core.evaluate.mol_sampling import sample_molecules
-    from sculpt_core.evaluate.molecules import TABLE1_NAMES, TABLE1_THRESHOLDS, uniqueness
-    from sculpt_core.mol_compose_cli import load_classifier_for
-    from sculpt_core.rewards.molecules import score_smiles
+    from sculpt_core.core import algebra as A
+    from sculpt_core.domains.molecules.compose import GuidedPolicy
+    from sculpt_core.domains.molecules.sampling import sample_molecules
+    from sculpt_core.domains.molecules.metrics import TABLE1_NAMES, TABLE1_THRESHOLDS, uniqueness
+    from sculpt_core.domains.molecules.compose_cli import load_classifier_for
+    from sculpt_core.domains.molecules.rewards import score_smiles
 
     bases = prepare_mol_bases(models, args.beta)
     clf, _, meta = load_classifier_for(models, args.beta, args.pair_classifier)
@@ -100,8 +100,8 @@ def main() -> None:
     parser.add_argument("--skip-table", action="store_true", help="only the --pair-alphas rows")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    from sculpt_core.mol_compose_cli import load_classifier_for
-    from sculpt_core.zoo.mol_registry import load_mol_model
+    from sculpt_core.domains.molecules.compose_cli import load_classifier_for
+    from sculpt_core.domains.molecules.zoo import load_mol_model
 
     models = [load_mol_model(n) for n in args.bases.split(",")]
     bases = prepare_mol_bases(models, args.beta)
@@ -152,8 +152,8 @@ def main() -> None:
             {"pair": f"{a} | {b}", "ours": round(float(matrix[idx[a], idx[b]]), 3), "paper": v}
             for (a, b), v in PAPER_EMD.items() if a in idx and b in idx]}
     if args.out_dir:
-        from sculpt_core.mol_cli import write_samples_csv
-        from sculpt_core.rewards.molecules import score_smiles
+        from sculpt_core.domains.molecules.cli import write_samples_csv
+        from sculpt_core.domains.molecules.rewards import score_smiles
 
         out = Path(args.out_dir)
         for method, rows in samples.items():

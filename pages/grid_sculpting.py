@@ -1,7 +1,7 @@
 """Grid Sculpting: choose base models, an operator, α, β and a method; see the exact composed distribution.
 
 Thin page: every computation is a call into ``sculpt_core`` (through the cached wrappers of
-``sculpt_core.app_state``); every figure comes from ``sculpt_core.viz.grid``.
+``sculpt_core.app.state``); every figure comes from ``sculpt_core.domains.grid.viz``.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from sculpt_core import app_state as S
+from sculpt_core.app import state as S
 from sculpt_core.errors import SculptError
-from sculpt_core.train.classifier_trainer import train_grid_classifier
-from sculpt_core.viz import grid as V
+from sculpt_core.domains.grid.train_classifier import train_grid_classifier
+from sculpt_core.domains.grid import viz as V
 
 S.ensure_app_navigation()
 

@@ -2,10 +2,10 @@
 
 import streamlit as st
 
-from sculpt_core import app_state as S
+from sculpt_core.app import state as S
 from sculpt_core.device import describe_device
 from sculpt_core.errors import SculptError
-from sculpt_core.viz.grid import heatmap_row
+from sculpt_core.domains.grid.viz import heatmap_row
 
 S.ensure_app_navigation()
 

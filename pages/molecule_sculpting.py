@@ -1,7 +1,7 @@
 """Molecule Sculpting: compose the shipped fragment GFlowNets (sEH, SA, QED) and see what the composition samples.
 
 Thin page: sampling, scoring and composing are calls into ``sculpt_core`` (through the cached wrappers of
-``sculpt_core.app_molecules``); every figure comes from ``sculpt_core.viz.molecules``.
+``sculpt_core.app.molecules``); every figure comes from ``sculpt_core.domains.molecules.viz``.
 """
 
 from __future__ import annotations
@@ -9,11 +9,11 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from sculpt_core import app_molecules as M
-from sculpt_core import app_state as S
+from sculpt_core.app import molecules as M
+from sculpt_core.app import state as S
 from sculpt_core.errors import SculptError
-from sculpt_core.evaluate.molecules import TABLE1_NAMES, TABLE1_THRESHOLDS
-from sculpt_core.viz import molecules as V
+from sculpt_core.domains.molecules.metrics import TABLE1_NAMES, TABLE1_THRESHOLDS
+from sculpt_core.domains.molecules import viz as V
 
 S.ensure_app_navigation()
 ss = st.session_state
@@ -121,7 +121,7 @@ if composed is None:
 
 seh_missing = not composed.has_seh
 if seh_missing:
-    from sculpt_core.rewards.seh_proxy import seh_unavailable_reason
+    from sculpt_core.domains.molecules.seh_proxy import seh_unavailable_reason
 
     st.warning(f"sEH is not shown: {seh_unavailable_reason()}. SA and QED are exact.")
 

@@ -15,7 +15,7 @@ from typing import Callable
 
 import numpy as np
 
-from .errors import SculptError
+from sculpt_core.errors import SculptError
 
 
 def _emit(record: dict) -> None:
@@ -47,9 +47,9 @@ def _save_array(path: str, arr: np.ndarray) -> None:
 
 # ----- grid dist ---------------------------------------------------------------------------------
 def cmd_grid_dist(args: argparse.Namespace) -> dict:
-    from .evaluate.exact import log_terminal
-    from .evaluate.metrics import l1_distance
-    from .zoo import load_grid_model
+    from sculpt_core.domains.grid.exact import log_terminal
+    from sculpt_core.core.metrics import l1_distance
+    from sculpt_core.domains.grid.zoo import load_grid_model
 
     t0 = time.perf_counter()
     model = load_grid_model(args.base)
@@ -74,9 +74,9 @@ def cmd_grid_dist(args: argparse.Namespace) -> dict:
 
 # ----- grid train --------------------------------------------------------------------------------
 def cmd_grid_train(args: argparse.Namespace) -> dict:
-    from .envs.grid import GridEnv
-    from .rewards.grid import grid_log_reward, load_log_reward_file
-    from .train.grid_trainer import GridTrainConfig, train_grid_model
+    from sculpt_core.domains.grid.env import GridEnv
+    from sculpt_core.domains.grid.rewards import grid_log_reward, load_log_reward_file
+    from sculpt_core.domains.grid.train import GridTrainConfig, train_grid_model
 
     if args.reward_file:
         log_r = load_log_reward_file(None, args.reward_file)
@@ -110,7 +110,7 @@ def _parse_list(text: str, kind: type, what: str) -> list:
 
 def composition_from_args(n_models: int, y: str | None, alpha: float | None, weights: str | None, beta: float = 1.0):
     """Build the Composition named by --y/--alpha or --weights."""
-    from .compose import algebra as A
+    from sculpt_core.core import algebra as A
 
     if (y is None) == (weights is None):
         raise SculptError("give exactly one of --y (labels) or --weights (linear scalarisation)")
@@ -122,10 +122,10 @@ def composition_from_args(n_models: int, y: str | None, alpha: float | None, wei
 
 
 def cmd_grid_compose(args: argparse.Namespace) -> dict:
-    from .compose.grid import compose, prepare_bases
-    from .train.classifier_trainer import load_classifier
-    from .zoo import load_grid_model
-    from .zoo.registry import find_grid_classifier
+    from sculpt_core.domains.grid.compose import compose, prepare_bases
+    from sculpt_core.domains.grid.train_classifier import load_classifier
+    from sculpt_core.domains.grid.zoo import load_grid_model
+    from sculpt_core.domains.grid.zoo import find_grid_classifier
 
     names = _parse_list(args.bases, str, "--bases")
     t0 = time.perf_counter()
@@ -150,10 +150,10 @@ def cmd_grid_compose(args: argparse.Namespace) -> dict:
 
 
 def cmd_grid_train_classifier(args: argparse.Namespace) -> dict:
-    from .compose.grid import prepare_bases
-    from .train.classifier_trainer import ClassifierTrainConfig, guided_l1, save_classifier, train_grid_classifier
-    from .zoo import load_grid_model
-    from .zoo.build import paper_evaluation_compositions
+    from sculpt_core.domains.grid.compose import prepare_bases
+    from sculpt_core.domains.grid.train_classifier import ClassifierTrainConfig, guided_l1, save_classifier, train_grid_classifier
+    from sculpt_core.domains.grid.zoo import load_grid_model
+    from sculpt_core.domains.grid.zoo import paper_evaluation_compositions
 
     names = _parse_list(args.bases, str, "--bases")
     models = [load_grid_model(n) for n in names]
@@ -177,20 +177,20 @@ def cmd_grid_train_classifier(args: argparse.Namespace) -> dict:
 
 # ----- zoo / rewards -------------------------------------------------------------------------------
 def cmd_zoo_list(args: argparse.Namespace) -> dict:
-    from .zoo import read_manifest
+    from sculpt_core.core.zoo import read_manifest
 
     return read_manifest()
 
 
 def cmd_grid_rewards(args: argparse.Namespace) -> dict:
-    from .rewards.grid import GRID_REWARDS
+    from sculpt_core.domains.grid.rewards import GRID_REWARDS
 
     return {"rewards": list(GRID_REWARDS)}
 
 
 def cmd_zoo_build_grid(args: argparse.Namespace) -> dict:
-    from .train.grid_trainer import GridTrainConfig
-    from .zoo.build import GRID_ZOO_SPECS, build_grid_zoo
+    from sculpt_core.domains.grid.train import GridTrainConfig
+    from sculpt_core.domains.grid.zoo import GRID_ZOO_SPECS, build_grid_zoo
 
     names = args.names.split(",") if args.names else None
     unknown = [n for n in names or [] if n not in GRID_ZOO_SPECS]
@@ -201,7 +201,7 @@ def cmd_zoo_build_grid(args: argparse.Namespace) -> dict:
 
 
 def cmd_zoo_build_classifiers(args: argparse.Namespace) -> dict:
-    from .zoo.build import GRID_CLASSIFIER_SPECS, build_grid_classifiers
+    from sculpt_core.domains.grid.zoo import GRID_CLASSIFIER_SPECS, build_grid_classifiers
 
     keys = args.keys.split(",") if args.keys else None
     unknown = [k for k in keys or [] if k not in GRID_CLASSIFIER_SPECS]
@@ -212,8 +212,8 @@ def cmd_zoo_build_classifiers(args: argparse.Namespace) -> dict:
 
 # ----- mol score -----------------------------------------------------------------------------------
 def cmd_mol_score(args: argparse.Namespace) -> dict:
-    from .rewards.molecules import read_smiles_file, score_smiles, write_scores_csv
-    from .rewards.seh_proxy import seh_unavailable_reason
+    from sculpt_core.domains.molecules.rewards import read_smiles_file, score_smiles, write_scores_csv
+    from sculpt_core.domains.molecules.seh_proxy import seh_unavailable_reason
 
     smiles = read_smiles_file(args.infile)
     t0 = time.perf_counter()
@@ -303,7 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output CSV: smiles,valid,proxy_raw,seh_reward,qed,sa_score,sa_reward")
     p.add_argument("--batch-size", type=int, default=256, help="molecules per sEH proxy forward pass")
     p.set_defaults(func=cmd_mol_score)
-    from .mol_cli import register_mol_commands  # mol train / mol sample
+    from sculpt_core.domains.molecules.cli import register_mol_commands  # mol train / mol sample
 
     register_mol_commands(mol)
     return parser

@@ -22,10 +22,10 @@ if str(ROOT) not in sys.path:
 
 def build_tiny_zoo(folder: Path) -> Path:
     """Train the tiny zoo into ``folder`` (manifest.json + zoo/grid/*.pt + one classifier); a few seconds."""
-    from sculpt_core.envs.grid import GridEnv
-    from sculpt_core.rewards.grid import grid_log_reward
-    from sculpt_core.train.classifier_trainer import ClassifierTrainConfig, save_classifier, train_grid_classifier
-    from sculpt_core.train.grid_trainer import GridTrainConfig, train_grid_model
+    from sculpt_core.domains.grid.env import GridEnv
+    from sculpt_core.domains.grid.rewards import grid_log_reward
+    from sculpt_core.domains.grid.train_classifier import ClassifierTrainConfig, save_classifier, train_grid_classifier
+    from sculpt_core.domains.grid.train import GridTrainConfig, train_grid_model
 
     env = GridEnv(32, 2)
     specs = {  # name: (reward, temperature, β-conditioned)

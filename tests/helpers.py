@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sculpt_core.models.grid_model import GridBaseModel
-from sculpt_core.models.grid_policy import GridPolicyConfig, GridPolicyNet
+from sculpt_core.domains.grid.model import GridBaseModel
+from sculpt_core.domains.grid.policy import GridPolicyConfig, GridPolicyNet
 
 
 def random_model(height: int = 8, seed: int = 0, scale: float = 3.0, name: str | None = None,
@@ -25,7 +25,7 @@ def random_model(height: int = 8, seed: int = 0, scale: float = 3.0, name: str |
 @pytest.fixture(scope="module", name="lib")
 def full_fragment_library():
     """Fixture ``lib``: the 72-fragment library (import it into modules that skip without the shared table)."""
-    from sculpt_core.envs.fragment_library import FragmentLibrary
+    from sculpt_core.domains.molecules.fragments import FragmentLibrary
 
     return FragmentLibrary.load()
 
@@ -33,7 +33,7 @@ def full_fragment_library():
 @pytest.fixture(scope="module", name="env")
 def full_fragment_env(lib):
     """Fixture ``env``: the fragment environment on the full library, trees of at most 9 fragments."""
-    from sculpt_core.envs.fragments import FragmentEnv
+    from sculpt_core.domains.molecules.env import FragmentEnv
 
     return FragmentEnv(lib, max_frags=9)
 
@@ -41,7 +41,7 @@ def full_fragment_env(lib):
 def relabel_tree(state, rng):
     """The same fragment tree renumbered from a random root in random breadth-first order (stems follow their
     ends); returns (state, new id of each old node)."""
-    from sculpt_core.envs.fragments import FragState
+    from sculpt_core.domains.molecules.env import FragState
 
     adj: dict[int, list[tuple[int, int, int]]] = {i: [] for i in range(state.n_nodes)}
     for u, v, su, sv in state.edges:

@@ -2,7 +2,7 @@
 
 Every page runs without an exception; every slider, select box and radio on the grid page changes the
 shown numbers or figures; undefined operators, bad labels and bad uploads show an error element.
-Also unit tests of the pure helpers in ``sculpt_core.app_state`` and the figure builders in ``sculpt_core.viz``.
+Also unit tests of the pure helpers in ``sculpt_core.app.state`` and the figure builders in ``sculpt_core.viz``.
 """
 
 from __future__ import annotations
@@ -374,7 +374,7 @@ def test_bad_query_params_warn_and_use_defaults(app_env):
 
 # ----- pure helpers --------------------------------------------------------------------------------------------
 def test_app_state_helpers():
-    from sculpt_core import app_state as S
+    from sculpt_core.app import state as S
     from sculpt_core.errors import SculptError
 
     assert S.parse_labels("1, 2,2") == (1, 2, 2)
@@ -404,7 +404,7 @@ def test_app_state_helpers():
 
 
 def test_viz_builders():
-    from sculpt_core.viz import grid as V
+    from sculpt_core.domains.grid import viz as V
 
     p = np.random.default_rng(0).random((32, 32))
     p /= p.sum()

@@ -15,9 +15,9 @@ import pytest
 pytest.importorskip("rdkit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from sculpt_core.app_molecules import MolSamples, beta_window, default_mol_bases  # noqa: E402
+from sculpt_core.app.molecules import MolSamples, beta_window, default_mol_bases  # noqa: E402
 from sculpt_core.errors import SculptError  # noqa: E402
-from sculpt_core.viz import molecules as V  # noqa: E402
+from sculpt_core.domains.molecules import viz as V  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 90
@@ -27,7 +27,7 @@ TIMEOUT = 90
 def mol_env(monkeypatch):
     """The shipped assets (the molecule models live there), not a test zoo."""
     monkeypatch.delenv("SCULPT_ASSETS", raising=False)
-    from sculpt_core.zoo.mol_registry import mol_model_names
+    from sculpt_core.domains.molecules.zoo import mol_model_names
 
     if not {"seh", "sa", "qed"} <= set(mol_model_names()):
         pytest.skip("the shipped molecule models are missing from assets/")
@@ -52,7 +52,7 @@ def _kde(at: AppTest) -> dict:
 
 
 def test_page_samples_the_default_composition(mol_env):
-    from sculpt_core.rewards.seh_proxy import seh_available
+    from sculpt_core.domains.molecules.seh_proxy import seh_available
 
     at = _page()
     metrics = _metrics(at)
@@ -98,7 +98,7 @@ def test_missing_seh_weights_are_reported_not_raised(mol_env, monkeypatch, tmp_p
 
 
 def test_shipped_classifier_guides_the_pair(mol_env):
-    from sculpt_core.train.mol_classifier_trainer import find_mol_classifier
+    from sculpt_core.domains.molecules.train_classifier import find_mol_classifier
 
     if find_mol_classifier(["seh", "sa"]) is None:
         pytest.skip("no (seh, sa) classifier shipped")

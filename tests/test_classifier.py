@@ -1,12 +1,11 @@
 import pytest
 import torch
 
-from sculpt_core.compose import algebra as A
-from sculpt_core.compose.grid import compose, prepare_bases
+from sculpt_core.core import algebra as A
+from sculpt_core.domains.grid.compose import compose, prepare_bases
 from sculpt_core.errors import SculptError
-from sculpt_core.models.grid_classifier import GridClassifier, GridClassifierConfig
-from sculpt_core.train.classifier_trainer import (ClassifierTrainConfig, guided_l1, load_classifier, save_classifier,
-                                                  train_grid_classifier)
+from sculpt_core.domains.grid.classifier import GridClassifier, GridClassifierConfig
+from sculpt_core.domains.grid.train_classifier import ClassifierTrainConfig, guided_l1, load_classifier, save_classifier, train_grid_classifier
 
 from helpers import random_model
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from sculpt_core.cli import main
-from sculpt_core.envs.grid import GridEnv
-from sculpt_core.rewards.grid import grid_log_reward
+from sculpt_core.domains.grid.env import GridEnv
+from sculpt_core.domains.grid.rewards import grid_log_reward
 
 from helpers import random_model
 

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from sculpt_core.compose import algebra as A
+from sculpt_core.core import algebra as A
 from sculpt_core.errors import SculptError
 
 

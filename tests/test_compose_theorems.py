@@ -3,12 +3,12 @@
 import pytest
 import torch
 
-from sculpt_core.compose import algebra as A
-from sculpt_core.compose.grid import compose, prepare_bases, reaching_policy
-from sculpt_core.compose.guidance import guided_log_policy
+from sculpt_core.core import algebra as A
+from sculpt_core.domains.grid.compose import compose, prepare_bases, reaching_policy
+from sculpt_core.core.guidance import guided_log_policy
 from sculpt_core.errors import SculptError
-from sculpt_core.evaluate.exact import log_terminal
-from sculpt_core.evaluate.metrics import l1_distance
+from sculpt_core.domains.grid.exact import log_terminal
+from sculpt_core.core.metrics import l1_distance
 
 from helpers import random_model
 

@@ -2,10 +2,10 @@ import math
 
 import torch
 
-from sculpt_core.envs.grid import GridEnv
-from sculpt_core.evaluate.exact import backward_expectation, log_reaching, log_terminal, normalize_log_policy
-from sculpt_core.evaluate.metrics import l1_distance
-from sculpt_core.evaluate.sampling import TablePolicy, sample_trajectories, terminal_histogram
+from sculpt_core.domains.grid.env import GridEnv
+from sculpt_core.domains.grid.exact import backward_expectation, log_reaching, log_terminal, normalize_log_policy
+from sculpt_core.core.metrics import l1_distance
+from sculpt_core.core.sampling import TablePolicy, sample_trajectories, terminal_histogram
 
 from helpers import random_model
 

@@ -1,6 +1,6 @@
 import torch
 
-from sculpt_core.envs.grid import GridEnv
+from sculpt_core.domains.grid.env import GridEnv
 from sculpt_core.errors import SculptError
 
 import pytest

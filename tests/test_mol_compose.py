@@ -17,18 +17,16 @@ import torch
 
 pytest.importorskip("rdkit", reason="RDKit is needed for the fragment environment")
 
-from sculpt_core.compose import algebra as A  # noqa: E402
-from sculpt_core.compose.molecules import (  # noqa: E402
-    ExactClassifier, GuidedPolicy, MolTrajectoryProductPolicy, ReachingPolicy, SpaceDP, composed_policy,
-    exact_reaching_table, oracle_table, prepare_mol_bases, space_log_target, trajectory_policy)
-from sculpt_core.envs.fragment_library import FragmentLibrary, resolve_fragments_path  # noqa: E402
-from sculpt_core.envs.fragments import FragmentEnv, canonical_key  # noqa: E402
+from sculpt_core.core import algebra as A  # noqa: E402
+from sculpt_core.domains.molecules.compose import GuidedPolicy, MolTrajectoryProductPolicy, ReachingPolicy, composed_policy, prepare_mol_bases, trajectory_policy
+from sculpt_core.domains.molecules.exact import ExactClassifier, SpaceDP, exact_reaching_table, oracle_table, space_log_target
+from sculpt_core.domains.molecules.fragments import FragmentLibrary, resolve_fragments_path  # noqa: E402
+from sculpt_core.domains.molecules.env import FragmentEnv, canonical_key  # noqa: E402
 from sculpt_core.errors import SculptError  # noqa: E402
-from sculpt_core.evaluate.mol_sampling import sample_trajectories  # noqa: E402
-from sculpt_core.models.mol_classifier import MolClassifier, MolClassifierConfig  # noqa: E402
-from sculpt_core.models.mol_model import MolBaseModel  # noqa: E402
-from sculpt_core.train.mol_classifier_trainer import (  # noqa: E402
-    MolClassifierTrainConfig, load_mol_classifier, save_mol_classifier, train_mol_classifier)
+from sculpt_core.domains.molecules.sampling import sample_trajectories  # noqa: E402
+from sculpt_core.domains.molecules.classifier import MolClassifier, MolClassifierConfig  # noqa: E402
+from sculpt_core.domains.molecules.model import MolBaseModel  # noqa: E402
+from sculpt_core.domains.molecules.train_classifier import MolClassifierTrainConfig, load_mol_classifier, save_mol_classifier, train_mol_classifier
 
 try:
     resolve_fragments_path()
@@ -498,8 +496,8 @@ def test_table1_runner_bins_match_the_exact_composition(env, dp, tables, bases3)
     """run_table1 with the exact classifier: each row's sampled bins agree with the exact target's bins (4σ)."""
     import numpy as np
 
-    from sculpt_core.evaluate.mol_table1 import TABLE1_ROWS, run_table1
-    from sculpt_core.evaluate.molecules import TABLE1_THRESHOLDS
+    from sculpt_core.domains.molecules.table1 import TABLE1_ROWS, run_table1
+    from sculpt_core.domains.molecules.metrics import TABLE1_THRESHOLDS
 
     clf = ExactClassifier(dp, tables[3], n_labels=3, kind="chain")
     n = 600
@@ -531,8 +529,8 @@ def test_table1_runner_bins_match_the_exact_composition(env, dp, tables, bases3)
 def test_table1_chained_hm_row_and_default_u(env, dp, tables, bases3):
     """The extra ``hm`` row samples the chained harmonic mean by reaching (default u: the p_F/p_B product) and is
     refused, with a message, by classifier guidance, which cannot express it."""
-    from sculpt_core.compose.molecules import DEFAULT_U_SOURCE, MolTrajectoryProductPolicy
-    from sculpt_core.evaluate.mol_table1 import TABLE1_ROWS, row_policy, run_table1
+    from sculpt_core.domains.molecules.compose import DEFAULT_U_SOURCE, MolTrajectoryProductPolicy
+    from sculpt_core.domains.molecules.table1 import TABLE1_ROWS, row_policy, run_table1
 
     row = TABLE1_ROWS["hm"]
     assert row.composition(3).kind == "chained_hm" and "chained harmonic mean" in row.label
@@ -548,7 +546,7 @@ def test_table1_chained_hm_row_and_default_u(env, dp, tables, bases3):
 
 def test_backward_importance_sampling_recovers_exact_marginals(env, dp, tables, bases3):
     """log_marginals: the mean of p_iF(τ)/P_B(τ|x) over uniform backward paths is the exact class-level p_i(x)."""
-    from sculpt_core.evaluate.mol_marginals import backward_log_weights, log_marginals
+    from sculpt_core.domains.molecules.marginals import backward_log_weights, log_marginals
 
     exact = torch.stack([_terminal(dp, tables[3][i]) for i in range(3)])  # [m, N classes]
     can_stop = dp.space.can_stop

@@ -10,7 +10,7 @@ from rdkit import DataStructs
 from scipy.optimize import linear_sum_assignment
 
 from sculpt_core.errors import SculptError
-from sculpt_core.evaluate import molecules as mm
+from sculpt_core.domains.molecules import metrics as mm
 
 SMILES = [
     "CCO", "c1ccccc1O", "CC(=O)Nc1ccc(O)cc1", "C[C@H](N)C(=O)O", "O=C(O)c1ccccc1", "CCN(CC)CC",

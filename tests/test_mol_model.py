@@ -11,13 +11,13 @@ import torch
 
 pytest.importorskip("rdkit", reason="RDKit is needed for the fragment environment")
 
-from sculpt_core.envs.fragment_library import FragmentLibrary, resolve_fragments_path  # noqa: E402
-from sculpt_core.envs.fragments import (  # noqa: E402
-    EDGE_COLS, FragmentEnv, FragState, canonical_key, enumerate_states)
+from sculpt_core.domains.molecules.fragments import FragmentLibrary, resolve_fragments_path  # noqa: E402
+from sculpt_core.domains.molecules.env import EDGE_COLS, FragmentEnv, FragState, canonical_key
+from sculpt_core.domains.molecules.exact import enumerate_states
 from sculpt_core.errors import SculptError  # noqa: E402
-from sculpt_core.evaluate.mol_sampling import sample_molecules, sample_trajectories  # noqa: E402
-from sculpt_core.models.mol_model import MolBaseModel  # noqa: E402
-from sculpt_core.train.mol_trainer import MolTrainConfig, log_rewards, train_mol_model  # noqa: E402
+from sculpt_core.domains.molecules.sampling import sample_molecules, sample_trajectories  # noqa: E402
+from sculpt_core.domains.molecules.model import MolBaseModel  # noqa: E402
+from sculpt_core.domains.molecules.train import MolTrainConfig, log_rewards, train_mol_model  # noqa: E402
 from helpers import full_fragment_env, full_fragment_library, relabel_tree  # noqa: F401 (fixtures env, lib)
 
 try:
@@ -237,9 +237,9 @@ def test_tiny_tb_training_raises_mean_reward(tiny_env):
 
 
 def test_reward_fns_match_score_mols():
-    from sculpt_core.rewards.molecules import parse_smiles, score_mols
-    from sculpt_core.rewards.seh_proxy import seh_available
-    from sculpt_core.train.mol_trainer import reward_fn
+    from sculpt_core.domains.molecules.rewards import parse_smiles, score_mols
+    from sculpt_core.domains.molecules.seh_proxy import seh_available
+    from sculpt_core.domains.molecules.train import reward_fn
 
     mols = [parse_smiles(s) for s in ("CCO", "c1ccccc1CC(=O)N", "CCCCN1CCOCC1")]
     names = ["sa", "qed"] + (["seh"] if seh_available() else [])

@@ -19,8 +19,8 @@ import torch
 
 from sculpt_core.cli import main
 from sculpt_core.errors import SculptError
-from sculpt_core.rewards import molecules as M
-from sculpt_core.rewards import seh_proxy as S
+from sculpt_core.domains.molecules import rewards as M
+from sculpt_core.domains.molecules import seh_proxy as S
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 SEH_DIR = SHARED / "seh_proxy"

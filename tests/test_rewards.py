@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from sculpt_core.envs.grid import GridEnv
+from sculpt_core.domains.grid.env import GridEnv
 from sculpt_core.errors import SculptError
-from sculpt_core.rewards import grid as R
+from sculpt_core.domains.grid import rewards as R
 
 
 def at(fn, x0, x1):

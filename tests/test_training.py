@@ -3,11 +3,11 @@ import pickle
 import pytest
 import torch
 
-from sculpt_core.envs.grid import GridEnv
+from sculpt_core.domains.grid.env import GridEnv
 from sculpt_core.errors import SculptError
-from sculpt_core.models.grid_model import GridBaseModel
-from sculpt_core.rewards.grid import grid_log_reward
-from sculpt_core.train.grid_trainer import GridTrainConfig, exact_l1, train_grid_model
+from sculpt_core.domains.grid.model import GridBaseModel
+from sculpt_core.domains.grid.rewards import grid_log_reward
+from sculpt_core.domains.grid.train import GridTrainConfig, exact_l1, train_grid_model
 
 SMALL = GridTrainConfig(steps=400, eval_every=100, batch_size=128, hidden=128, lr=3e-3)
 

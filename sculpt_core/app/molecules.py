@@ -1,0 +1,192 @@
+"""The thin layer between the Molecule Sculpting page and the library.
+
+Pure helpers (no Streamlit): the methods offered, the β window of the chosen models, which classifier can guide
+them, composed sampling plus scoring into one :class:`MolSamples` record. Cached wrappers (Streamlit): zoo models
+load once per process (``st.cache_resource``); sample sets are cached by (model fingerprints, β, composition,
+method, n, seed) with ``st.cache_data``, so moving a slider back is instant.
+
+Operators, label and weight parsing and the composition itself are shared with the grid page
+(:mod:`sculpt_core.app.state`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import streamlit as st
+
+from sculpt_core.core import algebra as A
+from sculpt_core.domains.molecules.compose import DEFAULT_U_SOURCE, composed_policy, prepare_mol_bases
+from sculpt_core.errors import SculptError
+from sculpt_core.domains.molecules.sampling import sample_molecules
+from sculpt_core.domains.molecules.metrics import TABLE1_NAMES, TABLE1_THRESHOLDS, diversity, table1_bins, uniqueness
+from sculpt_core.domains.molecules.model import MolBaseModel
+from sculpt_core.app.state import manifest_stamp, zoo_names
+from sculpt_core.core import zoo as registry
+
+MOL_METHODS: dict[str, str] = {
+    "reaching": "reaching mixing (training-free)",
+    "classifier": "classifier guidance",
+    "ensemble": "ensemble (u = 1)",
+}
+MOL_U_CHOICES: dict[str, str] = {  # the first is the default (compose.molecules.DEFAULT_U_SOURCE)
+    "trajectory": "p_F/p_B product along the trajectory (DB F)",
+    "flow": "learned state flow (Model F)",
+}
+MOL_SCORINGS: dict[str, str] = {
+    "fast": "action head (fast)",
+    "topk": "action head, then the 64 likeliest moves scored exactly (≈ exact, 3-5x slower)",
+}
+REWARD_LABELS = {"seh": "sEH (proxy/8)", "sa": "SA ((10−SA)/9)", "qed": "QED"}
+N_CHOICES = (32, 64, 128, 256, 512, 1000)
+DEFAULT_BETA = 32.0
+
+
+@dataclass(frozen=True)
+class MolSamples:
+    """One sample set: canonical SMILES, rewards ``[N, 3]`` (sEH, SA, QED; sEH NaN when unavailable), timing."""
+
+    smiles: list[str]
+    rewards: np.ndarray
+    seconds: float
+    score_seconds: float
+    invalid_dropped: int
+
+    @property
+    def molecules_per_s(self) -> float:
+        return len(self.smiles) / max(self.seconds, 1e-9)
+
+    @property
+    def has_seh(self) -> bool:
+        return bool(np.isfinite(self.rewards[:, 0]).all())
+
+    def high_fractions(self) -> dict[str, float | None]:
+        """Fraction of samples in the Table 1 "high" bin of each reward (None when the reward is unavailable)."""
+        out: dict[str, float | None] = {}
+        for j, (name, thr) in enumerate(zip(TABLE1_NAMES, TABLE1_THRESHOLDS)):
+            col = self.rewards[:, j]
+            out[name] = None if np.isnan(col).any() else float((col >= thr).mean())
+        return out
+
+    def table1_percent(self) -> list[int] | None:
+        return list(table1_bins(self.rewards)["percent"]) if self.has_seh else None
+
+    def uniqueness(self) -> float:
+        return float(uniqueness(self.smiles))
+
+    def diversity(self, max_n: int = 500) -> float | None:
+        return float(diversity(self.smiles[:max_n])) if len(self.smiles) >= 2 else None
+
+    def csv(self) -> str:
+        """The same columns as ``mol sample --out`` (smiles,seh_reward,sa_reward,qed)."""
+        from sculpt_core.domains.molecules.cli import SAMPLE_COLUMNS
+        from sculpt_core.domains.molecules.rewards import csv_text
+
+        return csv_text(SAMPLE_COLUMNS, ([s, *r] for s, r in zip(self.smiles, self.rewards)))
+
+
+# ----- pure helpers ---------------------------------------------------------------------------------------------
+def beta_window(models: Sequence[MolBaseModel]) -> tuple[float, float]:
+    """The β range every chosen model was trained on (SculptError when they share none)."""
+    low = max(m.beta_range[0] for m in models)
+    high = min(m.beta_range[1] for m in models)
+    if low > high:
+        raise SculptError("the chosen models were trained on β ranges that do not overlap: "
+                          + ", ".join(f"{m.name} [{m.beta_range[0]:g}, {m.beta_range[1]:g}]" for m in models))
+    return float(low), float(high)
+
+
+def default_mol_bases(available: Sequence[str]) -> list[str]:
+    """sEH and SA (the paper's pair) when shipped, else the first two models."""
+    pair = [n for n in ("seh", "sa") if n in available]
+    return pair if len(pair) == 2 else list(available[:2])
+
+
+def score_rewards(smiles: Sequence[str]) -> tuple[np.ndarray, str | None]:
+    """Rewards ``[N, 3]`` (sEH, SA, QED) and why sEH is missing (None when it was computed)."""
+    from sculpt_core.domains.molecules.rewards import score_smiles
+    from sculpt_core.domains.molecules.seh_proxy import seh_unavailable_reason
+
+    reason = seh_unavailable_reason()
+    records = score_smiles(list(smiles), seh=reason is None)
+    rewards = np.array([[r["seh_reward"], r["sa_reward"], r["qed"]] for r in records], dtype=np.float64)
+    return rewards.reshape(-1, 3), reason
+
+
+def draw_samples(models: Sequence[MolBaseModel], beta: float, composition: A.Composition | None, method: str,
+                 n: int, seed: int, u_source: str = DEFAULT_U_SOURCE, classifier: Any = None,
+                 batch_size: int = 128, scoring: str = "fast") -> MolSamples:
+    """Sample ``n`` valid molecules from one base model (``composition=None``) or the composition, and score them."""
+    bases = prepare_mol_bases(list(models), beta)
+    if composition is None:
+        if len(models) != 1:
+            raise SculptError("a base-model sample set takes exactly one model")
+        policy = models[0].policy(beta)
+    else:
+        policy = composed_policy(bases, composition, method, classifier=classifier, u_source=u_source,
+                                 scoring=scoring)
+    got = sample_molecules(policy, int(n), seed=int(seed), batch_size=batch_size, env=bases.env)
+    t0 = time.perf_counter()
+    rewards, _ = score_rewards(got.smiles)
+    return MolSamples(got.smiles, rewards, got.seconds, time.perf_counter() - t0, got.n_invalid)
+
+
+def classifier_for(models: Sequence[MolBaseModel], beta: float) -> tuple[Any, str]:
+    """(the shipped classifier for exactly these bases at this β, a note) or (None, why there is none)."""
+    from sculpt_core.domains.molecules.compose_cli import load_classifier_for
+    from sculpt_core.domains.molecules.train_classifier import find_mol_classifier
+
+    names = [m.name for m in models]
+    if find_mol_classifier(names) is None:
+        return None, ("no classifier is shipped for " + " + ".join(names) + " (in this order); train one with "
+                      f"`python -m sculpt_core mol train-classifier --bases {','.join(names)} --beta {beta:g}`")
+    try:
+        clf, _, meta = load_classifier_for(list(models), beta, None)
+    except SculptError as exc:
+        return None, str(exc)
+    kind = "α-conditioned, " if meta.get("alpha_cond") else ""
+    return clf, f"shipped ({kind}{meta.get('n_labels')} labels, {meta.get('steps')} steps at β = {meta.get('beta'):g})"
+
+
+# ----- cached wrappers (Streamlit) ---------------------------------------------------------------------------------
+def mol_zoo() -> tuple[list[str], str | None]:
+    """(shipped molecule model names, manifest error or None)."""
+    return zoo_names("mol")
+
+
+@st.cache_resource(show_spinner="Loading molecule model…", max_entries=16)
+def _load(name: str, stamp: float, assets: str) -> MolBaseModel:
+    from sculpt_core.domains.molecules.zoo import load_mol_model
+
+    model = load_mol_model(name)
+    model.net.eval()
+    return model
+
+
+def load_mol(name: str) -> MolBaseModel:
+    return _load(name, manifest_stamp(), str(registry.assets_dir()))
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _classifier(names: tuple[str, ...], beta: float, stamp: float, assets: str):
+    return classifier_for([load_mol(n) for n in names], beta)
+
+
+def cached_classifier(names: Sequence[str], beta: float):
+    return _classifier(tuple(names), float(beta), manifest_stamp(), str(registry.assets_dir()))
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def cached_samples(fingerprints: tuple[str, ...], beta: float, comp_key: tuple | None, method: str, u_source: str,
+                   n: int, seed: int, _models: list, _composition: A.Composition | None, _classifier: Any = None,
+                   scoring: str = "fast") -> MolSamples:
+    """:func:`draw_samples`, cached by what determines its result (underscored arguments are not hashed)."""
+    return draw_samples(_models, beta, _composition, method, n, seed, u_source, _classifier, scoring=scoring)
+
+
+__all__ = ["MOL_METHODS", "MOL_SCORINGS", "MOL_U_CHOICES", "MolSamples", "REWARD_LABELS", "beta_window", "cached_classifier",
+           "cached_samples", "classifier_for", "default_mol_bases", "draw_samples", "load_mol", "mol_zoo",
+           "score_rewards"]

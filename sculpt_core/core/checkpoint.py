@@ -1,0 +1,54 @@
+"""Safe checkpoint files: a plain dict of tensors and metadata, loaded with ``weights_only=True``.
+
+Loading never executes code from the file; anything malformed becomes a :class:`SculptError` that
+names the file and what is wrong.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sculpt_core.errors import SculptError
+
+
+def save_checkpoint(path: str | Path, kind: str, payload: dict[str, Any]) -> Path:
+    """Write ``{"format": kind, "version": 1, **payload}`` with ``torch.save`` (parent folders created)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"format": kind, "version": 1, **payload}, path)
+    return path
+
+
+def load_checkpoint(path: str | Path, kind: str, required: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Read a checkpoint of the given ``kind`` safely; raise SculptError with a clear reason otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise SculptError(f"checkpoint not found: {path}")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt zip, truncated file, forbidden pickle globals, ...
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SculptError(f"{path} is not a readable Sculpt checkpoint (refused or corrupt: {reason[:200]})") from None
+    if not isinstance(data, dict) or "format" not in data:
+        raise SculptError(f"{path} is not a Sculpt checkpoint (no 'format' field)")
+    if data["format"] != kind:
+        raise SculptError(f"{path} holds a {data['format']!r}, expected a {kind!r}")
+    missing = [key for key in required if key not in data]
+    if missing:
+        raise SculptError(f"{path} is incomplete: missing {', '.join(missing)}")
+    return data
+
+
+def load_state_dict_checked(module: torch.nn.Module, state: Any, path: str | Path) -> None:
+    """``module.load_state_dict`` that reports shape/key mismatches and non-finite weights as SculptError."""
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise SculptError(f"{path}: state_dict is not a mapping of tensors")
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise SculptError(f"{path}: weights do not fit the stored architecture ({str(exc).splitlines()[0][:200]})") from None
+    if any(not torch.isfinite(p).all() for p in module.state_dict().values()):
+        raise SculptError(f"{path}: weights contain NaN or infinite values")

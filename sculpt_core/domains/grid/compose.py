@@ -1,0 +1,244 @@
+"""Composition on the grid: exact composed policies for every method, and their exact distributions.
+
+Methods (all produce a policy table over every state, so the DP gives the exact composed distribution):
+- ``oracle``: classifier guidance with the exact posterior (eq. 13 by backward DP over the mixture policy);
+  the composition a perfect classifier would reach. Works for every operator (h-transform of the mixture).
+- ``classifier``: guidance with a learned :class:`GridClassifier` (Thm 5.3).
+- ``reaching``: Routing-by-Reaching mixing, u_i exact (DP) or from the learned flow (``u_source="flow"``).
+- ``ensemble``: the same mixing with u_i = 1.
+Trajectory-dependent u_i (``u_source="trajectory"``) cannot be tabulated: use :func:`sample_composed`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from sculpt_core.errors import SculptError
+from sculpt_core.domains.grid.exact import backward_expectation, log_reaching, log_terminal
+from sculpt_core.core.metrics import l1_distance
+from sculpt_core.core.sampling import TablePolicy, Trajectories, sample_trajectories, terminal_histogram
+from sculpt_core.domains.grid.classifier import GridClassifier
+from sculpt_core.core.labels import logit, observed_log_prob, terminal_joint
+from sculpt_core.domains.grid.model import GridBaseModel, GridTables
+from sculpt_core.core.algebra import Composition
+from sculpt_core.core.guidance import guided_log_policy
+from sculpt_core.core.reaching import TrajectoryProductPolicy, reaching_log_policy
+
+METHODS = ("oracle", "classifier", "reaching", "ensemble")
+U_SOURCES = ("exact", "flow", "trajectory")
+
+
+@dataclass
+class GridBases:
+    """Base models evaluated once on every state: the inputs every method shares."""
+
+    models: list[GridBaseModel]
+    tables: list[GridTables]
+    log_pf: torch.Tensor  # [m, N, A]
+    log_u: torch.Tensor  # [m, N] exact reaching probabilities
+    log_p: torch.Tensor  # [m, N] exact terminal distributions
+    log_z: torch.Tensor  # [m] learned log Z
+    betas: list[float]
+
+    @property
+    def env(self):
+        return self.models[0].env
+
+    @property
+    def m(self) -> int:
+        return len(self.models)
+
+    def true_log_p(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(normalised true targets ∝ R_i^β_i ``[m, N]``, their log partition functions ``[m]``), if all rewards are known."""
+        if any(mod.log_reward is None for mod in self.models):
+            return None
+        scaled = torch.stack([mod.log_reward.double().flatten() * b for mod, b in zip(self.models, self.betas)])
+        log_z = torch.logsumexp(scaled, 1)
+        return scaled - log_z[:, None], log_z
+
+
+def prepare_bases(models: list[GridBaseModel], beta: float | None = None) -> GridBases:
+    """Evaluate the base models (at reward exponent β for β-conditioned ones) on every state."""
+    if not models:
+        raise SculptError("choose at least one base model")
+    env = models[0].env
+    for mod in models[1:]:
+        if (mod.env.height, mod.env.ndim) != (env.height, env.ndim):
+            raise SculptError(f"models live on different grids: {models[0].name} is {env.shape}, {mod.name} is {mod.env.shape}")
+    tables = [mod.tables(beta) for mod in models]
+    log_pf = torch.stack([t.log_pf for t in tables])
+    log_u = torch.stack([log_reaching(env, t.log_pf) for t in tables])
+    log_p = log_u + log_pf[:, :, env.stop_action]
+    log_z = torch.tensor([t.log_z for t in tables], dtype=torch.float64)
+    return GridBases(models, tables, log_pf, log_u, log_p, log_z, [mod.beta_or_default(beta) for mod in models])
+
+
+def _check_models(bases: GridBases, composition: Composition) -> None:
+    if composition.n_models != bases.m:
+        raise SculptError(f"{composition.describe()} is defined for {composition.n_models} models, {bases.m} chosen")
+
+
+# ----- per-method policy tables -------------------------------------------------------------------
+def oracle_policy(bases: GridBases, composition: Composition) -> torch.Tensor:
+    """Exact guidance: mixture p_M ∝ Σ c_i p_i with weights c_i u_i(s), h-transformed by L(x) = target(x)/p_M(x).
+
+    For label compositions L(x) ∝ p~(y | x) and V(s) = E[L | s] is p~(y | s) of eq. 13, so this is Thm 5.3
+    with a perfect classifier."""
+    _check_models(bases, composition)
+    env = bases.env
+    log_c = composition.prior_log_weights(bases.log_z)
+    log_w = log_c[:, None] + bases.log_u  # [m, N]
+    log_w = log_w - torch.logsumexp(log_w, 0, keepdim=True)
+    log_mix_terminal = torch.logsumexp(log_c[:, None] + bases.log_p, 0)
+    log_lik = composition.log_combine(bases.log_p, bases.log_z) - log_mix_terminal  # log L(x), up to a constant
+    log_lik = log_lik.masked_fill(torch.isnan(log_lik), float("-inf"))
+    mix_pf = torch.logsumexp(bases.log_pf + log_w.unsqueeze(-1), 0)
+    log_v = backward_expectation(env, mix_pf, log_lik)
+    children = torch.cat([log_v[env.child_index], log_lik[:, None]], 1)
+    return guided_log_policy(bases.log_pf, log_w.T, log_v, children)
+
+
+def classifier_policy(bases: GridBases, composition: Composition, classifier: GridClassifier) -> torch.Tensor:
+    """Guidance with a learned classifier (mixture weights from its y1-marginal, reweighted by the prior)."""
+    _check_models(bases, composition)
+    cfg = classifier.cfg
+    if cfg.n_models != bases.m:
+        raise SculptError(f"this classifier was trained for {cfg.n_models} base models, {bases.m} chosen")
+    if composition.kind == "chained_hm":
+        raise SculptError("the chained harmonic mean (eq. 8) is not a label posterior, so classifier guidance "
+                          "cannot express it; use the oracle or reaching method")
+    if composition.kind == "labels" and composition.alpha is not None and not cfg.alpha_cond:
+        if abs(composition.alpha - 0.5) > 1e-12:
+            raise SculptError("this classifier is not α-conditioned; only α = 0.5 is available")
+    env = bases.env
+    states = env.all_states()
+    with torch.no_grad():
+        la = logit(composition.alpha) if (cfg.alpha_cond and composition.alpha is not None) else 0.0
+        log_qn = classifier.log_q_nonterminal(states, la if cfg.alpha_cond else None).double()  # [N, m, ..]
+        log_qt = classifier.log_q_terminal_single(states).double()  # [N, m]
+    log_y1 = torch.logsumexp(log_qn.flatten(2), 2) if log_qn.dim() > 2 else log_qn  # [N, m]
+    if composition.kind == "labels":
+        log_w = log_y1
+        alpha = composition.alpha if cfg.alpha_cond else None
+        log_v = observed_log_prob(log_qn, composition.labels)
+        log_stop = observed_log_prob(terminal_joint(log_qt, max(cfg.n_labels, len(composition.labels)), alpha), composition.labels)
+        if composition.beta != 1.0:
+            raise SculptError("classifier guidance samples the composition at β = 1; use reaching for a β on the result")
+    else:  # mixtures / linear: change the prior of y1 from uniform to c_i, no guidance term
+        log_w = log_y1 + composition.prior_log_weights(bases.log_z)[None, :]
+        log_w = log_w - torch.logsumexp(log_w, 1, keepdim=True)
+        log_v = torch.zeros(env.n_states, dtype=torch.float64)
+        log_stop = log_v
+    children = torch.cat([log_v[env.child_index], log_stop[:, None]], 1)
+    return guided_log_policy(bases.log_pf, log_w, log_v, children)
+
+
+def bases_log_u(bases: GridBases, u_source: str) -> torch.Tensor:
+    """log u_i(s) for every state: exact DP or the learned flow log F_i(s) − log F_i(s0)."""
+    if u_source == "exact":
+        return bases.log_u
+    if u_source == "flow":
+        missing = [mod.name for mod in bases.models if not mod.meta.get("has_flow")]
+        if missing:
+            raise SculptError(f"no learned state flow in {', '.join(missing)}: use u from the trajectory product or exact")
+        return torch.stack([t.log_flow - t.log_flow[0] for t in bases.tables])
+    raise SculptError(f"u source {u_source!r} is not a table; choose 'exact' or 'flow' (or sample with 'trajectory')")
+
+
+def reaching_policy(bases: GridBases, composition: Composition, u_source: str = "exact", ensemble: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """(composed log-policy table, log N_M(s)) for reaching mixing (or the ensemble baseline)."""
+    _check_models(bases, composition)
+    log_u = torch.zeros_like(bases.log_u) if ensemble else bases_log_u(bases, u_source)
+    return reaching_log_policy(composition, bases.log_pf, log_u, bases.log_z)
+
+
+# ----- results --------------------------------------------------------------------------------------
+@dataclass
+class ComposeResult:
+    """A composed distribution with its targets and distances (arrays indexed ``p[z0, z1]``)."""
+
+    method: str
+    composition: Composition
+    log_pf: torch.Tensor | None  # policy table (None for sampled-only methods)
+    p: np.ndarray  # composed distribution (exact, or a histogram when ``sampled``)
+    target: np.ndarray  # target from the learned base distributions
+    true_target: np.ndarray | None  # target from the true rewards, if known
+    sampled: bool = False
+    n_samples: int = 0
+    delta: np.ndarray | None = None  # distortion δ(x) = u_M(x)/N_M(x) (reaching/ensemble)
+
+    @property
+    def l1(self) -> float:
+        """L1 to the target built from the same (learned) base models."""
+        return l1_distance(self.p, self.target)
+
+    @property
+    def l1_true(self) -> float | None:
+        return None if self.true_target is None else l1_distance(self.p, self.true_target)
+
+    def figures(self) -> dict:
+        return {"method": self.method, "composition": self.composition.describe(), "formula": self.composition.formula(),
+                "l1_to_target": self.l1, "l1_to_true_target": self.l1_true, "sum": float(self.p.sum()),
+                "sampled": self.sampled, "n_samples": self.n_samples}
+
+
+def compose(
+    bases: GridBases,
+    composition: Composition,
+    method: str,
+    classifier: GridClassifier | None = None,
+    u_source: str = "exact",
+    n_samples: int = 20000,
+    seed: int = 0,
+) -> ComposeResult:
+    """Compose the bases with ``method`` and evaluate the result exactly (or by sampling for trajectory-u)."""
+    if method not in METHODS:
+        raise SculptError(f"unknown method {method!r}; one of {', '.join(METHODS)}")
+    if u_source not in U_SOURCES:
+        raise SculptError(f"unknown u source {u_source!r}; one of {', '.join(U_SOURCES)}")
+    _check_models(bases, composition)
+    env = bases.env
+    target = composition.log_target(bases.log_p, bases.log_z).exp().reshape(env.shape).numpy()
+    truth = bases.true_log_p()
+    true_target = None if truth is None else composition.log_target(truth[0], truth[1]).exp().reshape(env.shape).numpy()
+    delta = None
+    if method == "reaching" and u_source == "trajectory":
+        traj = sample_composed(bases, composition, n_samples, seed)
+        p = terminal_histogram(env, traj).numpy()
+        return ComposeResult(method, composition, None, p, target, true_target, True, n_samples)
+    if method == "oracle":
+        log_pf = oracle_policy(bases, composition)
+    elif method == "classifier":
+        if classifier is None:
+            raise SculptError("no classifier for these base models: train one first (or use the oracle)")
+        log_pf = classifier_policy(bases, composition, classifier)
+    else:
+        log_pf, log_norm = reaching_policy(bases, composition, u_source, ensemble=method == "ensemble")
+        log_u_m = log_reaching(env, log_pf)
+        delta = (log_u_m - log_norm).exp().reshape(env.shape).numpy()
+    p = log_terminal(env, log_pf).exp().reshape(env.shape).numpy()
+    return ComposeResult(method, composition, log_pf, p, target, true_target, False, 0, delta)
+
+
+def sample_composed(bases: GridBases, composition: Composition, n: int, seed: int = 0) -> Trajectories:
+    """Sample from reaching mixing with trajectory-product u_i (each model's own backward policy)."""
+    env = bases.env
+    fwd = [(lambda t: (lambda s: t.log_pf[env.flat_index(s)]))(t) for t in bases.tables]
+
+    def make_bwd(t: GridTables):
+        def log_pb(s: torch.Tensor, a: torch.Tensor, s_next: torch.Tensor) -> torch.Tensor:
+            return t.log_pb[env.flat_index(s_next), a.clamp(max=env.ndim - 1)]
+        return log_pb
+
+    policy = TrajectoryProductPolicy(composition, fwd, [make_bwd(t) for t in bases.tables], bases.log_z)
+    gen = torch.Generator().manual_seed(seed)
+    return sample_trajectories(env, policy, n, gen)
+
+
+def sample_points(env, log_pf: torch.Tensor, n: int, seed: int = 0) -> np.ndarray:
+    """``n`` terminal cells ``[n, ndim]`` sampled from a policy table (vectorised roll-outs)."""
+    traj = sample_trajectories(env, TablePolicy(env, log_pf), n, torch.Generator().manual_seed(seed))
+    return traj.terminal_states.numpy()

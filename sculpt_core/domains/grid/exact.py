@@ -1,0 +1,72 @@
+"""Exact distributions on enumerable environments by dynamic programming over the DAG.
+
+Everything is float64 log space. A *policy table* is ``log_pf[n_states, n_actions]``: normalised,
+masked forward log-probabilities of every state (invalid actions are -inf, stop is the last action).
+
+- Reaching probability u(s): u(s0) = 1, u(s') = sum over parents s of u(s) p_F(s'|s).
+- Terminal distribution:    p(x) = u(x) p_F(stop | x).
+Processing anti-diagonals (levels) keeps the loop at ndim*(H-1) vectorised steps, never per cell.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from sculpt_core.domains.grid.env import GridEnv
+from sculpt_core.errors import SculptError
+
+
+def normalize_log_policy(env: GridEnv, logits: torch.Tensor, states: torch.Tensor | None = None) -> torch.Tensor:
+    """Mask invalid actions with -inf and log-softmax in float64 (rows are states, in flat order by default)."""
+    states = env.all_states() if states is None else states
+    mask = env.forward_mask(states)
+    return torch.log_softmax(logits.double().masked_fill(~mask, float("-inf")), dim=-1)
+
+
+@torch.no_grad()
+def log_reaching(env: GridEnv, log_pf: torch.Tensor) -> torch.Tensor:
+    """log u(s) for every state (flat order) under the policy table ``log_pf``."""
+    if log_pf.shape != (env.n_states, env.n_actions):
+        raise SculptError(f"policy table must have shape {(env.n_states, env.n_actions)}, got {tuple(log_pf.shape)}")
+    log_pf = log_pf.double()
+    log_u = torch.full((env.n_states,), float("-inf"), dtype=torch.float64, device=log_pf.device)
+    log_u[0] = 0.0
+    dims = torch.arange(env.ndim, device=log_pf.device)
+    for idx, parents, exists in env.level_tables:
+        cand = log_u[parents] + log_pf[parents, dims]
+        log_u[idx] = torch.logsumexp(cand.masked_fill(~exists, float("-inf")), dim=-1)
+    return log_u
+
+
+@torch.no_grad()
+def log_terminal(env: GridEnv, log_pf: torch.Tensor, log_u: torch.Tensor | None = None) -> torch.Tensor:
+    """log p(x) = log u(x) + log p_F(stop|x), flat order; sums to 1 for any proper policy."""
+    log_u = log_reaching(env, log_pf) if log_u is None else log_u
+    return log_u + log_pf[:, env.stop_action].double()
+
+
+def terminal_distribution(env: GridEnv, log_pf: torch.Tensor) -> torch.Tensor:
+    """p(x) as a float64 array of shape ``(H,)*ndim`` indexed ``p[z0, z1, ...]``."""
+    return log_terminal(env, log_pf).exp().reshape(env.shape)
+
+
+@torch.no_grad()
+def backward_expectation(env: GridEnv, log_pf: torch.Tensor, log_terminal_value: torch.Tensor) -> torch.Tensor:
+    """log E[ v(x) | trajectory passes through s ] for every state s, given log v(x) at terminals.
+
+    Backward DP in reverse topological order (eq. 13 of the sculpting paper when v = p(y|x)):
+    V(s) = p_F(stop|s) v(s) + sum_d p_F(move d|s) V(s + e_d). ``log_terminal_value`` may carry extra
+    trailing dimensions (e.g. one column per label combination); they are processed together.
+    """
+    log_pf = log_pf.double()
+    extra = log_terminal_value.shape[1:]
+    flat_v = log_terminal_value.double().reshape(env.n_states, -1)
+    out = torch.full_like(flat_v, float("-inf"))
+    child_idx = env.child_index
+    level_lists = [torch.zeros(1, dtype=torch.long, device=log_pf.device)] + [t[0] for t in env.level_tables]
+    for idx in reversed(level_lists):
+        terms = [log_pf[idx, env.stop_action, None] + flat_v[idx]]
+        for d in range(env.ndim):
+            terms.append(log_pf[idx, d, None] + out[child_idx[idx, d]])  # -inf policy masks edge moves
+        out[idx] = torch.logsumexp(torch.stack(terms, dim=0), dim=0)
+    return out.reshape((env.n_states,) + tuple(extra))

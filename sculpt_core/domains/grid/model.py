@@ -1,0 +1,130 @@
+"""A trained grid base model: network + metadata, with exact policy tables over all states."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sculpt_core.domains.grid.env import GridEnv
+from sculpt_core.errors import SculptError
+from sculpt_core.domains.grid.exact import log_reaching
+from sculpt_core.core.checkpoint import load_checkpoint, load_state_dict_checked, save_checkpoint
+from sculpt_core.domains.grid.policy import GridPolicyConfig, GridPolicyNet
+from sculpt_core.core.nets import thermometer
+
+CHECKPOINT_KIND = "sculpt.grid_base_model"
+
+
+@dataclass
+class GridTables:
+    """A model's policy evaluated on every state (flat order), float64.
+
+    ``log_pf`` [N, ndim+1] masked forward log-probs; ``log_pb`` [N, ndim] backward log-probs over parents;
+    ``log_flow`` [N] learned log F(s) (meaningful for DB-trained models); ``log_z`` learned log Z.
+    """
+
+    log_pf: torch.Tensor
+    log_pb: torch.Tensor
+    log_flow: torch.Tensor
+    log_z: float
+
+    def exact_log_u(self, env: GridEnv) -> torch.Tensor:
+        """Exact reaching probabilities of this policy (DP)."""
+        return log_reaching(env, self.log_pf)
+
+
+@dataclass
+class GridBaseModel:
+    """A grid GFlowNet plus what it was trained on. ``meta`` holds reward, temperature, loss, steps, seed, L1, ..."""
+
+    net: GridPolicyNet
+    meta: dict[str, Any] = field(default_factory=dict)
+    log_reward: torch.Tensor | None = None  # log R per cell (H,)*ndim, if known
+    name: str = "model"
+
+    @property
+    def env(self) -> GridEnv:
+        return self.net.env
+
+    @property
+    def beta_range(self) -> tuple[float, float] | None:
+        """(low, high) of the reward exponent β this model is conditioned on, or None if unconditional."""
+        cond = self.meta.get("beta_cond")
+        return (float(cond["low"]), float(cond["high"])) if cond else None
+
+    def cond_vector(self, beta: float | None) -> torch.Tensor | None:
+        """Conditioning row for a β-conditioned model (validated), else None."""
+        rng = self.beta_range
+        if rng is None:
+            if beta is not None and not math.isclose(beta, 1.0 / float(self.meta.get("temperature", 1.0))):
+                raise SculptError(f"model {self.name!r} is not β-conditioned; it only samples β = 1/T = "
+                                  f"{1.0 / float(self.meta.get('temperature', 1.0)):g}")
+            return None
+        if beta is None:
+            beta = float(self.meta.get("beta_default", rng[1]))
+        if not (rng[0] <= beta <= rng[1]):
+            raise SculptError(f"β = {beta} is outside the range [{rng[0]:g}, {rng[1]:g}] model {self.name!r} was trained on")
+        cond = self.meta["beta_cond"]
+        return thermometer(torch.tensor([beta]), int(cond["bins"]), float(cond["low"]), float(cond["high"]))
+
+    def beta_or_default(self, beta: float | None) -> float:
+        """The exponent β the model samples at (1/T for unconditional models)."""
+        if self.beta_range is None:
+            return 1.0 / float(self.meta.get("temperature", 1.0))
+        return float(self.meta.get("beta_default", self.beta_range[1])) if beta is None else float(beta)
+
+    @torch.no_grad()
+    def tables(self, beta: float | None = None) -> GridTables:
+        states = self.env.all_states()
+        cond = self.cond_vector(beta)
+        out = self.net.raw(states, cond)
+        log_pf, log_pb, log_flow = self.net.split(out, states)
+        # a detailed-balance model's partition function is its flow at s0; TB learns log Z directly
+        log_z = float(log_flow[0]) if self.meta.get("loss") == "db" else float(self.net.log_z(cond).reshape(-1)[0])
+        return GridTables(log_pf, log_pb, log_flow, log_z)
+
+    def target_log_p(self, beta: float | None = None) -> torch.Tensor | None:
+        """log of the true target ∝ R^β (flat order), if the reward is known."""
+        if self.log_reward is None:
+            return None
+        scaled = self.log_reward.double().flatten() * self.beta_or_default(beta)
+        return scaled - torch.logsumexp(scaled, 0)
+
+    # ----- persistence --------------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        payload = {
+            "config": self.net.cfg.to_dict(),
+            "state_dict": {k: v.detach().cpu() for k, v in self.net.state_dict().items()},
+            "meta": self.meta,
+            "name": self.name,
+        }
+        if self.log_reward is not None:
+            payload["log_reward"] = self.log_reward.detach().cpu().double()
+        return save_checkpoint(path, CHECKPOINT_KIND, payload)
+
+    @classmethod
+    def load(cls, path: str | Path, device: torch.device | None = None) -> "GridBaseModel":
+        data = load_checkpoint(path, CHECKPOINT_KIND, required=("config", "state_dict", "meta"))
+        try:
+            cfg = GridPolicyConfig(**data["config"])
+            net = GridPolicyNet(cfg)
+        except (TypeError, SculptError) as exc:
+            raise SculptError(f"{path}: invalid model configuration ({exc})") from None
+        load_state_dict_checked(net, data["state_dict"], path)
+        log_reward = data.get("log_reward")
+        if log_reward is not None and (not isinstance(log_reward, torch.Tensor) or tuple(log_reward.shape) != net.env.shape):
+            raise SculptError(f"{path}: stored log_reward has the wrong shape")
+        if not isinstance(data["meta"], dict):
+            raise SculptError(f"{path}: metadata is not a dictionary")
+        net.eval()
+        model = cls(net, dict(data["meta"]), log_reward, str(data.get("name", Path(path).stem)))
+        return model.to(device) if device is not None else model
+
+    def to(self, device: torch.device) -> "GridBaseModel":
+        self.net.to(device)
+        self.net.env = GridEnv(self.net.cfg.height, self.net.cfg.ndim, device)
+        return self

@@ -1,0 +1,374 @@
+"""Composition on fragment molecules: composed samplers over :class:`MolBaseModel` s at a fixed β.
+
+Every method returns a molecule *policy* (``start / log_probs / advance``, ``env``) that
+:func:`~sculpt_core.domains.molecules.sampling.sample_molecules` samples by Gumbel-max over valid actions:
+
+- ``base``: one model (:meth:`MolBaseModel.policy`);
+- ``reaching``: Routing-by-Reaching mixing (:func:`~sculpt_core.core.reaching.reaching_log_policy`) with u_i from
+  the learned state flow, log u_i(s) = log F_i(s) − log F_i(s0) ("Model F", F_i(s0) is the flow's Z_i, so
+  u_i(s0) = 1 exactly, METHOD F.3), or from the running product of p_iF/p_iB along the generated trajectory
+  ("DB F", :class:`MolTrajectoryProductPolicy`);
+- ``ensemble``: the same mixing with u_i = 1;
+- ``classifier``: Thm 5.3 (:func:`~sculpt_core.core.guidance.guided_log_policy`): the mixture
+  Σ_i Q(y1=i|s) p_iF(a|s) with the y1-marginal at the CURRENT state (trap G.8; a classifier may instead
+  provide ``log_mixture_weights``, as the exact one does), times Q(y|s'_a)/Q(y|s); the Stop column uses the
+  terminal classifier (trap G.3). Q(y|s'_a) comes from
+  ``scoring="exact"``: every successor graph built and scored in chunked batched forwards, or
+  ``scoring="fast"``: the classifier's action head, Q(y | s, a) for every action from s's own embedding, or
+  ``scoring="topk"``: the action head first, then the ``top_k`` most probable moves of that guided policy are
+  re-scored exactly (their successor graphs built and scored); the rest keep the head's values.
+  The current-state value Q(y|s) is the non-terminal head at s in both modes (it only sets the mixture
+  weights: the per-state constant log Q(y|s) cancels in the renormalisation over valid actions, trap G.7).
+
+All formulas of the compositions come from :class:`~sculpt_core.core.algebra.Composition`.
+
+For tiny libraries (:func:`~sculpt_core.domains.molecules.exact.enumerate_states`), :class:`SpaceDP` gives exact
+composed distributions, exact reaching probabilities and the exact label posterior (eq. 13 by backward DP):
+the ground truth the tests and the fast-head accuracy figures use.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import torch
+
+from sculpt_core.domains.molecules.env import FragmentEnv, FragState
+from sculpt_core.errors import SculptError
+from sculpt_core.core.labels import logit, observed_log_prob, terminal_joint
+from sculpt_core.domains.molecules.model import MolBaseModel
+from sculpt_core.core.algebra import Composition
+from sculpt_core.core.guidance import guided_log_policy
+from sculpt_core.core.reaching import TrajectoryProductPolicy, reaching_log_policy
+
+METHODS = ("base", "classifier", "reaching", "ensemble")
+U_SOURCES = ("flow", "trajectory")
+#: u_i(s) of molecule reaching when none is chosen: the p_F/p_B product along the trajectory ("DB F"). On the shipped
+#: β=32 models it puts more samples where the observed labels' rewards are all high than the learned state flows on
+#: Table 1 rows (a)-(d) (a 95 vs 92%, b 96 vs 87%, c 92 vs 66%, d 48-54 vs 22.5%) and as many on (e)-(g); the
+#: flow heads' log u is 19-34 nats off (README, "Molecules"). It also needs no flow head.
+DEFAULT_U_SOURCE = "trajectory"
+SCORINGS = ("fast", "exact", "topk")
+
+
+# ----- the base models at one β -------------------------------------------------------------------------------
+@dataclass
+class MolBases:
+    """Base models evaluated at a fixed β: what every composed sampler shares.
+
+    ``log_z[i]``: learned log Z_i(β) (TB head; used by linear scalarisation); ``log_f0[i]``: learned log F_i(s0)
+    (the flow head's own partition function, used to normalise u_i)."""
+
+    models: list[MolBaseModel]
+    beta: float
+    log_z: torch.Tensor
+    log_f0: torch.Tensor
+
+    @property
+    def env(self) -> FragmentEnv:
+        return self.models[0].env
+
+    @property
+    def m(self) -> int:
+        return len(self.models)
+
+    @torch.no_grad()
+    def log_pf(self, states: Sequence[FragState]) -> torch.Tensor:
+        """Masked, normalised forward log-probs of every model ``[m, B, A]`` (float64, −inf = invalid)."""
+        return torch.stack([_renorm(mod.log_pf(states, self.beta)) for mod in self.models])
+
+    @torch.no_grad()
+    def log_pf_and_u(self, states: Sequence[FragState]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(log p_F ``[m, B, A]``, learned log u_i(s) = log F_i(s) − log F_i(s0) ``[m, B]``), one pass per model."""
+        pf, u = [], []
+        for mod, f0 in zip(self.models, self.log_f0):
+            lp, lf = mod.log_pf_and_flow(states, self.beta)
+            pf.append(_renorm(lp))
+            u.append(lf.double().cpu() - f0)
+        return torch.stack(pf), torch.stack(u)
+
+
+def _renorm(log_pf: torch.Tensor) -> torch.Tensor:
+    """float64 on the CPU, renormalised (float32 log-softmax sums to 1 only within ~1e-7; the exactness of
+    linear reaching rests on Σ_a p_iF(a|s) = 1)."""
+    return torch.log_softmax(log_pf.detach().double().cpu(), -1)
+
+
+@torch.no_grad()
+def prepare_mol_bases(models: Sequence[MolBaseModel], beta: float) -> MolBases:
+    """Check that the models share one environment and cover β; evaluate log Z_i(β) and log F_i(s0)."""
+    models = list(models)
+    if not models:
+        raise SculptError("choose at least one base model")
+    if not (isinstance(beta, (int, float)) and math.isfinite(beta)):
+        raise SculptError(f"β must be a finite number, got {beta!r}")
+    env = models[0].env
+    for mod in models[1:]:
+        if mod.env.library.smiles != env.library.smiles or mod.env.max_frags != env.max_frags:
+            raise SculptError(f"models {models[0].name!r} and {mod.name!r} use different fragment libraries or "
+                              "maximal sizes, so their actions do not line up")
+    for mod in models:
+        mod.betas(beta, 1)  # SculptError outside the trained range
+    log_z = torch.stack([mod.log_z(float(beta)).double().cpu() for mod in models])
+    s0 = env.initial_states(1)
+    log_f0 = torch.stack([mod.log_flow(s0, float(beta))[0].double().cpu() for mod in models])
+    return MolBases(models, float(beta), log_z, log_f0)
+
+
+def _check_models(bases: MolBases, composition: Composition) -> None:
+    if composition.n_models != bases.m:
+        raise SculptError(f"{composition.describe()} is defined for {composition.n_models} models, {bases.m} chosen")
+
+
+# ----- reaching / ensemble ----------------------------------------------------------------------------------------
+@dataclass
+class ReachingPolicy:
+    """Reaching mixing with u_i from the learned flows (``ensemble=True``: u_i = 1). Stateless."""
+
+    bases: MolBases
+    composition: Composition
+    ensemble: bool = False
+
+    @property
+    def env(self) -> FragmentEnv:
+        return self.bases.env
+
+    def start(self, n: int) -> None:
+        return None
+
+    def log_probs(self, states: Sequence[FragState], carry: Any = None) -> torch.Tensor:
+        if self.ensemble:
+            log_pf = self.bases.log_pf(states)
+            log_u = torch.zeros(log_pf.shape[:2], dtype=torch.float64)
+        else:
+            log_pf, log_u = self.bases.log_pf_and_u(states)
+        return reaching_log_policy(self.composition, log_pf, log_u, self.bases.log_z)[0]
+
+    def advance(self, carry: Any, states: Sequence[FragState], actions: torch.Tensor,
+                next_states: Sequence[FragState]) -> None:
+        return None
+
+
+class MolTrajectoryProductPolicy(TrajectoryProductPolicy):
+    """:class:`TrajectoryProductPolicy` on fragment graphs ("DB F"): states are lists of graphs, the base
+    policies are renormalised over valid actions, and a step is a move iff its action is not Stop."""
+
+    def __init__(self, composition: Composition, forward_fns: list, backward_fns: list, log_z: torch.Tensor | None,
+                 env: FragmentEnv) -> None:
+        super().__init__(composition, forward_fns, backward_fns, log_z)
+        self.env = env
+
+    def forward_log_probs(self, states: Sequence[FragState]) -> torch.Tensor:
+        return torch.stack([_renorm(f(states)).cpu() for f in self.forward_fns])
+
+    def moved(self, states: Sequence[FragState], actions: torch.Tensor, next_states: Sequence[FragState]
+              ) -> torch.Tensor:
+        return actions.reshape(-1).cpu() != self.env.stop_action
+
+
+def trajectory_policy(bases: MolBases, composition: Composition) -> MolTrajectoryProductPolicy:
+    """Reaching mixing with u_i from each model's own p_F / p_B product along the generated trajectory."""
+    _check_models(bases, composition)
+    fwd = [mod.forward_fn(bases.beta) for mod in bases.models]
+    bwd = [mod.backward_fn() for mod in bases.models]
+    return MolTrajectoryProductPolicy(composition, fwd, bwd, bases.log_z, bases.env)
+
+
+# ----- classifier guidance ----------------------------------------------------------------------------------------
+def _classifier_cfg(classifier: Any) -> tuple[int, int, bool, bool]:
+    cfg = classifier.cfg
+    return cfg.n_models, cfg.n_labels, bool(cfg.alpha_cond), bool(getattr(cfg, "action_head", True))
+
+
+def check_classifier(bases: MolBases, composition: Composition, classifier: Any, scoring: str) -> None:
+    """SculptError unless ``classifier`` can guide ``composition`` over ``bases`` with ``scoring``."""
+    _check_models(bases, composition)
+    n_models, n_labels, alpha_cond, has_action = _classifier_cfg(classifier)
+    if scoring not in SCORINGS:
+        raise SculptError(f"unknown scoring {scoring!r}; one of {', '.join(SCORINGS)}")
+    if n_models != bases.m:
+        raise SculptError(f"this classifier was trained for {n_models} base models, {bases.m} chosen")
+    env = getattr(classifier, "env", None)
+    if env is not None and (env.library.smiles != bases.env.library.smiles or env.max_frags != bases.env.max_frags):
+        raise SculptError("the classifier was trained on another fragment library than these base models")
+    if composition.kind == "chained_hm":
+        raise SculptError("the chained harmonic mean (eq. 8) is not a label posterior, so classifier guidance "
+                          "cannot express it; use the reaching method")
+    if composition.kind == "labels":
+        if composition.beta != 1.0:
+            raise SculptError("classifier guidance samples the composition at β = 1; use reaching for a β on the result")
+        if len(composition.labels) > n_labels:
+            raise SculptError(f"this classifier knows {n_labels} labels, the composition observes {len(composition.labels)}")
+        if composition.alpha is not None and not alpha_cond and abs(composition.alpha - 0.5) > 1e-12:
+            raise SculptError("this classifier is not α-conditioned; only α = 0.5 is available")
+    if scoring in ("fast", "topk") and not has_action:
+        raise SculptError(f"this classifier has no action head: use scoring='exact', not {scoring!r}")
+
+
+def _successors(env: FragmentEnv, states: Sequence[FragState], mask: torch.Tensor
+                ) -> tuple[list[FragState], torch.Tensor, torch.Tensor]:
+    """Every valid non-stop successor: (states ``[S]``, row ``[S]``, action ``[S]``)."""
+    moves = mask.clone()
+    moves[:, env.stop_action] = False
+    rows, acts = torch.nonzero(moves, as_tuple=True)
+    succ = env.step([states[r] for r in rows.tolist()], acts)
+    return succ, rows, acts
+
+
+@dataclass
+class GuidedPolicy:
+    """Classifier guidance (Thm 5.3) for a label, mixture or linear composition. Stateless.
+
+    ``classifier`` is a :class:`~sculpt_core.domains.molecules.classifier.MolClassifier` or anything with the same
+    ``cfg`` / ``log_q_nonterminal`` / ``log_q_terminal_single`` (/ ``embed_states`` + ``action_values`` for
+    ``scoring="fast"``) methods, e.g. :class:`ExactClassifier`. ``chunk``: successor graphs per forward pass;
+    ``top_k``: moves per state re-scored exactly with ``scoring="topk"``."""
+
+    bases: MolBases
+    composition: Composition
+    classifier: Any
+    scoring: str = "fast"
+    chunk: int = 8192
+    top_k: int = 64
+    stats: dict = field(default_factory=lambda: {"successors": 0, "states": 0})
+
+    def __post_init__(self) -> None:
+        check_classifier(self.bases, self.composition, self.classifier, self.scoring)
+        comp = self.composition
+        _, n_labels, alpha_cond, _ = _classifier_cfg(self.classifier)
+        self._guided = comp.kind == "labels"
+        use_alpha = comp.kind == "labels" and comp.alpha is not None and alpha_cond
+        self._alpha = comp.alpha if use_alpha else None
+        self._logit_alpha = logit(comp.alpha) if use_alpha else None
+        self._n_labels = max(n_labels, len(comp.labels)) if comp.kind == "labels" else n_labels
+        self._prior = None if self._guided else comp.prior_log_weights(self.bases.log_z)
+
+    @property
+    def env(self) -> FragmentEnv:
+        return self.bases.env
+
+    def start(self, n: int) -> None:
+        return None
+
+    def advance(self, carry: Any, states: Sequence[FragState], actions: torch.Tensor,
+                next_states: Sequence[FragState]) -> None:
+        return None
+
+    def _observed(self, joint: torch.Tensor) -> torch.Tensor:
+        return observed_log_prob(joint, self.composition.labels)
+
+    @torch.no_grad()
+    def guidance(self, states: Sequence[FragState]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(log mixture weights ``[B, m]``, log Q(y|s) ``[B]``, log Q(y|s'_a) ``[B, A]`` with the Stop column
+        from the terminal classifier). Mixtures/linear: weights reweighted by the prior, no guidance terms."""
+        clf, env = self.classifier, self.env
+        B = len(states)
+        self.stats["states"] += B
+        need_children = self._guided
+        if need_children and self.scoring in ("fast", "topk"):
+            emb = clf.embed_states(states, self._logit_alpha, False)
+            log_qn = clf.joint_from_embedding(emb).double().cpu()
+            children = clf.action_values(emb, self._observed).double().cpu()
+        else:
+            log_qn = clf.log_q_nonterminal(states, self._logit_alpha).double().cpu()
+            children = None
+        log_y1 = torch.logsumexp(log_qn.flatten(2), 2) if log_qn.dim() > 2 else log_qn  # [B, m]
+        weights = getattr(clf, "log_mixture_weights", None)
+        exact_w = weights(states) if weights is not None else None
+        if exact_w is not None:
+            log_y1 = exact_w.double().cpu()
+        if not self._guided:
+            log_w = log_y1 + self._prior[None, :]
+            log_w = log_w - torch.logsumexp(log_w, 1, keepdim=True)
+            zeros = torch.zeros(B, dtype=torch.float64)
+            return log_w, zeros, torch.zeros(B, env.n_actions, dtype=torch.float64)
+        log_v = self._observed(log_qn)
+        mask = env.forward_mask(states).cpu()
+        if children is None:
+            children = torch.full((B, env.n_actions), float("-inf"), dtype=torch.float64)
+            succ, rows, acts = _successors(env, states, mask)
+            self._score_into(children, succ, rows, acts)
+        stop_ok = mask[:, env.stop_action]
+        stop = torch.full((B,), float("-inf"), dtype=torch.float64)
+        if stop_ok.any():
+            done = [s for s, ok in zip(states, stop_ok.tolist()) if ok]
+            log_qt = clf.log_q_terminal_single(done).double().cpu()
+            stop[stop_ok] = self._observed(terminal_joint(log_qt, self._n_labels, self._alpha))
+        children[:, env.stop_action] = stop
+        return log_y1, log_v, children
+
+    def _score_into(self, children: torch.Tensor, succ: list[FragState], rows: torch.Tensor, acts: torch.Tensor
+                    ) -> None:
+        """children[rows, acts] = log Q(y | s'), every successor graph scored by the non-terminal head."""
+        self.stats["successors"] += len(succ)
+        for lo in range(0, len(succ), self.chunk):
+            part = succ[lo:lo + self.chunk]
+            vals = self._observed(self.classifier.log_q_nonterminal(part, self._logit_alpha)).double().cpu()
+            children[rows[lo:lo + self.chunk], acts[lo:lo + self.chunk]] = vals
+
+    def _rescore_top(self, states: Sequence[FragState], log_pf: torch.Tensor, log_w: torch.Tensor,
+                     log_v: torch.Tensor, children: torch.Tensor) -> torch.Tensor:
+        """The ``top_k`` most probable moves of the head-guided policy, re-scored exactly (Stop is exact already)."""
+        env = self.env
+        draft = guided_log_policy(log_pf, log_w, log_v, children)
+        draft[:, env.stop_action] = float("-inf")
+        vals, idx = draft.topk(min(int(self.top_k), draft.shape[1]), dim=1)
+        keep = torch.isfinite(vals)
+        rows = torch.arange(len(states)).unsqueeze(1).expand_as(idx)[keep]
+        acts = idx[keep]
+        children = children.clone()
+        if len(rows):
+            succ = env.step([states[r] for r in rows.tolist()], acts)
+            self._score_into(children, succ, rows, acts)
+        return children
+
+    @torch.no_grad()
+    def log_probs(self, states: Sequence[FragState], carry: Any = None) -> torch.Tensor:
+        log_w, log_v, children = self.guidance(states)
+        log_pf = self.bases.log_pf(states)
+        if self.scoring == "topk" and self._guided:
+            children = self._rescore_top(states, log_pf, log_w, log_v, children)
+        return guided_log_policy(log_pf, log_w, log_v, children)
+
+
+# ----- one entry point ----------------------------------------------------------------------------------------------
+def composed_policy(
+    bases: MolBases,
+    composition: Composition | None,
+    method: str,
+    classifier: Any = None,
+    u_source: str = DEFAULT_U_SOURCE,
+    scoring: str = "fast",
+    top_k: int = 64,
+):
+    """The molecule policy of ``method`` ∈ :data:`METHODS` for ``composition`` over ``bases``."""
+    if method not in METHODS:
+        raise SculptError(f"unknown method {method!r}; one of {', '.join(METHODS)}")
+    if method == "base":
+        if bases.m != 1:
+            raise SculptError(f"method 'base' samples ONE base model, got {bases.m}")
+        return bases.models[0].policy(bases.beta)
+    if composition is None:
+        raise SculptError(f"method {method!r} needs a composition (labels y or weights)")
+    _check_models(bases, composition)
+    if method == "classifier":
+        if classifier is None:
+            raise SculptError("no classifier for these base models: train one with `mol train-classifier`")
+        return GuidedPolicy(bases, composition, classifier, scoring, top_k=top_k)
+    if method == "ensemble":
+        return ReachingPolicy(bases, composition, ensemble=True)
+    if u_source not in U_SOURCES:
+        raise SculptError(f"unknown u source {u_source!r}; one of {', '.join(U_SOURCES)}")
+    if u_source == "flow":
+        missing = [mod.name for mod in bases.models if mod.meta.get("has_flow") is False]
+        if missing:
+            raise SculptError(f"no learned state flow in {', '.join(missing)}: use --u trajectory")
+        return ReachingPolicy(bases, composition)
+    return trajectory_policy(bases, composition)
+
+
+__all__ = ["GuidedPolicy", "METHODS", "MolBases", "MolTrajectoryProductPolicy", "ReachingPolicy",
+           "DEFAULT_U_SOURCE", "SCORINGS", "U_SOURCES", "check_classifier", "composed_policy",
+           "prepare_mol_bases", "trajectory_policy"]

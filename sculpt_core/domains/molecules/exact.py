@@ -1,0 +1,319 @@
+"""Exact computations on tiny fragment libraries, where every state class can be enumerated.
+
+:func:`enumerate_states` lists every isomorphism class of states; :class:`SpaceDP` runs the dynamic programmes
+on it (reaching probabilities, terminal distributions, backward expectations); :class:`ExactClassifier` gives
+exact label posteriors in the classifier interface; :func:`oracle_table`, :func:`exact_reaching_table` and
+:func:`space_log_target` give exact composed policies and targets. This is the ground truth of the tests.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import torch
+
+from sculpt_core.core.algebra import Composition
+from sculpt_core.core.guidance import guided_log_policy
+from sculpt_core.core.labels import terminal_joint
+from sculpt_core.core.reaching import reaching_log_policy
+from sculpt_core.domains.molecules.compose import _successors
+from sculpt_core.domains.molecules.env import FragmentEnv, FragState, canonical_key
+from sculpt_core.errors import SculptError
+
+
+# ----- exact enumeration for tiny libraries ------------------------------------------------------------------
+@dataclass
+class FragStateSpace:
+    """All isomorphism classes of states of a (tiny) environment, for exact dynamic programming.
+
+    ``states[k]`` is a representative (labelled) state of class k (class 0 = s0), ``keys[k]`` its canonical
+    key, ``levels[L]`` the classes built by L non-stop actions (a topological order: every action adds one
+    node or one stem). ``children[k]`` lists (child class, actions on ``states[k]`` that reach it); with a
+    permutation-equivariant policy the class-level transition probability is the sum over those actions.
+    ``can_stop[k]``: Stop is valid in class k."""
+
+    states: list[FragState]
+    keys: list[tuple]
+    index: dict[tuple, int]
+    levels: list[list[int]]
+    children: list[list[tuple[int, tuple[int, ...]]]]
+    can_stop: torch.Tensor
+    stop_action: int
+
+    @property
+    def n_states(self) -> int:
+        return len(self.states)
+
+    def log_reaching(self, log_pf: torch.Tensor) -> torch.Tensor:
+        """log u(k) for every class under the per-representative policy table ``log_pf[n_states, A]``
+        (normalised, masked): u(s0) = 1, u(c) = Σ_parents u(p) Σ_{a realising p→c} p_F(a|p)."""
+        log_pf = log_pf.double()
+        u = torch.full((self.n_states,), float("-inf"), dtype=torch.float64, device=log_pf.device)
+        u[0] = 0.0
+        for level in self.levels:
+            par, chi, act = [], [], []
+            for p in level:
+                for c, actions in self.children[p]:
+                    par += [p] * len(actions)
+                    chi += [c] * len(actions)
+                    act += list(actions)
+            if not par:
+                continue
+            par_t, chi_t, act_t = (torch.tensor(x, device=log_pf.device) for x in (par, chi, act))
+            vals = u[par_t] + log_pf[par_t, act_t]
+            peak = torch.full_like(u, float("-inf")).scatter_reduce(0, chi_t, vals, "amax")
+            safe = torch.where(torch.isfinite(peak), peak, torch.zeros_like(peak))
+            total = torch.zeros_like(u).index_add(0, chi_t, (vals - safe[chi_t]).exp())
+            hit = torch.unique(chi_t)
+            u[hit] = safe[hit] + total[hit].log()
+        return u
+
+    def log_terminal(self, log_pf: torch.Tensor) -> torch.Tensor:
+        """log p(class) = log u + log p_F(stop) (−inf where Stop is invalid); sums to 1 for a proper policy."""
+        out = self.log_reaching(log_pf) + log_pf[:, self.stop_action].double()
+        return out.masked_fill(~self.can_stop.to(out.device), float("-inf"))
+
+
+def enumerate_states(env: FragmentEnv, max_states: int = 200_000) -> FragStateSpace:
+    """Breadth-first enumeration of every state class (up to isomorphism) of a tiny environment."""
+    s0 = FragState()
+    states, keys, index = [s0], [canonical_key(s0)], {canonical_key(s0): 0}
+    children: list[list[tuple[int, tuple[int, ...]]]] = []
+    levels, frontier = [], [0]
+    while frontier:
+        levels.append(frontier)
+        nxt: list[int] = []
+        masks = env.forward_mask([states[k] for k in frontier])
+        for k, row in zip(frontier, masks):
+            acts = [a for a in torch.nonzero(row).squeeze(1).tolist() if a != env.stop_action]
+            grouped: dict[int, list[int]] = {}
+            for a, child in zip(acts, env.step([states[k]] * len(acts), acts)):
+                key = canonical_key(child)
+                c = index.get(key)
+                if c is None:
+                    c = index[key] = len(states)
+                    states.append(child)
+                    keys.append(key)
+                    nxt.append(c)
+                    if len(states) > max_states:
+                        raise SculptError(f"more than {max_states} state classes; use a smaller library or max_frags")
+                grouped.setdefault(c, []).append(a)
+            # classes are processed in index order (each frontier is the contiguous block found by the last)
+            children.append([(c, tuple(a)) for c, a in grouped.items()])
+        frontier = nxt
+    can_stop = torch.tensor([s.complete for s in states])
+    return FragStateSpace(states, keys, index, levels, children, can_stop, env.stop_action)
+
+
+
+# ----- exact dynamic programming on tiny libraries --------------------------------------------------------------------
+@dataclass
+class SpaceDP:
+    """Exact computations over an enumerated state space (class level; valid for node-numbering-invariant
+    policies, see :class:`~sculpt_core.domains.molecules.exact.FragStateSpace`)."""
+
+    space: FragStateSpace
+    env: FragmentEnv
+    child: torch.Tensor = field(init=False)  # [N, A] child class of each action on the representative (−1: none)
+
+    @classmethod
+    def build(cls, env: FragmentEnv, max_states: int = 200_000) -> "SpaceDP":
+        """Enumerate the (tiny) environment and index its transitions."""
+        return cls(enumerate_states(env, max_states), env)
+
+    @property
+    def n_actions(self) -> int:
+        return self.env.n_actions
+
+    def __post_init__(self) -> None:
+        child = torch.full((self.space.n_states, self.n_actions), -1, dtype=torch.long)
+        for k, kids in enumerate(self.space.children):
+            for c, actions in kids:
+                child[k, list(actions)] = c
+        self.child = child
+
+    @property
+    def states(self) -> list[FragState]:
+        return self.space.states
+
+    def index_of(self, states: Sequence[FragState]) -> torch.Tensor:
+        """Class index of each (labelled) state."""
+        try:
+            return torch.tensor([self.space.index[canonical_key(s)] for s in states], dtype=torch.long)
+        except KeyError:
+            raise SculptError("a state outside the enumerated space") from None
+
+    def table(self, policy: Any, batch: int = 4096) -> torch.Tensor:
+        """A stateless policy's normalised log-policy on every class representative ``[N, A]``."""
+        rows = []
+        for lo in range(0, self.space.n_states, batch):
+            part = self.states[lo:lo + batch]
+            logits = policy.log_probs(part, None).double().cpu()
+            rows.append(torch.log_softmax(logits, -1))
+        return torch.cat(rows)
+
+    def log_reaching(self, log_pf: torch.Tensor) -> torch.Tensor:
+        return self.space.log_reaching(log_pf)
+
+    def log_terminal(self, log_pf: torch.Tensor) -> torch.Tensor:
+        return self.space.log_terminal(log_pf)
+
+    def backward_expectation(self, log_pf: torch.Tensor, log_value: torch.Tensor) -> torch.Tensor:
+        """log E[v(x) | the trajectory passes through class k] (eq. 13): V(k) = p_F(⊤|k) v(k) +
+        Σ_a p_F(a|k) V(child(k, a)). ``log_value`` ``[N, ...]`` (−inf where Stop is impossible is not required)."""
+        log_pf = log_pf.double()
+        extra = log_value.shape[1:]
+        v = log_value.double().reshape(self.space.n_states, -1)
+        stop = self.space.stop_action
+        out = torch.full_like(v, float("-inf"))
+        can_stop = self.space.can_stop
+        for level in reversed(self.space.levels):
+            idx = torch.tensor(level, dtype=torch.long)
+            stop_term = torch.where(can_stop[idx, None], log_pf[idx, stop, None] + v[idx], torch.full_like(v[idx], float("-inf")))
+            ch = self.child[idx]  # [L, A]
+            has = ch >= 0
+            vals = out[ch.clamp(min=0)] + log_pf[idx].unsqueeze(-1)  # [L, A, r]
+            vals = vals.masked_fill(~has.unsqueeze(-1), float("-inf"))
+            out[idx] = torch.logaddexp(stop_term, torch.logsumexp(vals, 1))
+        return out.reshape((self.space.n_states,) + tuple(extra))
+
+
+EXACT_KINDS = ("chain", "a1", "a1_d6")
+
+
+@dataclass
+class ExactClassifier:
+    """Exact label posteriors on an enumerated space, in the MolClassifier interface (tests, ground truth).
+
+    Terminal (every kind): p~(y = i | x) = p_i(x) / Σ_j p_j(x). Non-terminal joint by ``kind``:
+
+    - ``"chain"``: Thm 5.3 made exact on a DAG. The mixture policy is the Markov chain with weights
+      P(i | s) = u_i(s) / Σ_j u_j(s) (Prop 5.1, served by :meth:`log_mixture_weights`), and the joint is
+      p~(y_1..y_n | s) = E_chain[Π_k p~(y_k | x) | s] by backward DP (eq. 13) over that chain. Its own
+      y1-marginal is NOT P(i | s) on a DAG, hence the separate mixture weights.
+    - ``"a1"``: the fixed point of Algorithm A.1 with the final graph kept as a non-terminal state (grid
+      rule): P(i | s) · E_i[Π_{k≥2} p~(y_k | x) | s], the continuation under model i. Its y1-marginal is
+      P(i | s), but on a DAG (several paths into a state) it is not harmonic for the mixture chain, so even a
+      perfect A.1 classifier is slightly off the target; exact on trees.
+    - ``"a1_d6"``: the A.1 fixed point with the molecule rule (the final graph never a non-terminal
+      training state): a state's posterior is learned only from trajectories that continue past it.
+    """
+
+    dp: SpaceDP
+    log_pf: torch.Tensor  # [m, N, A] base policies on the representatives
+    n_labels: int = 2
+    alpha_cond: bool = False
+    kind: str = "chain"
+    env: FragmentEnv | None = None
+    cfg: Any = field(init=False)
+    _cache: dict = field(init=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.kind not in EXACT_KINDS:
+            raise SculptError(f"unknown exact classifier kind {self.kind!r}; one of {', '.join(EXACT_KINDS)}")
+        m = self.log_pf.shape[0]
+        self.log_pf = self.log_pf.double()
+        self.cfg = type("Cfg", (), {"n_models": m, "n_labels": self.n_labels, "alpha_cond": self.alpha_cond,
+                                    "action_head": True})()
+        stop, can_stop = self.dp.space.stop_action, self.dp.space.can_stop
+        self._log_u = torch.stack([self.dp.log_reaching(t) for t in self.log_pf])  # [m, N]
+        log_p = (self._log_u + self.log_pf[:, :, stop]).masked_fill(~can_stop.unsqueeze(0), float("-inf"))
+        self._weights = (self._log_u - torch.logsumexp(self._log_u, 0, keepdim=True)).T  # [N, m] = P(i | s)
+        self._mix = torch.logsumexp(self.log_pf + self._weights.T.unsqueeze(-1), 0)  # [N, A]
+        single = (log_p - torch.logsumexp(log_p, 0, keepdim=True)).T  # [N, m]
+        self._single = single.masked_fill(torch.isnan(single), -math.log(m))
+
+    def _joint_table(self, logit_alpha: float | None) -> torch.Tensor:
+        key = None if (logit_alpha is None or not self.alpha_cond) else round(float(logit_alpha), 12)
+        if key in self._cache:
+            return self._cache[key]
+        alpha = None if key is None else 1.0 / (1.0 + math.exp(-key))
+        term = terminal_joint(self._single, self.n_labels, alpha)  # [N, m, ..., m]
+        N, m = self._single.shape
+        if self.kind == "chain":
+            out = self.dp.backward_expectation(self._mix, term)
+        else:
+            rest = term.reshape(N, m, -1)[:, 0] - self._single[:, :1]  # log Π_{k≥2} p~(y_k|x)  [N, r]
+            per = torch.stack([self.dp.backward_expectation(self.log_pf[i], rest) for i in range(m)])  # [m, N, r]
+            log_w = self._log_u.clone()
+            if self.kind == "a1_d6":  # condition on continuing past s
+                stop = self.dp.space.stop_action
+                keep = torch.log1p(-self.log_pf[:, :, stop].exp().clamp(max=1 - 1e-15))  # [m, N]
+                ch = self.dp.child.clamp(min=0)
+                moves = self.log_pf.clone()
+                moves[:, :, stop] = float("-inf")
+                moves = moves.masked_fill((self.dp.child < 0).unsqueeze(0), float("-inf"))
+                per = torch.logsumexp(moves.unsqueeze(-1) + per[:, ch], 2) - keep.unsqueeze(-1)
+                log_w = log_w + keep
+            log_w = log_w - torch.logsumexp(log_w, 0, keepdim=True)
+            out = (log_w.unsqueeze(-1) + per).permute(1, 0, 2).reshape(term.shape)
+        out = out.masked_fill(torch.isnan(out), float("-inf"))
+        self._cache[key] = out
+        return out
+
+    def log_mixture_weights(self, states: Sequence[FragState]) -> torch.Tensor | None:
+        """The exact mixture weights P(i | s) ``[B, m]`` for ``"chain"`` (None: use the y1-marginal)."""
+        return self._weights[self.dp.index_of(states)] if self.kind == "chain" else None
+
+    def log_q_nonterminal(self, states: Sequence[FragState], logit_alpha: float | None = None) -> torch.Tensor:
+        return self._joint_table(logit_alpha)[self.dp.index_of(states)]
+
+    def log_q_terminal_single(self, states: Sequence[FragState]) -> torch.Tensor:
+        return self._single[self.dp.index_of(states)]
+
+    # fast-path protocol: the "embedding" is the states; action values by looking up the successor class
+    def embed_states(self, states: Sequence[FragState], logit_alpha: float | None, terminal: bool) -> tuple:
+        return (list(states), logit_alpha)
+
+    def joint_from_embedding(self, emb: tuple) -> torch.Tensor:
+        return self.log_q_nonterminal(emb[0], emb[1])
+
+    def action_values(self, emb: tuple, reduce: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """Exact values of every successor of each (labelled) state, in that state's own action layout."""
+        states, la = emb
+        env = self.dp.env
+        succ, rows, acts = _successors(env, states, env.forward_mask(states))
+        out = torch.full((len(states), env.n_actions), float("-inf"), dtype=torch.float64)
+        if succ:
+            out[rows, acts] = reduce(self._joint_table(la)[self.dp.index_of(succ)]).double()
+        return out
+
+
+def oracle_table(dp: SpaceDP, log_pf: torch.Tensor, composition: Composition, log_z: torch.Tensor | None = None
+                 ) -> torch.Tensor:
+    """Exact guidance on an enumerated space for ANY composition: the mixture Σ c_i p_i (weights c_i u_i(s)),
+    h-transformed by L(x) = target(x)/mixture(x) with V = E[L | s] by backward DP ``[N, A]``."""
+    log_u = torch.stack([dp.log_reaching(t) for t in log_pf])
+    log_p = (log_u + log_pf[:, :, dp.space.stop_action].double()).masked_fill(~dp.space.can_stop.unsqueeze(0), float("-inf"))
+    log_c = composition.prior_log_weights(log_z)
+    log_w = log_c[:, None] + log_u
+    log_w = log_w - torch.logsumexp(log_w, 0, keepdim=True)
+    log_lik = composition.log_combine(log_p, log_z) - torch.logsumexp(log_c[:, None] + log_p, 0)
+    log_lik = log_lik.masked_fill(torch.isnan(log_lik), float("-inf"))
+    mix = torch.logsumexp(log_pf.double() + log_w.unsqueeze(-1), 0)
+    log_v = dp.backward_expectation(mix, log_lik)
+    children = log_v[dp.child.clamp(min=0)].masked_fill(dp.child < 0, float("-inf"))
+    children[:, dp.space.stop_action] = log_lik
+    return guided_log_policy(log_pf.double(), log_w.T, log_v, children)
+
+
+def exact_reaching_table(dp: SpaceDP, log_pf: torch.Tensor, composition: Composition,
+                         log_z: torch.Tensor | None = None, ensemble: bool = False) -> torch.Tensor:
+    """Reaching mixing with EXACT u_i (class-level DP) on every representative ``[N, A]``."""
+    log_u = torch.stack([dp.log_reaching(t) for t in log_pf])
+    if ensemble:
+        log_u = torch.zeros_like(log_u)
+    return reaching_log_policy(composition, log_pf, log_u, log_z)[0]
+
+
+def space_log_target(dp: SpaceDP, log_pf: torch.Tensor, composition: Composition,
+                     log_z: torch.Tensor | None = None) -> torch.Tensor:
+    """Normalised log target over classes from the bases' exact terminal distributions ``[N]``."""
+    log_p = torch.stack([dp.log_terminal(t) for t in log_pf])
+    return composition.log_target(log_p, log_z)
+
+
+__all__ = ["EXACT_KINDS", "ExactClassifier", "FragStateSpace", "SpaceDP", "enumerate_states", "exact_reaching_table",
+           "oracle_table", "space_log_target"]

@@ -1,0 +1,398 @@
+"""Training the molecule guidance classifier by Algorithm A.1 (METHOD B.3 with the molecule rules of D.6).
+
+Per step, for every base model i: ``trajectories_per_model`` on-policy trajectories at the fixed β (no
+exploration; trajectories whose molecule fails sanitisation are dropped). Terminal set = the last graph x of
+each trajectory; non-terminal set = the other graphs s_0..s_{L−2} and, by default, x itself as well
+(``final_as_nonterminal=True``, the grid rule). The paper's molecule rule (D.6, ``final_as_nonterminal=False``)
+learns a complete state's posterior only from trajectories that continued past it, so its y1-marginal (the
+mixture weights) is biased towards models that do not stop there; on the tiny exact library its A.1 fixed point
+guides 1.5–18× further from the target than the grid rule's (see compose.molecules.ExactClassifier). Then
+
+- L_T = mean over models of the per-model mean of −log Q_T(y = i | x);
+- L_N = mean over models of Σ_{s} ℓ(s) / #trajectories of the model, with
+  ℓ(s) = −Σ_{y2..yn} Π_{k≥2} w_{y_k}(x) · log Q_N(y1 = i, y2..yn | s) and w from the EMA TARGET network's
+  terminal head at the trajectory's x (label y2 with the trajectory's α, trap G.5);
+- L_A: the same loss for the action head on the observed transitions (s_t, a_t) → s_{t+1}, whose successor is
+  a non-terminal training state: log Q(y | s_t, a_t) gets the targets of s_{t+1} (the head learns to predict the
+  successor's posterior from the parent's embedding, so guidance can skip building successor graphs);
+- optionally L_D: the action head distilled from the state head on successors of sampled moves
+  (:func:`make_distiller`, ``distill_actions`` > 0);
+- L = L_T + min(1, step / warmup) · (L_N + action_weight · L_A + distill_weight · L_D); Adam (cosine-decayed
+  learning rate); target ← ema·target + (1 − ema)·online.
+
+α-conditioned classifiers (two models, two labels) draw logit α ~ Uniform[−5.5, 5.5] per trajectory.
+Trajectories are sampled in batches of ``sample_batch`` per model (same on-policy data as sampling 8 at a time,
+much faster on a CPU) and consumed ``trajectories_per_model`` per step; ``reuse`` > 1 cycles each batch that many
+times (fresh α each time) to save sampling time.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+
+from sculpt_core.device import default_device
+from sculpt_core.errors import SculptError
+from sculpt_core.domains.molecules.sampling import sample_trajectories
+from sculpt_core.core.checkpoint import load_checkpoint, load_state_dict_checked, save_checkpoint
+from sculpt_core.core.labels import rest_label_log_weights
+from sculpt_core.domains.molecules.classifier import MolClassifier, MolClassifierConfig
+from sculpt_core.domains.molecules.model import MolBaseModel, library_from_dict, library_to_dict
+
+CLASSIFIER_KIND = "sculpt.mol_classifier"
+MANIFEST_SECTION = "mol_classifiers"
+
+
+@dataclass(frozen=True)
+class MolClassifierTrainConfig:
+    """Hyper-parameters (paper, METHOD D.6: 15k steps, 8 trajectories per model, lr 1e-3, wd 1e-6, EMA 0.995,
+    warm-up 4000; the CPU defaults shorten the schedule)."""
+
+    steps: int = 3000
+    trajectories_per_model: int = 8
+    lr: float = 1e-3
+    weight_decay: float = 1e-6
+    ema: float = 0.995
+    warmup: int = 800
+    logit_alpha_range: float = 5.5
+    n_labels: int = 2
+    alpha_cond: bool = False
+    hidden: int = 64
+    n_layers: int = 3
+    action_head: bool = True
+    action_rank: int = 16
+    action_weight: float = 1.0
+    distill_actions: int = 2  # k moves per sampled non-terminal state distilled from the state head (0: off)
+    distill_states: int = 128
+    distill_weight: float = 1.0
+    distill_uniform: float = 0.2
+    final_as_nonterminal: bool = True
+    lr_final_fraction: float = 0.1
+    sample_batch: int = 128
+    reuse: int = 1
+    seed: int = 100
+    eval_every: int = 250
+    time_limit_s: float | None = None
+    device: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "trajectories_per_model", "warmup", "n_labels", "hidden", "n_layers", "sample_batch",
+                     "reuse", "eval_every", "action_rank"):
+            value = getattr(self, name)
+            if not (isinstance(value, int) and value >= 1):
+                raise SculptError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("lr", "logit_alpha_range"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise SculptError(f"{name} must be a positive number, got {value!r}")
+        if not 0.0 <= self.ema < 1.0:
+            raise SculptError(f"ema must be in [0, 1), got {self.ema}")
+        if self.action_weight < 0 or self.distill_weight < 0:
+            raise SculptError("action_weight and distill_weight must be ≥ 0")
+        if self.distill_actions < 0 or self.distill_states < 1 or not 0.0 <= self.distill_uniform <= 1.0:
+            raise SculptError("distill_actions ≥ 0, distill_states ≥ 1 and distill_uniform in [0, 1] are required")
+
+
+# ----- on-policy trajectory supply ------------------------------------------------------------------------------
+class _Stream:
+    """Valid on-policy trajectories of one model at β, sampled in batches: (states s_0..s_L, actions a_0..a_{L−1})."""
+
+    def __init__(self, model: MolBaseModel, beta: float, batch: int, reuse: int, gen: torch.Generator) -> None:
+        self.model, self.beta, self.batch, self.reuse, self.gen = model, beta, batch, reuse, gen
+        self.buffer: list[tuple[list, list[int]]] = []
+        self.sampled = self.invalid = 0
+
+    def _refill(self) -> None:
+        traj = sample_trajectories(self.model.env, self.model.policy(self.beta), self.batch, self.gen)
+        fresh = []
+        for b in range(len(traj)):
+            if not bool(traj.valid[b]):
+                self.invalid += 1
+                continue
+            fresh.append((traj.states[b], traj.actions[b, : int(traj.lengths[b])].tolist()))
+        self.sampled += len(traj)
+        pool = fresh * self.reuse
+        order = torch.randperm(len(pool), generator=self.gen).tolist()
+        self.buffer.extend(pool[k] for k in order)
+
+    def take(self, k: int) -> list[tuple[list, list[int]]]:
+        tries = 0
+        while len(self.buffer) < k:
+            self._refill()
+            tries += 1
+            if tries > 20 and len(self.buffer) < k:
+                raise SculptError(f"model {self.model.name!r} produced almost no valid molecules at β = {self.beta:g}")
+        out, self.buffer = self.buffer[:k], self.buffer[k:]
+        return out
+
+
+# ----- one step's data --------------------------------------------------------------------------------------------
+@dataclass
+class _StepData:
+    nonterminal: list          # states
+    nt_traj: torch.Tensor      # [S] trajectory of each non-terminal state
+    terminal: list             # [T] last graph of each trajectory
+    label: torch.Tensor        # [T] generating model
+    logit_alpha: torch.Tensor  # [T]
+    pair_row: torch.Tensor     # [P] non-terminal row of s_t
+    pair_action: torch.Tensor  # [P] a_t
+    pair_traj: torch.Tensor    # [P]
+
+
+def _assemble(trajs: list[tuple[int, list, list[int]]], final_as_nonterminal: bool, logit_alpha: torch.Tensor) -> _StepData:
+    nonterminal, nt_traj, terminal, label = [], [], [], []
+    pair_row, pair_action, pair_traj = [], [], []
+    for j, (i, states, actions) in enumerate(trajs):
+        L = len(actions)  # states has L + 1 entries, states[L] = states[L-1] = x
+        n_nt = L if final_as_nonterminal else L - 1
+        first = len(nonterminal)
+        nonterminal.extend(states[:n_nt])
+        nt_traj += [j] * n_nt
+        for t in range(n_nt - 1):  # (s_t, a_t) → s_{t+1}, a non-terminal training state
+            pair_row.append(first + t)
+            pair_action.append(actions[t])
+            pair_traj.append(j)
+        terminal.append(states[-1])
+        label.append(i)
+    lt = lambda x: torch.tensor(x, dtype=torch.long)  # noqa: E731
+    return _StepData(nonterminal, lt(nt_traj), terminal, lt(label), logit_alpha, lt(pair_row), lt(pair_action),
+                     lt(pair_traj))
+
+
+def label_targets(w_single: torch.Tensor, n_labels: int, logit_alpha: torch.Tensor | None) -> torch.Tensor:
+    """Π_{k≥2} w_{y_k}(x) for every (y2..yn) ``[T, m^(n−1)]`` (label y2 α-weighted with each trajectory's α)."""
+    alpha = None if logit_alpha is None else torch.sigmoid(logit_alpha.double())
+    return rest_label_log_weights(w_single.double(), n_labels, alpha).exp()
+
+
+def _per_model_mean(values: torch.Tensor, traj: torch.Tensor, label: torch.Tensor, m: int) -> torch.Tensor:
+    """mean over models of (Σ values of the model's trajectories) / #trajectories of the model."""
+    n_traj = torch.bincount(label, minlength=m).clamp(min=1).double()
+    per_traj = torch.zeros(len(label), dtype=values.dtype, device=values.device).index_add(0, traj, values)
+    per_model = torch.zeros(m, dtype=values.dtype, device=values.device).index_add(0, label.to(values.device), per_traj)
+    present = torch.bincount(label, minlength=m) > 0
+    return (per_model / n_traj.to(values.device))[present.to(values.device)].mean()
+
+
+def classifier_losses(net: MolClassifier, target: MolClassifier, data: _StepData, m: int, distill: Callable | None = None
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(L_T, L_N, L_A, L_D) of Algorithm A.1 on one step's trajectories (L_A = 0 without an action head; L_D = the
+    distillation loss ``distill(net, emb, data)`` when given, else 0)."""
+    env, dev = net.env, net.device
+    S, T = len(data.nonterminal), len(data.terminal)
+    batch = env.batch_graphs(list(data.nonterminal) + list(data.terminal)).to(dev)
+    la = torch.cat([data.logit_alpha[data.nt_traj], torch.zeros(T)]).to(dev)
+    term = torch.cat([torch.zeros(S, dtype=torch.bool), torch.ones(T, dtype=torch.bool)]).to(dev)
+    emb = net.embed(batch, la if net.cfg.alpha_cond else torch.zeros_like(la), term)
+    label = data.label.to(dev)
+    log_qt = net.terminal_from_embedding(emb)[S:]
+    loss_t = _per_model_mean(-log_qt[torch.arange(T, device=dev), label], torch.arange(T, device=dev), label, m)
+    with torch.no_grad():
+        w_single = target.log_q_terminal_single(data.terminal)
+        tgt = label_targets(w_single, net.cfg.n_labels, data.logit_alpha.to(dev) if net.cfg.alpha_cond else None).float()
+    log_qn = net.joint_from_embedding(emb)[:S].reshape(S, m, -1)
+    nt_traj = data.nt_traj.to(dev)
+    rows = log_qn[torch.arange(S, device=dev), label[nt_traj]]  # [S, m^(n-1)]: y1 = generating model
+    loss_n = _per_model_mean(-(tgt[nt_traj] * rows).sum(1), nt_traj, label, m)
+    loss_a = torch.zeros((), device=dev)
+    if net.cfg.action_head and len(data.pair_row):
+        pr, pt = data.pair_row.to(dev), data.pair_traj.to(dev)
+        log_qa = net.action_joint(emb, data.pair_action.to(dev), pr).reshape(len(pr), m, -1)
+        rows_a = log_qa[torch.arange(len(pr), device=dev), label[pt]]
+        loss_a = _per_model_mean(-(tgt[pt] * rows_a).sum(1), pt, label, m)
+    loss_d = distill(net, emb, data) if (distill is not None and net.cfg.action_head) else torch.zeros((), device=dev)
+    return loss_t, loss_n, loss_a, loss_d
+
+
+def make_distiller(bases: Any, cfg: MolClassifierTrainConfig, gen: torch.Generator) -> Callable:
+    """Distillation of the action head from the state head (optional, ``distill_actions`` > 0).
+
+    For up to ``distill_states`` non-terminal states of the step, ``distill_actions`` moves each are drawn from a
+    uniformly chosen base model's policy (with ``distill_uniform`` of uniform mass over valid moves, so rarely
+    taken actions are covered too); the successor graphs are scored by the online state head (no gradient) and
+    the action head is trained by KL(Q_N(y | s') ‖ Q(y | s, a)): the fast path learns to reproduce exact
+    successor scoring where guidance actually moves."""
+    env, k = bases.env, cfg.distill_actions
+
+    def distill(net: MolClassifier, emb: Any, data: _StepData) -> torch.Tensor:
+        dev = net.device
+        mask = env.forward_mask(data.nonterminal).cpu()
+        mask[:, env.stop_action] = False
+        rows = torch.nonzero(mask.any(1)).squeeze(1)
+        if rows.numel() == 0:
+            return torch.zeros((), device=dev)
+        rows = rows[torch.randperm(rows.numel(), generator=gen)[: cfg.distill_states]]
+        states = [data.nonterminal[r] for r in rows.tolist()]
+        with torch.no_grad():
+            log_pf = bases.log_pf(states)  # [m, R, A]
+            pick = torch.randint(bases.m, (len(rows),), generator=gen)
+            probs = log_pf[pick, torch.arange(len(rows))].exp()
+            probs[:, env.stop_action] = 0.0
+            valid = mask[rows].double()
+            probs = (1 - cfg.distill_uniform) * probs / probs.sum(1, keepdim=True).clamp_min(1e-300) \
+                + cfg.distill_uniform * valid / valid.sum(1, keepdim=True)
+            acts = torch.multinomial(probs, k, replacement=True, generator=gen).reshape(-1)
+            pair_rows = rows.repeat_interleave(k)
+            succ = env.step([data.nonterminal[r] for r in pair_rows.tolist()], acts)
+            la = data.logit_alpha[data.nt_traj[pair_rows]]
+            target = net.log_q_nonterminal(succ, la if net.cfg.alpha_cond else None).flatten(1)
+        pred = net.action_joint(emb, acts.to(dev), pair_rows.to(dev)).flatten(1)
+        return (target.exp() * (target - pred)).sum(1).mean()
+
+    return distill
+
+
+# ----- training -----------------------------------------------------------------------------------------------------
+EvalFn = Callable[[MolClassifier], dict]
+
+
+def train_mol_classifier(
+    models: Sequence[MolBaseModel],
+    beta: float,
+    cfg: MolClassifierTrainConfig = MolClassifierTrainConfig(),
+    progress: Callable[[int, dict], None] | None = None,
+    evaluate: EvalFn | None = None,
+    init: MolClassifier | None = None,
+) -> tuple[MolClassifier, dict]:
+    """Train a classifier for ``models`` (in this order: label i = model i) sampled at ``beta``; ``init``: a
+    classifier of the same configuration to continue from (its weights are copied, the schedule starts anew)."""
+    from sculpt_core.domains.molecules.compose import prepare_mol_bases
+
+    bases = prepare_mol_bases(models, beta)  # same library, β in range
+    m, env = bases.m, bases.env
+    if m < 2:
+        raise SculptError("a classifier needs at least two base models")
+    device = torch.device(cfg.device) if cfg.device else default_device()
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    ccfg = MolClassifierConfig(env.n_frags, env.max_frags, m, cfg.n_labels, cfg.alpha_cond, cfg.hidden, cfg.n_layers,
+                               cfg.action_head, cfg.action_rank)
+    net = MolClassifier(ccfg, env).to(device)
+    if init is not None:
+        if init.cfg.to_dict() != ccfg.to_dict():
+            raise SculptError(f"cannot continue from a classifier with another configuration ({init.cfg.to_dict()} "
+                              f"vs {ccfg.to_dict()})")
+        net.load_state_dict(init.state_dict())
+    target = copy.deepcopy(net).requires_grad_(False)
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    frac = cfg.lr_final_fraction
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: frac + (1 - frac) * 0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps)))
+    chunk = min(cfg.sample_batch, cfg.steps * cfg.trajectories_per_model)  # short runs sample no more than they use
+    streams = [_Stream(mod, float(beta), chunk, cfg.reuse, gen) for mod in bases.models]
+    for mod in bases.models:
+        mod.net.eval()
+    distill = make_distiller(bases, cfg, gen) if (cfg.distill_actions > 0 and cfg.action_head) else None
+    history: list[dict] = []
+    start = time.perf_counter()
+    sample_s = 0.0
+    step, last = 0, {}
+    for step in range(1, cfg.steps + 1):
+        t0 = time.perf_counter()
+        trajs = [(i, s, a) for i, st in enumerate(streams) for s, a in st.take(cfg.trajectories_per_model)]
+        sample_s += time.perf_counter() - t0
+        if cfg.alpha_cond:
+            la = (torch.rand(len(trajs), generator=gen) * 2 - 1) * cfg.logit_alpha_range
+        else:
+            la = torch.zeros(len(trajs))
+        data = _assemble(trajs, cfg.final_as_nonterminal, la)
+        loss_t, loss_n, loss_a, loss_d = classifier_losses(net, target, data, m, distill)
+        lam = min(1.0, step / cfg.warmup)
+        loss = loss_t + lam * (loss_n + cfg.action_weight * loss_a + cfg.distill_weight * loss_d)
+        if not math.isfinite(float(loss.detach())):
+            raise SculptError(f"classifier training diverged at step {step}")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        with torch.no_grad():
+            for p_t, p in zip(target.parameters(), net.parameters()):
+                p_t.mul_(cfg.ema).add_(p, alpha=1 - cfg.ema)
+        elapsed = time.perf_counter() - start
+        timed_out = cfg.time_limit_s is not None and elapsed >= cfg.time_limit_s
+        last = {"loss": float(loss.detach()), "loss_terminal": float(loss_t.detach()),
+                "loss_nonterminal": float(loss_n.detach()), "loss_action": float(loss_a.detach()),
+                "loss_distill": float(loss_d.detach()),
+                "elapsed_s": elapsed, "sample_s": sample_s}
+        if step % cfg.eval_every == 0 or step == cfg.steps or timed_out:
+            if evaluate is not None:
+                net.eval()
+                last.update(evaluate(net))
+                net.train()
+            history.append({"step": step, **{k: round(v, 5) if isinstance(v, float) else v for k, v in last.items()}})
+        if progress:
+            progress(step, dict(last))
+        if timed_out:
+            break
+    net.eval()
+    seconds = time.perf_counter() - start
+    info = {"steps": step, "seconds": seconds, "sample_seconds": sample_s, "history": history,
+            "trajectories_sampled": sum(s.sampled for s in streams), "invalid_dropped": sum(s.invalid for s in streams),
+            "device": str(device), "torch_threads": torch.get_num_threads(), **last}
+    return net, info
+
+
+# ----- persistence ---------------------------------------------------------------------------------------------------
+def save_mol_classifier(path: str | Path, net: MolClassifier, base_names: Sequence[str], meta: dict[str, Any]) -> Path:
+    """Weights + config + fragment library + base names + metadata (β, steps, seconds, …)."""
+    return save_checkpoint(path, CLASSIFIER_KIND, {
+        "config": net.cfg.to_dict(),
+        "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+        "library": library_to_dict(net.env.library),
+        "bases": [str(b) for b in base_names],
+        "meta": dict(meta),
+    })
+
+
+def load_mol_classifier(path: str | Path, device: torch.device | str | None = None
+                        ) -> tuple[MolClassifier, list[str], dict[str, Any]]:
+    """(classifier, base names, metadata) from a checkpoint (``weights_only``; SculptError when bad)."""
+    from sculpt_core.domains.molecules.env import FragmentEnv
+
+    data = load_checkpoint(path, CLASSIFIER_KIND, required=("config", "state_dict", "library", "bases"))
+    try:
+        cfg = MolClassifierConfig(**data["config"])
+    except (TypeError, SculptError) as exc:
+        raise SculptError(f"{path}: invalid classifier configuration ({exc})") from None
+    lib = library_from_dict(data["library"], str(path))
+    if lib.n_frags != cfg.n_frags:
+        raise SculptError(f"{path}: library has {lib.n_frags} fragments, the classifier {cfg.n_frags}")
+    net = MolClassifier(cfg, FragmentEnv(lib, max_frags=cfg.max_frags))
+    load_state_dict_checked(net, data["state_dict"], path)
+    if not isinstance(data.get("meta", {}), dict):
+        raise SculptError(f"{path}: metadata is not a dictionary")
+    net.eval()
+    if device is not None:
+        net.to(device)
+    return net, [str(b) for b in data["bases"]], dict(data.get("meta", {}))
+
+
+def resolve_mol_classifier(name_or_path: str) -> Path:
+    """A manifest name (section ``mol_classifiers``) or a checkpoint path → the file (SculptError if neither)."""
+    from sculpt_core.core.zoo import resolve_checkpoint
+
+    return resolve_checkpoint(name_or_path, MANIFEST_SECTION, "molecule classifier",
+                              "train one with `python -m sculpt_core mol train-classifier --bases A,B --out clf.pt`")
+
+
+def find_mol_classifier(base_names: Sequence[str]) -> Path | None:
+    """The shipped classifier trained for exactly these bases in this order (manifest key ``a+b[+c]``), or None."""
+    from sculpt_core.core.zoo import assets_dir, read_manifest
+
+    entries = read_manifest().get(MANIFEST_SECTION, {})
+    entry = entries.get("+".join(base_names)) if isinstance(entries, dict) else None
+    if not isinstance(entry, dict) or "file" not in entry:
+        return None
+    path = assets_dir() / entry["file"]
+    return path if path.is_file() else None
+
+
+__all__ = ["CLASSIFIER_KIND", "MANIFEST_SECTION", "MolClassifierTrainConfig", "classifier_losses", "make_distiller",
+           "find_mol_classifier", "label_targets", "load_mol_classifier", "resolve_mol_classifier",
+           "save_mol_classifier", "train_mol_classifier"]

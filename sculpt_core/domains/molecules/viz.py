@@ -1,0 +1,121 @@
+"""Figures of molecule sample sets: reward KDE contours, Table 1 bins, a molecule gallery.
+
+Pure functions of SMILES and numpy arrays (no Streamlit, no torch). Colours are explicit so a host theme cannot
+recolour them; the composed set is always drawn in :data:`COMPOSED_COLOR`, base models in the palette.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Mapping, Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+
+from sculpt_core.domains.molecules.metrics import PAPER_TABLE1, TABLE1_NAMES
+
+COMPOSED_COLOR = "#d62728"
+BASE_COLORS = ("#1f77b4", "#2ca02c", "#9467bd", "#8c564b")
+KDE_GRID = 60
+
+
+def kde_density(points: np.ndarray, x_range: tuple[float, float], y_range: tuple[float, float],
+                n: int = KDE_GRID) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Gaussian KDE (Scott's bandwidth) of 2-D points on an ``n × n`` grid: (xs, ys, density[y, x]).
+    None when the points are too few or degenerate (all on a line) for a 2-D density."""
+    from scipy.stats import gaussian_kde
+
+    pts = np.asarray(points, dtype=np.float64)
+    pts = pts[np.isfinite(pts).all(1)]
+    if len(pts) < 5:
+        return None
+    cov = np.cov(pts.T)
+    eig = np.linalg.eigvalsh(cov) if np.isfinite(cov).all() else np.zeros(2)
+    if eig.min() <= 1e-10 * max(eig.max(), 1e-300):  # points on a line or a single point: no 2-D density
+        return None
+    try:
+        kde = gaussian_kde(pts.T)
+    except (np.linalg.LinAlgError, ValueError):
+        return None
+    xs = np.linspace(*x_range, n)
+    ys = np.linspace(*y_range, n)
+    gx, gy = np.meshgrid(xs, ys)
+    dens = kde(np.vstack([gx.ravel(), gy.ravel()])).reshape(n, n)
+    return (xs, ys, dens) if np.isfinite(dens).all() else None
+
+
+def reward_kde_figure(sets: Mapping[str, np.ndarray], x_label: str, y_label: str, composed: str | None = None,
+                      thresholds: tuple[float, float] | None = None, height: int = 430) -> go.Figure:
+    """KDE contour lines of every set's 2-D rewards (plus the composed set's points), with the Table 1
+    thresholds as dashed lines. ``sets``: name → ``[N, 2]``; ``composed`` names the set to emphasise."""
+    fig = go.Figure()
+    all_pts = np.concatenate([np.asarray(v, dtype=np.float64) for v in sets.values()]) if sets else np.zeros((0, 2))
+    finite = all_pts[np.isfinite(all_pts).all(1)] if len(all_pts) else all_pts
+    lo = np.minimum(finite.min(0) if len(finite) else np.zeros(2), 0.0)
+    hi = np.maximum(finite.max(0) if len(finite) else np.ones(2), 1.0)
+    pad = 0.05 * (hi - lo)
+    xr, yr = (lo[0] - pad[0], hi[0] + pad[0]), (lo[1] - pad[1], hi[1] + pad[1])
+    palette = iter(BASE_COLORS * 4)
+    for name, pts in sets.items():
+        color = COMPOSED_COLOR if name == composed else next(palette)
+        grid = kde_density(pts, xr, yr)
+        if grid is not None:
+            xs, ys, dens = grid
+            fig.add_trace(go.Contour(x=xs, y=ys, z=dens, name=name, showscale=False, contours_coloring="lines",
+                                     line={"width": 2.5 if name == composed else 1.5},
+                                     colorscale=[[0, color], [1, color]], ncontours=6, showlegend=True,
+                                     hoverinfo="skip"))
+        if name == composed:
+            fig.add_trace(go.Scatter(x=pts[:, 0], y=pts[:, 1], mode="markers", name=f"{name} (samples)",
+                                     marker={"size": 4, "color": color, "opacity": 0.45}))
+    if thresholds is not None:
+        fig.add_vline(x=thresholds[0], line_dash="dash", line_color="#555555")
+        fig.add_hline(y=thresholds[1], line_dash="dash", line_color="#555555")
+    fig.update_layout(height=height, margin={"l": 55, "r": 10, "t": 30, "b": 50}, template="plotly_white",
+                      xaxis={"title": x_label, "range": list(xr)}, yaxis={"title": y_label, "range": list(yr)},
+                      legend={"orientation": "h", "y": 1.08})
+    return fig
+
+
+def table1_codes() -> list[str]:
+    """Bin labels in the paper's order, e.g. '000' … '111' read as (sEH, SA, QED) high/low."""
+    return [f"{i >> 2 & 1}{i >> 1 & 1}{i & 1}" for i in range(8)]
+
+
+def table1_figure(rows: Sequence[tuple[str, Sequence[int]]], paper_key: str | None = None,
+                  height: int = 330) -> go.Figure:
+    """Grouped bars of Table 1 percentages (one group per bin, one bar per row); ``paper_key`` adds the paper's
+    row of that key for comparison."""
+    codes = table1_codes()
+    fig = go.Figure()
+    palette = iter((COMPOSED_COLOR,) + BASE_COLORS * 2)
+    for name, percent in rows:
+        fig.add_trace(go.Bar(x=codes, y=list(percent), name=name, marker_color=next(palette)))
+    if paper_key is not None and paper_key in PAPER_TABLE1:
+        fig.add_trace(go.Bar(x=codes, y=list(PAPER_TABLE1[paper_key]), name=f"paper row {paper_key}",
+                             marker_color="#aaaaaa"))
+    fig.update_layout(barmode="group", height=height, template="plotly_white",
+                      margin={"l": 50, "r": 10, "t": 30, "b": 60},
+                      xaxis={"title": "bin: " + ", ".join(TABLE1_NAMES) + " high (1) or low (0)"},
+                      yaxis={"title": "% of samples", "range": [0, 100]}, legend={"orientation": "h", "y": 1.1})
+    return fig
+
+
+def molecule_gallery_png(smiles: Sequence[str], legends: Sequence[str] | None = None, per_row: int = 4,
+                         size: tuple[int, int] = (230, 180)) -> bytes:
+    """A PNG grid of molecule drawings (RDKit); unparsable SMILES are drawn as empty cells."""
+    from rdkit import Chem, RDLogger
+    from rdkit.Chem import Draw
+
+    RDLogger.DisableLog("rdApp.*")
+    mols = [Chem.MolFromSmiles(s) or Chem.Mol() for s in smiles]
+    legends = list(legends) if legends is not None else [""] * len(mols)
+    if len(legends) != len(mols):
+        raise ValueError("one legend per molecule is required")
+    image = Draw.MolsToGridImage(mols, molsPerRow=per_row, subImgSize=size, legends=legends, useSVG=False)
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+__all__ = ["kde_density", "molecule_gallery_png", "reward_kde_figure", "table1_codes", "table1_figure"]

@@ -1,1 +1,0 @@
-"""Neural networks: grid policy MLPs (and later classifiers and molecule nets)."""

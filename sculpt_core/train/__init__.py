@@ -1,1 +1,0 @@
-"""Training: GFlowNet losses, the grid base-model trainer (and the classifier trainer)."""
