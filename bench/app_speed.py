@@ -16,15 +16,12 @@ import argparse
 import json
 import os
 import platform
-import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
 
-from timing import latency_summary  # noqa: E402
+from timing import latency_summary
 
 
 def main() -> None:

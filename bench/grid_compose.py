@@ -14,21 +14,18 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sculpt_core.core import algebra as A  # noqa: E402
-from sculpt_core.domains.grid.compose import compose, prepare_bases  # noqa: E402
-from sculpt_core.domains.grid.exact import log_terminal  # noqa: E402
+from sculpt_core.core import algebra as A
+from sculpt_core.domains.grid.compose import compose, prepare_bases
+from sculpt_core.domains.grid.exact import log_terminal
 from sculpt_core.domains.grid.zoo import load_grid_model
-from sculpt_core.core.zoo import read_manifest  # noqa: E402
-from sculpt_core.domains.grid.zoo import paper_evaluation_compositions  # noqa: E402
-from sculpt_core.domains.grid.zoo import find_grid_classifier  # noqa: E402
+from sculpt_core.core.zoo import read_manifest
+from sculpt_core.domains.grid.zoo import paper_evaluation_compositions
+from sculpt_core.domains.grid.zoo import find_grid_classifier
 
 
 def median_ms(fn, repeat=10) -> float:

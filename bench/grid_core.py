@@ -14,20 +14,17 @@ import argparse
 import json
 import math
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sculpt_core.domains.grid.env import GridEnv  # noqa: E402
-from sculpt_core.domains.grid.exact import log_terminal, normalize_log_policy  # noqa: E402
-from sculpt_core.core.sampling import TablePolicy, sample_trajectories  # noqa: E402
-from sculpt_core.domains.grid.rewards import grid_log_reward  # noqa: E402
-from sculpt_core.domains.grid.train import GridTrainConfig, train_grid_model  # noqa: E402
-from sculpt_core.domains.grid.zoo import GRID_ZOO_SPECS  # noqa: E402
+from sculpt_core.domains.grid.env import GridEnv
+from sculpt_core.domains.grid.exact import log_terminal, normalize_log_policy
+from sculpt_core.core.sampling import TablePolicy, sample_trajectories
+from sculpt_core.domains.grid.rewards import grid_log_reward
+from sculpt_core.domains.grid.train import GridTrainConfig, train_grid_model
+from sculpt_core.domains.grid.zoo import GRID_ZOO_SPECS
 
 
 def timed(fn, repeat: int) -> float:

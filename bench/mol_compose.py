@@ -22,17 +22,14 @@ import os
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from sculpt_core.core import algebra as A  # noqa: E402
-from sculpt_core.domains.molecules.compose import GuidedPolicy, composed_policy, prepare_mol_bases  # noqa: E402
-from sculpt_core.domains.molecules.sampling import sample_molecules, sample_trajectories  # noqa: E402
-from timing import percentile  # noqa: E402
+from sculpt_core.core import algebra as A
+from sculpt_core.domains.molecules.compose import GuidedPolicy, composed_policy, prepare_mol_bases
+from sculpt_core.domains.molecules.sampling import sample_molecules, sample_trajectories
+from timing import percentile
 
 
 def _throughput(policy, n: int, batch: int, seed: int = 1) -> dict:
@@ -142,7 +139,7 @@ def main() -> None:
         record["bases"] = [mod.name for mod in models]
         clf, trained = None, False
         try:
-            from sculpt_core.domains.molecules.compose_cli import load_classifier_for
+            from sculpt_core.domains.molecules.zoo import load_classifier_for
 
             clf, _, meta = load_classifier_for(models, args.beta, args.classifier)
             trained = True

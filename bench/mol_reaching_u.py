@@ -19,19 +19,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sculpt_core.cli import composition_from_args  # noqa: E402
-from sculpt_core.domains.molecules.compose import composed_policy, prepare_mol_bases  # noqa: E402
-from sculpt_core.domains.molecules.marginals import log_marginals  # noqa: E402
-from sculpt_core.domains.molecules.sampling import sample_trajectories  # noqa: E402
-from sculpt_core.domains.molecules.zoo import load_mol_model  # noqa: E402
+from sculpt_core.core.cli import composition_from_args
+from sculpt_core.domains.molecules.compose import composed_policy, prepare_mol_bases
+from sculpt_core.domains.molecules.marginals import log_marginals
+from sculpt_core.domains.molecules.sampling import sample_trajectories
+from sculpt_core.domains.molecules.zoo import load_mol_model
 
 
 def trajectory_log_u(bases, traj) -> torch.Tensor:

@@ -25,11 +25,10 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sculpt_core.domains.molecules.compose import prepare_mol_bases  # noqa: E402
-from sculpt_core.domains.molecules.table1 import TABLE1_ROWS, run_table1  # noqa: E402
-from sculpt_core.domains.molecules.metrics import PAPER_EMD, pairwise_emd  # noqa: E402
+from sculpt_core.domains.molecules.compose import prepare_mol_bases
+from sculpt_core.domains.molecules.table1 import TABLE1_ROWS, run_table1
+from sculpt_core.domains.molecules.metrics import PAPER_EMD, pairwise_emd
 
 # Paper EMD set names → our (method-independent or per-method) rows.
 EMD_SETS = {"SEH": "p_seh", "SA": "p_sa", "QED": "p_qed", "SEH,SA": "a", "SEH,SA,QED": "d",
@@ -44,7 +43,7 @@ def pair_rows(models: list, args: argparse.Namespace, alphas: list[float]) -> di
     from sculpt_core.domains.molecules.compose import GuidedPolicy
     from sculpt_core.domains.molecules.sampling import sample_molecules
     from sculpt_core.domains.molecules.metrics import TABLE1_NAMES, TABLE1_THRESHOLDS, uniqueness
-    from sculpt_core.domains.molecules.compose_cli import load_classifier_for
+    from sculpt_core.domains.molecules.zoo import load_classifier_for
     from sculpt_core.domains.molecules.rewards import score_smiles
 
     bases = prepare_mol_bases(models, args.beta)
@@ -100,7 +99,7 @@ def main() -> None:
     parser.add_argument("--skip-table", action="store_true", help="only the --pair-alphas rows")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    from sculpt_core.domains.molecules.compose_cli import load_classifier_for
+    from sculpt_core.domains.molecules.zoo import load_classifier_for
     from sculpt_core.domains.molecules.zoo import load_mol_model
 
     models = [load_mol_model(n) for n in args.bases.split(",")]

@@ -1,4 +1,4 @@
-"""Shared test setup: the repo on sys.path, and (for the app tests) a tiny model zoo built in seconds.
+"""Shared test setup and, for the app tests, a tiny model zoo built in seconds.
 
 The app tests run against ``tiny_zoo``: the paper's zoo names trained for a few steps, two β-conditioned
 models and one classifier, in a temporary assets folder (``SCULPT_ASSETS``). Set ``SCULPT_TEST_REAL_ZOO=1``
@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 
 def build_tiny_zoo(folder: Path) -> Path:

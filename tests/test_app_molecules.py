@@ -98,7 +98,7 @@ def test_missing_seh_weights_are_reported_not_raised(mol_env, monkeypatch, tmp_p
 
 
 def test_shipped_classifier_guides_the_pair(mol_env):
-    from sculpt_core.domains.molecules.train_classifier import find_mol_classifier
+    from sculpt_core.domains.molecules.zoo import find_mol_classifier
 
     if find_mol_classifier(["seh", "sa"]) is None:
         pytest.skip("no (seh, sa) classifier shipped")

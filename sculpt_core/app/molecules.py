@@ -82,7 +82,7 @@ class MolSamples:
 
     def csv(self) -> str:
         """The same columns as ``mol sample --out`` (smiles,seh_reward,sa_reward,qed)."""
-        from sculpt_core.domains.molecules.cli import SAMPLE_COLUMNS
+        from sculpt_core.domains.molecules.rewards import SAMPLE_COLUMNS
         from sculpt_core.domains.molecules.rewards import csv_text
 
         return csv_text(SAMPLE_COLUMNS, ([s, *r] for s, r in zip(self.smiles, self.rewards)))
@@ -136,8 +136,8 @@ def draw_samples(models: Sequence[MolBaseModel], beta: float, composition: A.Com
 
 def classifier_for(models: Sequence[MolBaseModel], beta: float) -> tuple[Any, str]:
     """(the shipped classifier for exactly these bases at this β, a note) or (None, why there is none)."""
-    from sculpt_core.domains.molecules.compose_cli import load_classifier_for
-    from sculpt_core.domains.molecules.train_classifier import find_mol_classifier
+    from sculpt_core.domains.molecules.zoo import load_classifier_for
+    from sculpt_core.domains.molecules.zoo import find_mol_classifier
 
     names = [m.name for m in models]
     if find_mol_classifier(names) is None:

@@ -47,8 +47,6 @@ def find_grid_classifier(base_names: list[str]):
 
     Returns ``(classifier, manifest entry)``; a classifier for the same models in another order is not
     reused (labels y_k refer to positions)."""
-    from sculpt_core.domains.grid.train_classifier import load_classifier
-
     entry = read_manifest()["grid_classifiers"].get(classifier_key(base_names))
     if entry is None:
         return None

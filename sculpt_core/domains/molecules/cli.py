@@ -1,8 +1,7 @@
-"""``python -m sculpt_core mol train|sample``: molecule base-model training and sampling commands.
+"""``python -m sculpt_core mol …``: score, train, sample (base models and compositions), train-classifier.
 
-Registered into the ``mol`` sub-command group of :mod:`sculpt_core.cli` by :func:`register_mol_commands`.
 Sampling methods live in :data:`SAMPLE_METHODS` (name → builder of a molecule policy from the loaded base
-models and the parsed arguments); ``classifier``, ``reaching`` and ``ensemble`` are added there.
+models and the parsed arguments).
 """
 
 from __future__ import annotations
@@ -13,10 +12,28 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from sculpt_core.core.cli import composition_from_args, parse_list, progress_bar
+from sculpt_core.domains.molecules.rewards import SAMPLE_COLUMNS
 from sculpt_core.errors import SculptError
-from sculpt_core.domains.molecules.compose_cli import COMPOSE_METHODS, add_compose_sample_args, register_train_classifier
 
-SAMPLE_COLUMNS = ("smiles", "seh_reward", "sa_reward", "qed")
+# ----- mol score -----------------------------------------------------------------------------------
+def cmd_mol_score(args: argparse.Namespace) -> dict:
+    from sculpt_core.domains.molecules.rewards import read_smiles_file, score_smiles, write_scores_csv
+    from sculpt_core.domains.molecules.seh_proxy import seh_unavailable_reason
+
+    smiles = read_smiles_file(args.infile)
+    t0 = time.perf_counter()
+    reason = seh_unavailable_reason()
+    records = score_smiles(smiles, seh=reason is None, batch_size=args.batch_size)
+    seconds = time.perf_counter() - t0
+    write_scores_csv(args.out, records)
+    n_valid = sum(r["valid"] for r in records)
+    record = {"n": len(records), "valid": n_valid, "invalid": len(records) - n_valid,
+              "seh": "ok" if reason is None else f"unavailable: {reason}"}
+    if reason is None:
+        record["seh_unscorable"] = sum(r["valid"] and r["proxy_raw"] != r["proxy_raw"] for r in records)
+    return {**record, "seconds": round(seconds, 4), "molecules_per_s": round(len(records) / max(seconds, 1e-9), 1),
+            "out": args.out}
 
 
 # ----- mol train -------------------------------------------------------------------------------------------
@@ -31,7 +48,6 @@ def _parse_range(text: str) -> tuple[float, float]:
 
 
 def cmd_mol_train(args: argparse.Namespace) -> dict:
-    from sculpt_core.cli import _progress_bar
     from sculpt_core.domains.molecules.train import MolTrainConfig, train_mol_model
 
     if args.steps < 1:
@@ -49,7 +65,7 @@ def cmd_mol_train(args: argparse.Namespace) -> dict:
         start_model = MolBaseModel.load(args.resume)
         if start_model.meta.get("reward") not in (None, args.reward):
             raise SculptError(f"{args.resume} was trained on {start_model.meta['reward']!r}, not {args.reward!r}")
-    update, close = _progress_bar(cfg.steps, f"train {args.reward}")
+    update, close = progress_bar(cfg.steps, f"train {args.reward}")
     try:
         model, info = train_mol_model(args.reward, cfg, progress=update, model=start_model, checkpoint=args.out)
     finally:
@@ -62,6 +78,62 @@ def cmd_mol_train(args: argparse.Namespace) -> dict:
             "eval_mean_reward": info.get("eval_mean_reward"), "device": model.meta.get("device"), "out": args.out}
 
 
+# ----- mol sample: composed methods ---------------------------------------------------------------------------
+def _composition(models: list, args: argparse.Namespace):
+    return composition_from_args(len(models), getattr(args, "y", None), getattr(args, "alpha", None),
+                                 getattr(args, "weights", None))
+
+
+def _bases(models: list, args: argparse.Namespace):
+    from sculpt_core.domains.molecules.compose import prepare_mol_bases
+
+    return prepare_mol_bases(models, args.beta)
+
+
+def _classifier_policy(models: list, args: argparse.Namespace):
+    from sculpt_core.domains.molecules.compose import composed_policy
+    from sculpt_core.domains.molecules.zoo import load_classifier_for
+
+    bases = _bases(models, args)
+    net, _, _ = load_classifier_for(models, args.beta, getattr(args, "classifier", None))
+    top_k = getattr(args, "top_k", 64)
+    if top_k < 1:
+        raise SculptError(f"--top-k must be ≥ 1, got {top_k}")
+    return composed_policy(bases, _composition(models, args), "classifier", classifier=net,
+                           scoring=getattr(args, "scoring", "fast"), top_k=top_k)
+
+
+def _reaching_policy(models: list, args: argparse.Namespace):
+    from sculpt_core.domains.molecules.compose import DEFAULT_U_SOURCE, composed_policy
+
+    return composed_policy(_bases(models, args), _composition(models, args), "reaching",
+                           u_source=getattr(args, "u", DEFAULT_U_SOURCE))
+
+
+def _ensemble_policy(models: list, args: argparse.Namespace):
+    from sculpt_core.domains.molecules.compose import composed_policy
+
+    return composed_policy(_bases(models, args), _composition(models, args), "ensemble")
+
+
+
+
+
+def add_compose_sample_args(p: argparse.ArgumentParser) -> None:
+    """The composition options of ``mol sample`` (ignored by ``--method base``)."""
+    p.add_argument("--y", default=None, help="observed labels, e.g. 1,2 (harmonic mean), 1,1 (contrast), 1,2,3")
+    p.add_argument("--alpha", type=float, default=None, help="α of the parameterised operators (two bases, two labels)")
+    p.add_argument("--weights", default=None, help="linear scalarisation weights w1,w2[,…] (target ∝ Σ w_i R_i)")
+    p.add_argument("--u", choices=["trajectory", "flow"], default="trajectory",
+                   help="reaching probabilities: the p_F/p_B product along the trajectory (DB F, default) or the "
+                        "learned state flow (Model F)")
+    p.add_argument("--classifier", default=None, help="classifier checkpoint path or shipped name (method classifier)")
+    p.add_argument("--scoring", choices=["fast", "exact", "topk"], default="fast",
+                   help="successor values from the classifier's action head (fast), by scoring every successor graph "
+                        "(exact), or the head then the --top-k most probable moves scored exactly (topk)")
+    p.add_argument("--top-k", type=int, default=64, help="moves per state re-scored exactly with --scoring topk")
+
+
 # ----- mol sample ------------------------------------------------------------------------------------------
 PolicyBuilder = Callable[[list, argparse.Namespace], Any]
 
@@ -72,9 +144,9 @@ def _base_policy(models: list, args: argparse.Namespace):
     return models[0].policy(args.beta)
 
 
-#: --method name → builder(models, args) of a molecule policy (evaluate.mol_sampling protocol).
-SAMPLE_METHODS: dict[str, PolicyBuilder] = {"base": _base_policy}
-SAMPLE_METHODS.update(COMPOSE_METHODS)  # classifier, reaching, ensemble (mol_compose_cli)
+#: --method name → builder(models, args) of a molecule policy.
+SAMPLE_METHODS: dict[str, PolicyBuilder] = {"base": _base_policy, "classifier": _classifier_policy,
+                                            "reaching": _reaching_policy, "ensemble": _ensemble_policy}
 
 
 def write_samples_csv(path: str | Path, records: list[dict]) -> None:
@@ -109,7 +181,6 @@ def summarize_samples(records: list[dict]) -> dict:
 
 
 def cmd_mol_sample(args: argparse.Namespace) -> dict:
-    from sculpt_core.cli import _parse_list
     from sculpt_core.domains.molecules.sampling import sample_molecules
     from sculpt_core.domains.molecules.rewards import score_smiles
     from sculpt_core.domains.molecules.seh_proxy import seh_unavailable_reason
@@ -119,7 +190,7 @@ def cmd_mol_sample(args: argparse.Namespace) -> dict:
         raise SculptError(f"--n must be ≥ 1, got {args.n}")
     if args.batch_size < 1:
         raise SculptError(f"--batch-size must be ≥ 1, got {args.batch_size}")
-    names = _parse_list(args.bases, str, "--bases")
+    names = parse_list(args.bases, str, "--bases")
     models = [load_mol_model(n) for n in names]
     libs = {tuple(m.env.library.smiles) for m in models}
     if len(libs) > 1:
@@ -145,10 +216,72 @@ def cmd_mol_sample(args: argparse.Namespace) -> dict:
             "score_seconds": round(score_seconds, 3), "out": args.out}
 
 
+# ----- mol train-classifier --------------------------------------------------------------------------------------
+def cmd_mol_train_classifier(args: argparse.Namespace) -> dict[str, Any]:
+    from sculpt_core.domains.molecules.train_classifier import MolClassifierTrainConfig, save_mol_classifier, train_mol_classifier
+    from sculpt_core.domains.molecules.zoo import load_mol_model
+
+    names = parse_list(args.bases, str, "--bases")
+    if len(names) < 2:
+        raise SculptError("a classifier needs at least two base models in --bases")
+    if args.steps < 1:
+        raise SculptError(f"--steps must be ≥ 1, got {args.steps}")
+    if args.alpha_cond and len(names) != 2:
+        raise SculptError("--alpha-cond is defined for exactly two base models (eq. 7)")
+    if not math.isfinite(args.beta):
+        raise SculptError(f"--beta must be a finite number, got {args.beta}")
+    labels = args.labels if args.labels is not None else (2 if len(names) == 2 else len(names))
+    models = [load_mol_model(n) for n in names]
+    cfg = MolClassifierTrainConfig(steps=args.steps, trajectories_per_model=args.batch_size, n_labels=labels,
+                                   alpha_cond=args.alpha_cond, hidden=args.hidden, n_layers=args.layers,
+                                   action_head=not args.no_action_head, distill_actions=args.distill_actions,
+                                   seed=args.seed, lr=args.lr,
+                                   warmup=max(1, min(args.warmup, args.steps)),
+                                   eval_every=max(1, args.steps // 20), time_limit_s=args.time_limit,
+                                   device=args.device)
+    init, init_meta = None, {}
+    if args.init:
+        from sculpt_core.domains.molecules.train_classifier import load_mol_classifier
+        from sculpt_core.domains.molecules.zoo import resolve_mol_classifier
+
+        init, init_bases, init_meta = load_mol_classifier(resolve_mol_classifier(args.init))
+        if init_bases != [m.name for m in models] or float(init_meta.get("beta", args.beta)) != float(args.beta):
+            raise SculptError(f"--init {args.init} was trained for bases {','.join(init_bases)} at β = "
+                              f"{init_meta.get('beta')}, not {','.join(m.name for m in models)} at β = {args.beta:g}")
+    update, close = progress_bar(cfg.steps, "mol classifier")
+    try:
+        net, info = train_mol_classifier(models, args.beta, cfg, progress=update, init=init)
+    finally:
+        close()
+    base_names = [m.name for m in models]
+    total_steps = info["steps"] + int(init_meta.get("steps", 0))  # a continued run counts the earlier steps too
+    total_seconds = round(info["seconds"] + float(init_meta.get("seconds", 0.0)), 1)
+    meta = {"bases": base_names, "base_fingerprints": [m.fingerprint() for m in models], "beta": float(args.beta),
+            "alpha_cond": bool(args.alpha_cond), "n_labels": labels,
+            "action_head": not args.no_action_head, "distill_actions": args.distill_actions,
+            "steps": total_steps, "seconds": total_seconds,
+            "continued_from": ({"steps": init_meta.get("steps"), "seconds": init_meta.get("seconds")}
+                               if init is not None else None),
+            "sample_seconds": round(info["sample_seconds"], 1), "device": info["device"],
+            "torch_threads": info["torch_threads"], "trajectories_sampled": info["trajectories_sampled"],
+            "invalid_dropped": info["invalid_dropped"],
+            "final": {k: round(float(info[k]), 5) for k in ("loss", "loss_terminal", "loss_nonterminal", "loss_action")
+                      if k in info},
+            "history": info["history"]}
+    save_mol_classifier(args.out, net, base_names, meta)
+    return {k: v for k, v in meta.items() if k != "history"} | {"out": args.out}
+
+
 # ----- registration ---------------------------------------------------------------------------------------
-def register_mol_commands(mol: argparse._SubParsersAction) -> None:
-    """Add ``train``, ``sample`` and ``train-classifier`` to the ``mol`` sub-command group."""
-    p = mol.add_parser("train", help="train a β-conditioned base GFlowNet on sEH, SA or QED")
+def register(commands: argparse._SubParsersAction, zoo: argparse._SubParsersAction) -> None:
+    """Add ``mol score|train|sample|train-classifier`` (the molecule zoo has no builder command)."""
+    p = commands.add_parser("score", help="score SMILES with the sEH proxy, SA and QED rewards")
+    p.add_argument("--in", dest="infile", required=True, help=".smi (one SMILES per line) or .csv with a 'smiles' column")
+    p.add_argument("--out", required=True, help="output CSV: smiles,valid,proxy_raw,seh_reward,qed,sa_score,sa_reward")
+    p.add_argument("--batch-size", type=int, default=256, help="molecules per sEH proxy forward pass")
+    p.set_defaults(func=cmd_mol_score)
+
+    p = commands.add_parser("train", help="train a β-conditioned base GFlowNet on sEH, SA or QED")
     p.add_argument("--reward", choices=["seh", "sa", "qed"], required=True)
     p.add_argument("--steps", type=int, required=True)
     p.add_argument("--out", required=True, help="output checkpoint .pt")
@@ -167,7 +300,7 @@ def register_mol_commands(mol: argparse._SubParsersAction) -> None:
     p.add_argument("--name", default=None, help="model name stored in the checkpoint (default: the reward)")
     p.set_defaults(func=cmd_mol_train)
 
-    p = mol.add_parser("sample", help="sample molecules from base models (or a composition of them)")
+    p = commands.add_parser("sample", help="sample molecules from base models (or a composition of them)")
     p.add_argument("--bases", required=True, help="comma-separated zoo names (assets manifest mol_models) or .pt paths")
     p.add_argument("--beta", type=float, default=32.0, help="reward exponent the base models are conditioned on")
     p.add_argument("--method", choices=list(SAMPLE_METHODS), default="base")
@@ -178,8 +311,24 @@ def register_mol_commands(mol: argparse._SubParsersAction) -> None:
     add_compose_sample_args(p)  # --y --alpha --weights --u --classifier --scoring
     p.set_defaults(func=cmd_mol_sample)
 
-    register_train_classifier(mol)  # mol train-classifier
-
-
-__all__ = ["SAMPLE_COLUMNS", "SAMPLE_METHODS", "cmd_mol_sample", "cmd_mol_train", "register_mol_commands",
-           "summarize_samples", "write_samples_csv"]
+    p = commands.add_parser("train-classifier", help="train a guidance classifier for 2-3 molecule base models (Alg. A.1)")
+    p.add_argument("--bases", required=True, help="comma-separated zoo names or .pt paths (label i = i-th base)")
+    p.add_argument("--beta", type=float, default=32.0, help="reward exponent the bases are sampled at")
+    p.add_argument("--alpha-cond", action="store_true", help="α-conditioned classifier (two bases)")
+    p.add_argument("--labels", type=int, default=None, help="number of labels y1..yn (default: 2, or 3 for 3 bases)")
+    p.add_argument("--steps", type=int, required=True)
+    p.add_argument("--out", required=True, help="output checkpoint .pt")
+    p.add_argument("--batch-size", type=int, default=8, help="trajectories per base model and step")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--warmup", type=int, default=800, help="steps of the non-terminal loss warm-up")
+    p.add_argument("--hidden", type=int, default=64)
+    p.add_argument("--layers", type=int, default=3)
+    p.add_argument("--no-action-head", action="store_true", help="no fast action head (exact successor scoring only)")
+    p.add_argument("--distill-actions", type=int, default=2,
+                   help="moves per state on which the action head is distilled from the state head (0: off)")
+    p.add_argument("--seed", type=int, default=100)
+    p.add_argument("--time-limit", type=float, default=None, help="stop after this many seconds")
+    p.add_argument("--device", default=None, help="torch device (default: CUDA if available)")
+    p.add_argument("--init", default=None, help="continue from this classifier (path or shipped name; same bases, "
+                                                "β and architecture); steps and seconds add up")
+    p.set_defaults(func=cmd_mol_train_classifier)

@@ -373,26 +373,5 @@ def load_mol_classifier(path: str | Path, device: torch.device | str | None = No
     return net, [str(b) for b in data["bases"]], dict(data.get("meta", {}))
 
 
-def resolve_mol_classifier(name_or_path: str) -> Path:
-    """A manifest name (section ``mol_classifiers``) or a checkpoint path → the file (SculptError if neither)."""
-    from sculpt_core.core.zoo import resolve_checkpoint
-
-    return resolve_checkpoint(name_or_path, MANIFEST_SECTION, "molecule classifier",
-                              "train one with `python -m sculpt_core mol train-classifier --bases A,B --out clf.pt`")
-
-
-def find_mol_classifier(base_names: Sequence[str]) -> Path | None:
-    """The shipped classifier trained for exactly these bases in this order (manifest key ``a+b[+c]``), or None."""
-    from sculpt_core.core.zoo import assets_dir, read_manifest
-
-    entries = read_manifest().get(MANIFEST_SECTION, {})
-    entry = entries.get("+".join(base_names)) if isinstance(entries, dict) else None
-    if not isinstance(entry, dict) or "file" not in entry:
-        return None
-    path = assets_dir() / entry["file"]
-    return path if path.is_file() else None
-
-
 __all__ = ["CLASSIFIER_KIND", "MANIFEST_SECTION", "MolClassifierTrainConfig", "classifier_losses", "make_distiller",
-           "find_mol_classifier", "label_targets", "load_mol_classifier", "resolve_mol_classifier",
-           "save_mol_classifier", "train_mol_classifier"]
+           "label_targets", "load_mol_classifier", "save_mol_classifier", "train_mol_classifier"]

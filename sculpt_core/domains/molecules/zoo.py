@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from sculpt_core.errors import SculptError
 from sculpt_core.domains.molecules.model import MolBaseModel
-from sculpt_core.core.zoo import read_manifest, resolve_checkpoint
+from sculpt_core.domains.molecules.train_classifier import MANIFEST_SECTION, load_mol_classifier
+from sculpt_core.core.zoo import assets_dir, read_manifest, resolve_checkpoint
 
 SECTION = "mol_models"
 
@@ -51,4 +52,50 @@ def _load_cached(path: str, mtime: float) -> MolBaseModel:
     return MolBaseModel.load(path)
 
 
-__all__ = ["SECTION", "load_mol_model", "mol_model_entries", "mol_model_names", "resolve_mol_model_path"]
+# ----- guidance classifiers -------------------------------------------------------------------------------------
+def resolve_mol_classifier(name_or_path: str) -> Path:
+    """A manifest name (section ``mol_classifiers``) or a checkpoint path → the file (SculptError if neither)."""
+    return resolve_checkpoint(name_or_path, MANIFEST_SECTION, "molecule classifier",
+                              "train one with `python -m sculpt_core mol train-classifier --bases A,B --out clf.pt`")
+
+
+def find_mol_classifier(base_names: Sequence[str]) -> Path | None:
+    """The shipped classifier trained for exactly these bases in this order (manifest key ``a+b[+c]``), or None."""
+    entries = read_manifest().get(MANIFEST_SECTION, {})
+    entry = entries.get("+".join(base_names)) if isinstance(entries, dict) else None
+    if not isinstance(entry, dict) or "file" not in entry:
+        return None
+    path = assets_dir() / entry["file"]
+    return path if path.is_file() else None
+
+
+def load_classifier_for(models: list, beta: float, name_or_path: str | None):
+    """The classifier named by ``--classifier`` (a path or a manifest name), else the shipped one for these
+    bases; SculptError with the command that trains one when there is none, or when it does not fit."""
+    names = [m.name for m in models]
+    if name_or_path:
+        path = resolve_mol_classifier(name_or_path)
+    else:
+        path = find_mol_classifier(names)
+        if path is None:
+            raise SculptError(f"no classifier for bases {','.join(names)}: train one with `python -m sculpt_core mol "
+                              f"train-classifier --bases {','.join(names)} --beta {beta:g} --out clf.pt` and pass "
+                              "--classifier clf.pt")
+    net, clf_bases, meta = load_mol_classifier(path)
+    if len(clf_bases) != len(models):
+        raise SculptError(f"{path} was trained for {len(clf_bases)} base models ({','.join(clf_bases)}), "
+                          f"{len(models)} given")
+    stale = [f"{m.name} (classifier trained on {clf_name})" for m, clf_name, fp in
+             zip(models, clf_bases, meta.get("base_fingerprints") or [None] * len(models))
+             if fp is not None and fp != m.fingerprint()]
+    if stale:
+        raise SculptError(f"{path} was trained on other versions of these base models: {', '.join(stale)}; "
+                          f"retrain it with `python -m sculpt_core mol train-classifier --bases {','.join(names)}`")
+    trained_beta = meta.get("beta")
+    if trained_beta is not None and abs(float(trained_beta) - float(beta)) > 1e-9:
+        raise SculptError(f"{path} was trained on the bases at β = {float(trained_beta):g}; sample with --beta "
+                          f"{float(trained_beta):g} or train a classifier for β = {beta:g}")
+    return net, clf_bases, meta
+
+
+__all__ = ["SECTION", "find_mol_classifier", "load_classifier_for", "resolve_mol_classifier", "load_mol_model", "mol_model_entries", "mol_model_names", "resolve_mol_model_path"]

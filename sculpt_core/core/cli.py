@@ -1,0 +1,56 @@
+"""What every domain's command line shares: list parsing, the composition named by --y/--alpha/--weights,
+progress bars on stderr and the one-JSON-line output. The top-level parser is :mod:`sculpt_core.cli`; each
+domain registers its own sub-commands from ``sculpt_core/domains/<name>/cli.py``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Callable
+
+from sculpt_core.core import algebra as A
+from sculpt_core.errors import SculptError
+
+Progress = tuple[Callable[[int, dict], None], Callable[[], None]]
+
+
+def emit(record: dict) -> None:
+    """Print one JSON line of figures on stdout."""
+    print(json.dumps(record, ensure_ascii=False), flush=True)
+
+
+def progress_bar(total: int, desc: str) -> Progress:
+    """A tqdm bar on stderr driven by (step, metrics) callbacks: ``(update, close)``."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc=desc, file=sys.stderr, dynamic_ncols=True)
+
+    def update(step: int, metrics: dict) -> None:
+        bar.n = step
+        bar.set_postfix({k: f"{v:.4g}" for k, v in metrics.items() if isinstance(v, float)}, refresh=False)
+        bar.refresh()
+
+    return update, bar.close
+
+
+def parse_list(text: str, kind: type, what: str) -> list:
+    """``"a,b,c"`` → ``[kind(a), kind(b), kind(c)]``; SculptError naming the option otherwise."""
+    try:
+        values = [kind(v) for v in text.split(",") if v.strip() != ""]
+    except ValueError:
+        raise SculptError(f"{what} must be a comma-separated list of {kind.__name__}s, got {text!r}") from None
+    if not values:
+        raise SculptError(f"{what} is empty")
+    return values
+
+
+def composition_from_args(n_models: int, y: str | None, alpha: float | None, weights: str | None,
+                          beta: float = 1.0) -> A.Composition:
+    """The Composition named by --y/--alpha (labels) or --weights (linear scalarisation)."""
+    if (y is None) == (weights is None):
+        raise SculptError("give exactly one of --y (labels) or --weights (linear scalarisation)")
+    if weights is not None:
+        if alpha is not None:
+            raise SculptError("--alpha applies to --y compositions only")
+        return A.linear(parse_list(weights, float, "--weights"), beta=beta)
+    return A.conditioning(parse_list(y, int, "--y"), n_models, alpha, beta=beta)
