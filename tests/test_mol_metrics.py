@@ -1,4 +1,4 @@
-"""Molecule evaluation (METHOD D.8): Table 1 bins, top-k, uniqueness, diversity, Tanimoto EMD."""
+"""Molecule evaluation: Table 1 bins, top-k, uniqueness, diversity, Tanimoto EMD."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Molecule rewards (issue 5, METHOD D.4): the plain-PyTorch sEH proxy against the shared reference outputs,
+"""Molecule rewards: the plain-PyTorch sEH proxy against the shared reference outputs,
 QED/SA, reward formulas, bad SMILES, missing weights, hostile weight pickles and the ``mol score`` CLI."""
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ def test_seh_reward_formula_on_reference(reference):
                                   column(reference, "sa_reward"))
 
 
-# ----- featurisation details (SPEC §2–§3) ---------------------------------------------------------------
+# ----- featurisation details of the sEH proxy ------------------------------------------------------------
 def test_featurisation_edge_cases():
     g = S.mol_to_graph(M.parse_smiles("[Cl-].[Na+]"))  # zero bonds: one zero self-loop on atom 0
     assert g.edge_index.tolist() == [[0], [0]] and g.edge_attr.tolist() == [[0, 0, 0, 0]]

@@ -18,7 +18,7 @@ def mlp(in_dim: int, hidden: int, n_hidden: int, out_dim: int) -> nn.Sequential:
 
 
 def thermometer(beta: torch.Tensor, n_bins: int = 32, low: float = 0.0, high: float = 96.0) -> torch.Tensor:
-    """Thermometer encoding of a temperature/exponent (METHOD D.3): bin k is clamp(β - b_k, 0, gap)/gap."""
+    """Thermometer encoding of a temperature/exponent : bin k is clamp(β - b_k, 0, gap)/gap."""
     bins = torch.linspace(low, high, n_bins, device=beta.device, dtype=torch.float32)
     gap = (high - low) / (n_bins - 1)
     return ((beta.float().unsqueeze(-1) - bins).clamp(0, gap) / gap)

@@ -386,7 +386,7 @@ class FragmentEnv:
 
     # ----- dynamics --------------------------------------------------------------------------------------
     def forward_mask(self, states: Sequence[FragState]) -> torch.Tensor:
-        """Bool ``[B, n_actions]`` (rules of METHOD D.1):
+        """Bool ``[B, n_actions]`` (the fragment environment's rules):
         AddNode(i, ·) iff node i exists, degree(i) < #stems(i) and fewer than max_frags nodes (empty graph:
         row 0 only); SetEdgeAttr(e, c) iff that edge end is unset and stem c is a stem of its fragment not
         used by another edge of the node; Stop iff non-empty and every stem is set."""

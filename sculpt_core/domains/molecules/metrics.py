@@ -1,4 +1,4 @@
-"""Molecule-set evaluation (METHOD D.8): Table 1 reward bins, top-k, uniqueness, diversity and pairwise EMD.
+"""Molecule-set evaluation: Table 1 reward bins, top-k, uniqueness, diversity and pairwise EMD.
 
 Pure functions on plain inputs (SMILES lists, reward arrays) so the app, the CLI and the bench script share
 one implementation. Every user-facing failure (empty set, NaN rewards, wrong shape) is a ``SculptError``.
@@ -8,8 +8,8 @@ Conventions fixed here (and stated again where they are used):
 * Fingerprints: RDKit Morgan bit vectors, radius 3, 2048 bits, from ``rdFingerprintGenerator`` (same bits as the
   legacy ``GetMorganFingerprintAsBitVect(mol, 3, nBits=2048)`` the paper used).
 * Invalid molecules: a SMILES that RDKit cannot parse, or that parses to a molecule with no atoms (``""``).
-* EMD ground cost (trap 16): ``C = 1/(Tanimoto + 1e-8) − 1`` clipped to ``[0, 100]``; not ``1 − Tanimoto``.
-* Table 1 percentages (trap 15): ``int(100·n/total)`` truncated, the last bin takes ``100 − sum(others)``.
+* EMD ground cost: ``C = 1/(Tanimoto + 1e-8) − 1`` clipped to ``[0, 100]``; not ``1 − Tanimoto`` (the paper's cost, which weighs near-duplicates much more heavily).
+* Table 1 percentages, rounded as the paper: ``int(100·n/total)`` truncated, the last bin takes ``100 − sum(others)``.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ Sample = Union[str, Chem.Mol, DataStructs.ExplicitBitVect, None]
 TABLE1_NAMES: tuple[str, str, str] = ("seh", "sa", "qed")
 TABLE1_THRESHOLDS: tuple[float, float, float] = (0.5, 0.6, 0.25)
 
-# Paper Table 1 (β = 32), METHOD D.8. Columns follow itertools.product([low, high], repeat=3) over (sEH, SA, QED):
+# Paper Table 1 (β = 32). Columns follow itertools.product([low, high], repeat=3) over (sEH, SA, QED):
 # LLL, LLH, LHL, LHH, HLL, HLH, HHL, HHH (first letter = sEH). Values are the paper's truncated percentages.
 PAPER_TABLE1: dict[str, tuple[int, ...]] = {
     "p_seh": (0, 0, 0, 0, 62, 9, 24, 5),
@@ -60,7 +60,7 @@ PAPER_TABLE1_LABELS: dict[str, str] = {
     "f": "(f) y=SA×3",
     "g": "(g) y=QED×3",
 }
-# Selected entries of the paper's pairwise EMD matrix (Fig. 4 / Table G.5, METHOD D.8), symmetric. The paper ran
+# Selected entries of the paper's pairwise EMD matrix (Fig. 4 / Table G.5), symmetric. The paper ran
 # ot.emd2 with POT's default numItermax (1e5) on ~5000×5000 costs, which may stop before optimality (see emd_between).
 PAPER_EMD: dict[tuple[str, str], float] = {
     ("SEH", "SA"): 4.42, ("SEH", "QED"): 5.77, ("SA", "QED"): 5.88,
@@ -377,7 +377,7 @@ def _emd_from_cost(cost: np.ndarray, num_iter_max: int | None, strict: bool = Tr
 
 def emd_between(samples_a: Sequence[Sample], samples_b: Sequence[Sample], radius: int = 3, n_bits: int = 2048,
                 num_iter_max: int | None = None, max_entries: int = EMD_MAX_ENTRIES, strict: bool = True) -> float:
-    """Exact earth mover's distance between two molecule sets with uniform weights (METHOD D.8, trap 16).
+    """Exact earth mover's distance between two molecule sets with uniform weights and the ground cost above.
 
     Ground cost ``1/(Tanimoto + 1e-8) − 1`` clipped to [0, 100] on Morgan fingerprints (radius 3, 2048 bits);
     entries may be SMILES, Mols or fingerprints, and invalid molecules are dropped (each set must keep at least

@@ -1,11 +1,10 @@
 """β-conditioned graph policy for the fragment environment, in plain PyTorch (no torch_geometric).
 
-Architecture (a CPU-sized cousin of the paper's GraphTransformerGFN, METHOD D.2):
+Architecture (a CPU-sized cousin of the paper's GraphTransformerGFN):
 
 * node embedding of the fragment id (``n_frags + 1`` rows: the last one is the empty-graph placeholder),
   directed-edge embedding of (stem at the source, stem at the target) (7 values each: 6 stems + unset);
-* a *virtual node* per graph that starts as the embedding of the conditioning vector (thermometer of β,
-  METHOD D.3) and talks to every node in every layer;
+* a *virtual node* per graph that starts as the embedding of the conditioning vector (thermometer of β) and talks to every node in every layer;
 * ``n_layers`` rounds of message passing: ``m_{j→i} = act(W [h_j ‖ e_ji])`` summed with ``index_add``,
   ``h_i ← LN(h_i + MLP([h_i ‖ Σ m ‖ g]))``, ``g ← LN(g + MLP([g ‖ mean_i h_i]))``;
 * heads: Stop per graph on ``[mean h ‖ g]``; AddNode per node ``[N, F]`` on ``[h_i ‖ g]``; SetEdgeAttr per
@@ -17,12 +16,13 @@ Every operation is equivariant to the numbering of the nodes, and each stem logi
 endpoint's point of view, so the policy is invariant to node numbering: the class-level dynamic programme
 of :func:`~sculpt_core.domains.molecules.exact.enumerate_states` is exact for it.
 
-Masking (traps 1 and 12): invalid actions are masked BEFORE the log-softmax, which runs jointly over all
+Masking: invalid actions are masked BEFORE the log-softmax, which runs jointly over all
 action types of a graph (Stop, AddNode, SetEdgeAttr share one normaliser). Masked entries are ``-inf``
 after normalisation, i.e. exactly zero probability. The paper fills masked logits with −1000 instead; after
 normalisation the two differ by at most e^−1000 per action, so the only behavioural difference is in
 composition code that mixes *unmasked* policies, which this project never does (it masks each base policy
-first, trap 1), and masked logsumexp guards handle the ``-inf`` rows (trap 11).
+first: mixing unmasked logits would let a model's mass on an action that is invalid leak into the
+mixture), and masked logsumexp guards keep all-``-inf`` rows from turning into NaN.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from sculpt_core.core.nets import mlp, thermometer
 @dataclass(frozen=True)
 class MolPolicyConfig:
     """Shape of a :class:`MolPolicyNet`. ``beta_low``/``beta_high``/``cond_bins`` define the thermometer
-    encoding (METHOD D.3: 32 bins over [0, 96]); the trained β range lives in the model metadata."""
+    encoding (32 bins over [0, 96], as the paper); the trained β range lives in the model metadata."""
 
     n_frags: int = 72
     max_frags: int = 9
@@ -117,7 +117,7 @@ class MolPolicyNet(nn.Module):
 
     # ----- conditioning ----------------------------------------------------------------------------------
     def encode_beta(self, beta: torch.Tensor) -> torch.Tensor:
-        """Thermometer encoding ``[..., cond_bins]`` of β (METHOD D.3; β = beta_high → all ones)."""
+        """Thermometer encoding ``[..., cond_bins]`` of β (β = beta_high → all ones)."""
         return thermometer(beta, self.cfg.cond_bins, self.cfg.beta_low, self.cfg.beta_high)
 
     def log_z(self, cond: torch.Tensor) -> torch.Tensor:
