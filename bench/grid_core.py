@@ -21,7 +21,7 @@ import torch
 
 from sculpt_core.domains.grid.env import GridEnv
 from sculpt_core.domains.grid.exact import log_terminal, normalize_log_policy
-from sculpt_core.core.sampling import TablePolicy, sample_trajectories
+from sculpt_core.domains.grid.sampling import TablePolicy, sample_trajectories
 from sculpt_core.domains.grid.rewards import grid_log_reward
 from sculpt_core.domains.grid.train import GridTrainConfig, train_grid_model
 from sculpt_core.domains.grid.zoo import GRID_ZOO_SPECS

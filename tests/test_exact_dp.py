@@ -5,7 +5,7 @@ import torch
 from sculpt_core.domains.grid.env import GridEnv
 from sculpt_core.domains.grid.exact import backward_expectation, log_reaching, log_terminal, normalize_log_policy
 from sculpt_core.core.metrics import l1_distance
-from sculpt_core.core.sampling import TablePolicy, sample_trajectories, terminal_histogram
+from sculpt_core.domains.grid.sampling import TablePolicy, sample_trajectories, terminal_histogram
 
 from helpers import random_model
 

@@ -218,9 +218,3 @@ def mixture(weights: tuple[float, ...] | list[float] | None = None, n_models: in
 def _alpha_name(base: str, alpha: float | None) -> str:
     return base if alpha is None else f"{base} (α={alpha:g})"
 
-
-OPERATORS = {
-    "harmonic_mean": harmonic_mean,
-    "contrast": contrast,
-    "reverse_contrast": reverse_contrast,
-}

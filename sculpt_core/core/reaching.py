@@ -54,8 +54,9 @@ class TrajectoryProductPolicy:
     ``forward_fns[i](states)`` gives model i's masked log p_F ``[B, A]``; ``backward_fns[i](states, actions,
     next_states)`` its log p_B(s|s') ``[B]`` (its own training backward policy). The carry is log u ``[B, m]``.
     States are whatever the forward functions take (a tensor batch on the grid, a list of graphs on molecules);
-    :meth:`moved` says which transitions are moves (Stop leaves u unchanged, trap G.10). The per-model log p_F
-    computed for :meth:`log_probs` is reused by :meth:`advance` on the same batch (one forward pass per step).
+    :meth:`moved` says which transitions are moves (Stop does not change the state, so it leaves u unchanged).
+    The per-model log p_F computed for :meth:`log_probs` is reused by :meth:`advance` on the same batch (one
+    forward pass per step).
     """
 
     composition: Composition

@@ -1,59 +1,24 @@
-"""Vectorised roll-outs: a whole batch of trajectories advances one step per iteration.
+"""One vectorised roll-out loop for every domain: a whole batch of trajectories advances one step per iteration.
 
-A *policy* here is any object with ``start(n)`` (per-trajectory carry, or None),
-``log_probs(states, carry)`` (masked, normalised forward log-probs ``[B, n_actions]``) and
-``advance(carry, states, actions, next_states)``. Stateless table policies ignore the carry; the
-trajectory-product reaching policy keeps its running log u_i there.
+The loop (:func:`rollout`) only needs an environment and a policy with the interfaces of
+:mod:`sculpt_core.core.protocols`, and a :class:`StateStore` that says how a batch of states is indexed and
+recorded: a tensor ``[B, ...]`` (:class:`TensorStore`, e.g. grid cells) or a list of objects
+(:class:`ListStore`, e.g. fragment graphs). Each step it takes the active (not yet stopped) trajectories,
+asks the policy for masked log-probs, optionally mixes in ε-uniform exploration over valid actions, draws by
+Gumbel-max, steps the environment, advances the policy's per-trajectory carry, and drops the trajectories
+that took the stop action. One generator draw per step, always in the same order, so a seed fixes the result.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import numbers
 from typing import Any, Protocol
 
 import torch
 
-from sculpt_core.domains.grid.env import GridEnv
-
-
-class Policy(Protocol):
-    def start(self, n: int) -> Any: ...
-
-    def log_probs(self, states: torch.Tensor, carry: Any) -> torch.Tensor: ...
-
-    def advance(self, carry: Any, states: torch.Tensor, actions: torch.Tensor, next_states: torch.Tensor) -> Any: ...
-
-
-@dataclass
-class TablePolicy:
-    """A stateless policy given by a table of log-probs over all states of an enumerable env."""
-
-    env: GridEnv
-    log_pf: torch.Tensor  # [n_states, n_actions], normalised and masked
-
-    def start(self, n: int) -> None:
-        return None
-
-    def log_probs(self, states: torch.Tensor, carry: Any) -> torch.Tensor:
-        return self.log_pf[self.env.flat_index(states)]
-
-    def advance(self, carry: Any, states: torch.Tensor, actions: torch.Tensor, next_states: torch.Tensor) -> None:
-        return None
-
-
-@dataclass
-class Trajectories:
-    """A padded batch: ``states[B, T+1, ndim]``, ``actions[B, T]`` (-1 after stop), ``length[B]`` = #actions incl. stop."""
-
-    states: torch.Tensor
-    actions: torch.Tensor
-    length: torch.Tensor
-
-    @property
-    def terminal_states(self) -> torch.Tensor:
-        """The state in which stop was taken, ``[B, ndim]``."""
-        return self.states[torch.arange(len(self.length), device=self.length.device), self.length - 1]
+from sculpt_core.core.protocols import Env, Policy
+from sculpt_core.errors import SculptError
 
 
 def sample_categorical(log_probs: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -63,95 +28,108 @@ def sample_categorical(log_probs: torch.Tensor, generator: torch.Generator | Non
     return torch.argmax(log_probs.double() + gumbel, dim=-1)
 
 
+class StateStore(Protocol):
+    """Where the roll-out keeps the current state and the path of every trajectory."""
+
+    def current(self, idx: torch.Tensor) -> Any:
+        """The current states of trajectories ``idx`` (a batch the env and policy take)."""
+        ...
+
+    def record(self, idx: torch.Tensor, t: int, next_states: Any) -> None:
+        """Trajectories ``idx`` moved to ``next_states`` by their action number ``t``."""
+        ...
+
+
+class TensorStore:
+    """States as a tensor ``[n, *state_shape]``; paths padded to ``[n, max_len + 1, *state_shape]``."""
+
+    def __init__(self, initial: torch.Tensor, max_len: int) -> None:
+        self.states = initial.clone()
+        self.paths = torch.zeros((initial.shape[0], max_len + 1) + tuple(initial.shape[1:]), dtype=initial.dtype,
+                                 device=initial.device)
+        self.paths[:, 0] = initial
+
+    def current(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.states[idx]
+
+    def record(self, idx: torch.Tensor, t: int, next_states: torch.Tensor) -> None:
+        self.states[idx] = next_states
+        self.paths[idx, t + 1] = next_states
+
+
+class ListStore:
+    """States as a list of objects; ``paths[b]`` lists trajectory b's states (its length = actions taken + 1)."""
+
+    def __init__(self, initial: list) -> None:
+        self.states = list(initial)
+        self.paths: list[list] = [[s] for s in initial]
+
+    def current(self, idx: torch.Tensor) -> list:
+        return [self.states[i] for i in idx.tolist()]
+
+    def record(self, idx: torch.Tensor, t: int, next_states: list) -> None:
+        for k, i in enumerate(idx.tolist()):
+            self.states[i] = next_states[k]
+            self.paths[i].append(next_states[k])
+
+
+def check_rollout_args(n: Any, epsilon: float) -> None:
+    """SculptError unless ``n`` is a positive integer and 0 ≤ ε < 1."""
+    if not (isinstance(n, numbers.Integral) and not isinstance(n, bool) and n >= 1):
+        raise SculptError(f"number of trajectories must be a positive integer, got {n!r}")
+    if not 0.0 <= epsilon < 1.0:
+        raise SculptError(f"epsilon must be in [0, 1), got {epsilon}")
+
+
 @torch.no_grad()
-def sample_trajectories(
-    env: GridEnv,
+def rollout(
+    env: Env,
     policy: Policy,
     n: int,
+    store: StateStore,
     generator: torch.Generator | None = None,
     epsilon: float = 0.0,
-) -> Trajectories:
-    """Roll out ``n`` trajectories; with ``epsilon`` > 0 actions come from (1-ε)·policy + ε·uniform(valid)."""
-    device = env.device
-    states = env.initial_states(n)
-    carry = policy.start(n)
+    device: torch.device | str | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Roll out ``n`` trajectories from the states already in ``store``; returns (actions ``[n, T]``, −1 after
+    stop, and lengths ``[n]`` = actions taken including stop), both on ``device`` (CPU by default), where the
+    draws are made too. With ``epsilon`` > 0 actions come from (1−ε)·policy + ε·uniform(valid actions)
+    (training exploration). SculptError if the policy leaves a state without a valid action or a trajectory
+    does not stop within ``env.max_trajectory_length`` actions."""
+    check_rollout_args(n, epsilon)
+    device = torch.device("cpu") if device is None else torch.device(device)
     max_len = env.max_trajectory_length
-    all_states = torch.zeros(n, max_len + 1, env.ndim, dtype=torch.long, device=device)
     actions = torch.full((n, max_len), -1, dtype=torch.long, device=device)
-    length = torch.zeros(n, dtype=torch.long, device=device)
-    done = torch.zeros(n, dtype=torch.bool, device=device)
-    all_states[:, 0] = states
+    lengths = torch.zeros(n, dtype=torch.long, device=device)
+    carry = policy.start(n)
+    active = torch.arange(n, device=device)
+    log_keep = math.log1p(-epsilon)
+    log_eps = math.log(epsilon) if epsilon > 0 else None
     for t in range(max_len):
-        active = torch.nonzero(~done).squeeze(1)
         if active.numel() == 0:
             break
-        s = states[active]
-        logp = policy.log_probs(s, None if carry is None else _select(carry, active))
-        if epsilon > 0:
-            mask = env.forward_mask(s)
-            uniform = torch.log(mask.double() / mask.sum(-1, keepdim=True))
-            logp = torch.logaddexp(logp.double() + torch.log1p(torch.tensor(-epsilon, dtype=torch.float64)),
-                                   uniform + torch.log(torch.tensor(epsilon, dtype=torch.float64)))
-        a = sample_categorical(logp, generator)
-        nxt = env.step(s, a)
-        if carry is not None:
-            carry = _scatter(carry, active, policy.advance(_select(carry, active), s, a, nxt))
-        actions[active, t] = a
-        stopped = a == env.stop_action
-        length[active] = t + 1
-        states[active] = nxt
-        all_states[active, t + 1] = nxt
-        done[active[stopped]] = True
-    return Trajectories(all_states, actions, length)
-
-
-def _select(carry: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    return carry[idx]
-
-
-def _scatter(carry: torch.Tensor, idx: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-    carry = carry.clone()
-    carry[idx] = values
-    return carry
-
-
-def terminal_histogram(env: GridEnv, traj: Trajectories) -> torch.Tensor:
-    """Empirical terminal distribution of a batch, shape ``(H,)*ndim`` (float64)."""
-    counts = torch.bincount(env.flat_index(traj.terminal_states), minlength=env.n_states).double()
-    return (counts / counts.sum()).reshape(env.shape)
-
-
-@torch.no_grad()
-def rollout_from_tables(
-    env: GridEnv, log_pf: torch.Tensor, row_offset: torch.Tensor, epsilon: float = 0.0, gen: torch.Generator | None = None
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Roll out one trajectory per entry of ``row_offset`` from stacked policy tables (trajectory b reads rows
-    ``row_offset[b] + flat state index`` of ``log_pf``). Returns (flat state indices ``[B, T+1]``, actions
-    ``[B, T]`` (-1 after stop), valid-step mask ``[B, T]``). ε-exploration only affects which actions are drawn."""
-    n = len(row_offset)
-    t_max = env.max_trajectory_length
-    strides = env._strides
-    cur = torch.zeros(n, dtype=torch.long, device=log_pf.device)
-    coords = torch.zeros(n, env.ndim, dtype=torch.long, device=log_pf.device)
-    traj = torch.zeros(n, t_max + 1, dtype=torch.long, device=log_pf.device)
-    actions = torch.full((n, t_max), -1, dtype=torch.long, device=log_pf.device)
-    done = torch.zeros(n, dtype=torch.bool, device=log_pf.device)
-    base = row_offset
-    log_eps, log_keep = math.log(epsilon) if epsilon > 0 else None, math.log1p(-epsilon)
-    for t in range(t_max):
-        logp = log_pf[base + cur]
+        cur = store.current(active)
+        sub = None if carry is None else carry[active.to(carry.device)]
+        logp = policy.log_probs(cur, sub).detach().double().to(device)
         if log_eps is not None:
-            valid = torch.isfinite(logp)
-            uniform = torch.log(valid.double() / valid.sum(-1, keepdim=True))
+            mask = env.forward_mask(cur).to(device)
+            uniform = torch.log(mask.double() / mask.sum(-1, keepdim=True))
             logp = torch.logaddexp(logp + log_keep, uniform + log_eps)
-        a = sample_categorical(logp, gen)
-        a = torch.where(done, torch.full_like(a, -1), a)
-        actions[:, t] = a
-        move = (a >= 0) & (a < env.ndim)
-        coords = coords + torch.nn.functional.one_hot(a.clamp(0, env.ndim), env.ndim + 1)[:, : env.ndim] * move[:, None]
-        cur = (coords * strides).sum(-1)
-        traj[:, t + 1] = cur
-        done = done | (a == env.stop_action)
-        if bool(done.all()):
-            break
-    return traj, actions, actions >= 0
+        if not torch.isfinite(logp).any(-1).all():
+            raise SculptError("the policy gave no valid action to some state (all log-probs -inf or NaN)")
+        a = sample_categorical(logp, generator)
+        nxt = env.step(cur, a)
+        if carry is not None:
+            new = policy.advance(sub, cur, a, nxt)
+            carry = carry.clone()
+            carry[active.to(carry.device)] = new
+        actions[active, t] = a
+        lengths[active] = t + 1
+        store.record(active, t, nxt)
+        active = active[a != env.stop_action]
+    if active.numel():
+        raise SculptError(f"{active.numel()} trajectories did not stop within {max_len} steps")
+    return actions, lengths
+
+
+__all__ = ["ListStore", "Policy", "StateStore", "TensorStore", "check_rollout_args", "rollout", "sample_categorical"]

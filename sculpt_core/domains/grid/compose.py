@@ -16,16 +16,17 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from sculpt_core.errors import SculptError
-from sculpt_core.domains.grid.exact import backward_expectation, log_reaching, log_terminal
-from sculpt_core.core.metrics import l1_distance
-from sculpt_core.core.sampling import TablePolicy, Trajectories, sample_trajectories, terminal_histogram
-from sculpt_core.domains.grid.classifier import GridClassifier
-from sculpt_core.core.labels import logit, observed_log_prob, terminal_joint
-from sculpt_core.domains.grid.model import GridBaseModel, GridTables
 from sculpt_core.core.algebra import Composition
+from sculpt_core.core.exact import exact_reaching_log_policy, oracle_log_policy
 from sculpt_core.core.guidance import guided_log_policy
+from sculpt_core.core.methods import ClassifierGuidance, check_classifier_compat, check_models, dispatch
+from sculpt_core.core.metrics import l1_distance
 from sculpt_core.core.reaching import TrajectoryProductPolicy, reaching_log_policy
+from sculpt_core.domains.grid.classifier import GridClassifier
+from sculpt_core.domains.grid.exact import GridSpace, log_reaching, log_terminal
+from sculpt_core.domains.grid.model import GridBaseModel, GridTables
+from sculpt_core.domains.grid.sampling import TablePolicy, Trajectories, sample_trajectories, terminal_histogram
+from sculpt_core.errors import SculptError
 
 METHODS = ("oracle", "classifier", "reaching", "ensemble")
 U_SOURCES = ("exact", "flow", "trajectory")
@@ -76,64 +77,30 @@ def prepare_bases(models: list[GridBaseModel], beta: float | None = None) -> Gri
     return GridBases(models, tables, log_pf, log_u, log_p, log_z, [mod.beta_or_default(beta) for mod in models])
 
 
-def _check_models(bases: GridBases, composition: Composition) -> None:
-    if composition.n_models != bases.m:
-        raise SculptError(f"{composition.describe()} is defined for {composition.n_models} models, {bases.m} chosen")
-
-
 # ----- per-method policy tables -------------------------------------------------------------------
 def oracle_policy(bases: GridBases, composition: Composition) -> torch.Tensor:
-    """Exact guidance: mixture p_M ∝ Σ c_i p_i with weights c_i u_i(s), h-transformed by L(x) = target(x)/p_M(x).
-
-    For label compositions L(x) ∝ p~(y | x) and V(s) = E[L | s] is p~(y | s) of eq. 13, so this is Thm 5.3
-    with a perfect classifier."""
-    _check_models(bases, composition)
-    env = bases.env
-    log_c = composition.prior_log_weights(bases.log_z)
-    log_w = log_c[:, None] + bases.log_u  # [m, N]
-    log_w = log_w - torch.logsumexp(log_w, 0, keepdim=True)
-    log_mix_terminal = torch.logsumexp(log_c[:, None] + bases.log_p, 0)
-    log_lik = composition.log_combine(bases.log_p, bases.log_z) - log_mix_terminal  # log L(x), up to a constant
-    log_lik = log_lik.masked_fill(torch.isnan(log_lik), float("-inf"))
-    mix_pf = torch.logsumexp(bases.log_pf + log_w.unsqueeze(-1), 0)
-    log_v = backward_expectation(env, mix_pf, log_lik)
-    children = torch.cat([log_v[env.child_index], log_lik[:, None]], 1)
-    return guided_log_policy(bases.log_pf, log_w.T, log_v, children)
+    """Exact guidance for any composition (:func:`~sculpt_core.core.exact.oracle_log_policy` on the grid's
+    fast DP): the composition a perfect classifier would reach."""
+    check_models(bases.m, composition)
+    return oracle_log_policy(GridSpace(bases.env), bases.log_pf, composition, bases.log_z, log_u=bases.log_u)
 
 
 def classifier_policy(bases: GridBases, composition: Composition, classifier: GridClassifier) -> torch.Tensor:
-    """Guidance with a learned classifier (mixture weights from its y1-marginal, reweighted by the prior)."""
-    _check_models(bases, composition)
-    cfg = classifier.cfg
-    if cfg.n_models != bases.m:
-        raise SculptError(f"this classifier was trained for {cfg.n_models} base models, {bases.m} chosen")
-    if composition.kind == "chained_hm":
-        raise SculptError("the chained harmonic mean (eq. 8) is not a label posterior, so classifier guidance "
-                          "cannot express it; use the oracle or reaching method")
-    if composition.kind == "labels" and composition.alpha is not None and not cfg.alpha_cond:
-        if abs(composition.alpha - 0.5) > 1e-12:
-            raise SculptError("this classifier is not α-conditioned; only α = 0.5 is available")
+    """Guidance with a learned classifier on every state: mixture weights from its y1-marginal (reweighted by
+    the prior for mixtures and linear), times Q(y | s'_a) / Q(y | s) for label compositions."""
+    check_classifier_compat(classifier.cfg, bases.m, composition, fallback=("oracle", "reaching"))
+    guide = ClassifierGuidance.of(composition, classifier.cfg, bases.log_z)
     env = bases.env
     states = env.all_states()
     with torch.no_grad():
-        la = logit(composition.alpha) if (cfg.alpha_cond and composition.alpha is not None) else 0.0
-        log_qn = classifier.log_q_nonterminal(states, la if cfg.alpha_cond else None).double()  # [N, m, ..]
+        log_qn = classifier.log_q_nonterminal(states, guide.logit_alpha).double()  # [N, m, ..]
         log_qt = classifier.log_q_terminal_single(states).double()  # [N, m]
-    log_y1 = torch.logsumexp(log_qn.flatten(2), 2) if log_qn.dim() > 2 else log_qn  # [N, m]
-    if composition.kind == "labels":
-        log_w = log_y1
-        alpha = composition.alpha if cfg.alpha_cond else None
-        log_v = observed_log_prob(log_qn, composition.labels)
-        log_stop = observed_log_prob(terminal_joint(log_qt, max(cfg.n_labels, len(composition.labels)), alpha), composition.labels)
-        if composition.beta != 1.0:
-            raise SculptError("classifier guidance samples the composition at β = 1; use reaching for a β on the result")
-    else:  # mixtures / linear: change the prior of y1 from uniform to c_i, no guidance term
-        log_w = log_y1 + composition.prior_log_weights(bases.log_z)[None, :]
-        log_w = log_w - torch.logsumexp(log_w, 1, keepdim=True)
-        log_v = torch.zeros(env.n_states, dtype=torch.float64)
-        log_stop = log_v
-    children = torch.cat([log_v[env.child_index], log_stop[:, None]], 1)
-    return guided_log_policy(bases.log_pf, log_w, log_v, children)
+    log_w = guide.mixture_weights(guide.y1_marginal(log_qn))
+    if guide.guided:
+        log_v, log_stop = guide.observed(log_qn), guide.stop_values(log_qt)
+    else:
+        log_v = log_stop = torch.zeros(env.n_states, dtype=torch.float64)
+    return guided_log_policy(bases.log_pf, log_w, log_v, GridSpace(env).child_values(log_v, log_stop))
 
 
 def bases_log_u(bases: GridBases, u_source: str) -> torch.Tensor:
@@ -150,9 +117,11 @@ def bases_log_u(bases: GridBases, u_source: str) -> torch.Tensor:
 
 def reaching_policy(bases: GridBases, composition: Composition, u_source: str = "exact", ensemble: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """(composed log-policy table, log N_M(s)) for reaching mixing (or the ensemble baseline)."""
-    _check_models(bases, composition)
-    log_u = torch.zeros_like(bases.log_u) if ensemble else bases_log_u(bases, u_source)
-    return reaching_log_policy(composition, bases.log_pf, log_u, bases.log_z)
+    check_models(bases.m, composition)
+    if ensemble or u_source == "exact":
+        return exact_reaching_log_policy(GridSpace(bases.env), bases.log_pf, composition, bases.log_z, ensemble,
+                                         log_u=bases.log_u)
+    return reaching_log_policy(composition, bases.log_pf, bases_log_u(bases, u_source), bases.log_z)
 
 
 # ----- results --------------------------------------------------------------------------------------
@@ -195,32 +164,32 @@ def compose(
     seed: int = 0,
 ) -> ComposeResult:
     """Compose the bases with ``method`` and evaluate the result exactly (or by sampling for trajectory-u)."""
-    if method not in METHODS:
-        raise SculptError(f"unknown method {method!r}; one of {', '.join(METHODS)}")
-    if u_source not in U_SOURCES:
-        raise SculptError(f"unknown u source {u_source!r}; one of {', '.join(U_SOURCES)}")
-    _check_models(bases, composition)
     env = bases.env
-    target = composition.log_target(bases.log_p, bases.log_z).exp().reshape(env.shape).numpy()
-    truth = bases.true_log_p()
-    true_target = None if truth is None else composition.log_target(truth[0], truth[1]).exp().reshape(env.shape).numpy()
-    delta = None
-    if method == "reaching" and u_source == "trajectory":
-        traj = sample_composed(bases, composition, n_samples, seed)
-        p = terminal_histogram(env, traj).numpy()
-        return ComposeResult(method, composition, None, p, target, true_target, True, n_samples)
-    if method == "oracle":
-        log_pf = oracle_policy(bases, composition)
-    elif method == "classifier":
-        if classifier is None:
-            raise SculptError("no classifier for these base models: train one first (or use the oracle)")
-        log_pf = classifier_policy(bases, composition, classifier)
-    else:
-        log_pf, log_norm = reaching_policy(bases, composition, u_source, ensemble=method == "ensemble")
-        log_u_m = log_reaching(env, log_pf)
-        delta = (log_u_m - log_norm).exp().reshape(env.shape).numpy()
-    p = log_terminal(env, log_pf).exp().reshape(env.shape).numpy()
-    return ComposeResult(method, composition, log_pf, p, target, true_target, False, 0, delta)
+
+    def result(log_pf: torch.Tensor | None, p: np.ndarray | None = None, delta: np.ndarray | None = None) -> ComposeResult:
+        target = composition.log_target(bases.log_p, bases.log_z).exp().reshape(env.shape).numpy()
+        truth = bases.true_log_p()
+        true_target = None if truth is None else composition.log_target(truth[0], truth[1]).exp().reshape(env.shape).numpy()
+        if log_pf is None:  # sampled
+            return ComposeResult(method, composition, None, p, target, true_target, True, n_samples)
+        p = log_terminal(env, log_pf).exp().reshape(env.shape).numpy()
+        return ComposeResult(method, composition, log_pf, p, target, true_target, False, 0, delta)
+
+    def mixing(u: str, ensemble: bool) -> ComposeResult:
+        if u == "trajectory" and not ensemble:
+            return result(None, terminal_histogram(env, sample_composed(bases, composition, n_samples, seed)).numpy())
+        log_pf, log_norm = reaching_policy(bases, composition, u, ensemble=ensemble)
+        delta = (log_reaching(env, log_pf) - log_norm).exp().reshape(env.shape).numpy()
+        return result(log_pf, delta=delta)
+
+    builders = {
+        "oracle": lambda: result(oracle_policy(bases, composition)),
+        "classifier": lambda clf: result(classifier_policy(bases, composition, clf)),
+        "reaching": lambda u: mixing(u, False),
+        "ensemble": lambda: mixing(u_source, True),
+    }
+    return dispatch(method, builders, bases.m, composition, u_source=u_source, u_sources=U_SOURCES,
+                    classifier=classifier, classifier_hint="train one first (or use the oracle)")
 
 
 def sample_composed(bases: GridBases, composition: Composition, n: int, seed: int = 0) -> Trajectories:

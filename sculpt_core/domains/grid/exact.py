@@ -6,12 +6,15 @@ masked forward log-probabilities of every state (invalid actions are -inf, stop 
 - Reaching probability u(s): u(s0) = 1, u(s') = sum over parents s of u(s) p_F(s'|s).
 - Terminal distribution:    p(x) = u(x) p_F(stop | x).
 Processing anti-diagonals (levels) keeps the loop at ndim*(H-1) vectorised steps, never per cell.
+:class:`GridSpace` offers these as an :class:`~sculpt_core.core.exact.ExactSpace`, so the generic exact
+composed policies (oracle, exact reaching) run on the grid with the fast DPs.
 """
 
 from __future__ import annotations
 
 import torch
 
+from sculpt_core.core.exact import ExactSpace
 from sculpt_core.domains.grid.env import GridEnv
 from sculpt_core.errors import SculptError
 
@@ -54,7 +57,7 @@ def terminal_distribution(env: GridEnv, log_pf: torch.Tensor) -> torch.Tensor:
 def backward_expectation(env: GridEnv, log_pf: torch.Tensor, log_terminal_value: torch.Tensor) -> torch.Tensor:
     """log E[ v(x) | trajectory passes through s ] for every state s, given log v(x) at terminals.
 
-    Backward DP in reverse topological order (eq. 13 of the sculpting paper when v = p(y|x)):
+    Backward DP in reverse topological order (the label posterior p(y|s) when v = p(y|x)):
     V(s) = p_F(stop|s) v(s) + sum_d p_F(move d|s) V(s + e_d). ``log_terminal_value`` may carry extra
     trailing dimensions (e.g. one column per label combination); they are processed together.
     """
@@ -70,3 +73,40 @@ def backward_expectation(env: GridEnv, log_pf: torch.Tensor, log_terminal_value:
             terms.append(log_pf[idx, d, None] + out[child_idx[idx, d]])  # -inf policy masks edge moves
         out[idx] = torch.logsumexp(torch.stack(terms, dim=0), dim=0)
     return out.reshape((env.n_states,) + tuple(extra))
+
+
+class GridSpace(ExactSpace):
+    """The grid as an :class:`~sculpt_core.core.exact.ExactSpace` whose three dynamic programmes are the
+    anti-diagonal vectorised ones above (the generic child table and levels are kept for ``child_values`` and
+    for checking the fast DP against the generic one)."""
+
+    def __init__(self, env: GridEnv) -> None:
+        self.env = env
+        super().__init__(grid_child_table(env), grid_levels(env),
+                         torch.ones(env.n_states, dtype=torch.bool, device=env.device), env.stop_action)
+
+    def log_reaching(self, log_pf: torch.Tensor) -> torch.Tensor:
+        return log_reaching(self.env, log_pf)
+
+    def log_terminal(self, log_pf: torch.Tensor, log_u: torch.Tensor | None = None) -> torch.Tensor:
+        return log_terminal(self.env, log_pf, log_u)
+
+    def backward_expectation(self, log_pf: torch.Tensor, log_value: torch.Tensor) -> torch.Tensor:
+        return backward_expectation(self.env, log_pf, log_value)
+
+
+def grid_child_table(env: GridEnv) -> torch.Tensor:
+    """``child[N, ndim+1]``: flat index of z + e_d where that move is valid, −1 at the edge and in the stop column."""
+    moves = env.forward_mask(env.all_states())[:, : env.ndim]
+    child = torch.where(moves, env.child_index, torch.full_like(env.child_index, -1))
+    return torch.cat([child, torch.full_like(child[:, :1], -1)], 1)
+
+
+def grid_levels(env: GridEnv) -> list[torch.Tensor]:
+    """Anti-diagonals (sum of coordinates) in order, s0 first: a topological order of the grid DAG."""
+    return [torch.zeros(1, dtype=torch.long, device=env.device)] + [t[0] for t in env.level_tables]
+
+
+def generic_grid_space(env: GridEnv) -> ExactSpace:
+    """The grid as a plain :class:`ExactSpace` (generic DPs over its child table): the reference for :class:`GridSpace`."""
+    return ExactSpace(grid_child_table(env), grid_levels(env), torch.ones(env.n_states, dtype=torch.bool), env.stop_action)

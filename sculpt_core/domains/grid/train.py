@@ -19,7 +19,7 @@ from sculpt_core.domains.grid.env import GridEnv
 from sculpt_core.errors import SculptError
 from sculpt_core.domains.grid.exact import log_terminal
 from sculpt_core.core.metrics import l1_distance
-from sculpt_core.core.sampling import rollout_from_tables
+from sculpt_core.domains.grid.sampling import rollout_from_tables
 from sculpt_core.domains.grid.model import GridBaseModel
 from sculpt_core.domains.grid.policy import GridPolicyConfig, GridPolicyNet
 from sculpt_core.core.nets import thermometer

@@ -33,7 +33,7 @@ from sculpt_core.domains.grid.compose import GridBases, classifier_policy, prepa
 from sculpt_core.errors import SculptError
 from sculpt_core.domains.grid.exact import log_terminal
 from sculpt_core.core.metrics import l1_distance
-from sculpt_core.core.sampling import rollout_from_tables
+from sculpt_core.domains.grid.sampling import rollout_from_tables
 from sculpt_core.core.checkpoint import load_checkpoint, load_state_dict_checked, save_checkpoint
 from sculpt_core.domains.grid.classifier import GridClassifier, GridClassifierConfig
 from sculpt_core.core.labels import outer_log, rest_label_log_weights

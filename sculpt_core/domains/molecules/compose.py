@@ -1,29 +1,32 @@
 """Composition on fragment molecules: composed samplers over :class:`MolBaseModel` s at a fixed β.
 
 Every method returns a molecule *policy* (``start / log_probs / advance``, ``env``) that
-:func:`~sculpt_core.domains.molecules.sampling.sample_molecules` samples by Gumbel-max over valid actions:
+:func:`~sculpt_core.domains.molecules.sampling.sample_molecules` samples by Gumbel-max over valid actions.
+Method names, u sources and classifier compatibility are validated by :mod:`sculpt_core.core.methods`; this
+module supplies what is molecular:
 
 - ``base``: one model (:meth:`MolBaseModel.policy`);
 - ``reaching``: Routing-by-Reaching mixing (:func:`~sculpt_core.core.reaching.reaching_log_policy`) with u_i from
-  the learned state flow, log u_i(s) = log F_i(s) − log F_i(s0) ("Model F", F_i(s0) is the flow's Z_i, so
-  u_i(s0) = 1 exactly, METHOD F.3), or from the running product of p_iF/p_iB along the generated trajectory
+  the learned state flow, log u_i(s) = log F_i(s) − log F_i(s0) ("Model F"; F_i(s0) is the flow's own partition
+  function, so u_i(s0) = 1 exactly), or from the running product of p_iF/p_iB along the generated trajectory
   ("DB F", :class:`MolTrajectoryProductPolicy`);
 - ``ensemble``: the same mixing with u_i = 1;
-- ``classifier``: Thm 5.3 (:func:`~sculpt_core.core.guidance.guided_log_policy`): the mixture
-  Σ_i Q(y1=i|s) p_iF(a|s) with the y1-marginal at the CURRENT state (trap G.8; a classifier may instead
-  provide ``log_mixture_weights``, as the exact one does), times Q(y|s'_a)/Q(y|s); the Stop column uses the
-  terminal classifier (trap G.3). Q(y|s'_a) comes from
+- ``classifier``: classifier guidance (:func:`~sculpt_core.core.guidance.guided_log_policy`): the mixture
+  Σ_i Q(y1=i|s) p_iF(a|s) with the y1-marginal at the CURRENT state (not at the successor; a classifier may
+  instead provide ``log_mixture_weights``, as the exact one does), times Q(y|s'_a)/Q(y|s); the Stop column uses
+  the terminal classifier (stopping yields the complete object, which only the terminal head scores).
+  Q(y|s'_a) comes from
   ``scoring="exact"``: every successor graph built and scored in chunked batched forwards, or
   ``scoring="fast"``: the classifier's action head, Q(y | s, a) for every action from s's own embedding, or
   ``scoring="topk"``: the action head first, then the ``top_k`` most probable moves of that guided policy are
   re-scored exactly (their successor graphs built and scored); the rest keep the head's values.
   The current-state value Q(y|s) is the non-terminal head at s in both modes (it only sets the mixture
-  weights: the per-state constant log Q(y|s) cancels in the renormalisation over valid actions, trap G.7).
+  weights: the per-state constant log Q(y|s) cancels in the renormalisation over valid actions).
 
 All formulas of the compositions come from :class:`~sculpt_core.core.algebra.Composition`.
 
 For tiny libraries (:func:`~sculpt_core.domains.molecules.exact.enumerate_states`), :class:`SpaceDP` gives exact
-composed distributions, exact reaching probabilities and the exact label posterior (eq. 13 by backward DP):
+composed distributions, exact reaching probabilities and the exact label posterior (by backward DP):
 the ground truth the tests and the fast-head accuracy figures use.
 """
 
@@ -31,17 +34,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import torch
 
-from sculpt_core.domains.molecules.env import FragmentEnv, FragState
-from sculpt_core.errors import SculptError
-from sculpt_core.core.labels import logit, observed_log_prob, terminal_joint
-from sculpt_core.domains.molecules.model import MolBaseModel
 from sculpt_core.core.algebra import Composition
 from sculpt_core.core.guidance import guided_log_policy
+from sculpt_core.core.methods import ClassifierGuidance, check_classifier_compat, check_models, dispatch
 from sculpt_core.core.reaching import TrajectoryProductPolicy, reaching_log_policy
+from sculpt_core.domains.molecules.env import FragmentEnv, FragState
+from sculpt_core.domains.molecules.model import MolBaseModel
+from sculpt_core.errors import SculptError
 
 METHODS = ("base", "classifier", "reaching", "ensemble")
 U_SOURCES = ("flow", "trajectory")
@@ -117,11 +120,6 @@ def prepare_mol_bases(models: Sequence[MolBaseModel], beta: float) -> MolBases:
     return MolBases(models, float(beta), log_z, log_f0)
 
 
-def _check_models(bases: MolBases, composition: Composition) -> None:
-    if composition.n_models != bases.m:
-        raise SculptError(f"{composition.describe()} is defined for {composition.n_models} models, {bases.m} chosen")
-
-
 # ----- reaching / ensemble ----------------------------------------------------------------------------------------
 @dataclass
 class ReachingPolicy:
@@ -170,40 +168,23 @@ class MolTrajectoryProductPolicy(TrajectoryProductPolicy):
 
 def trajectory_policy(bases: MolBases, composition: Composition) -> MolTrajectoryProductPolicy:
     """Reaching mixing with u_i from each model's own p_F / p_B product along the generated trajectory."""
-    _check_models(bases, composition)
+    check_models(bases.m, composition)
     fwd = [mod.forward_fn(bases.beta) for mod in bases.models]
     bwd = [mod.backward_fn() for mod in bases.models]
     return MolTrajectoryProductPolicy(composition, fwd, bwd, bases.log_z, bases.env)
 
 
 # ----- classifier guidance ----------------------------------------------------------------------------------------
-def _classifier_cfg(classifier: Any) -> tuple[int, int, bool, bool]:
-    cfg = classifier.cfg
-    return cfg.n_models, cfg.n_labels, bool(cfg.alpha_cond), bool(getattr(cfg, "action_head", True))
-
-
 def check_classifier(bases: MolBases, composition: Composition, classifier: Any, scoring: str) -> None:
     """SculptError unless ``classifier`` can guide ``composition`` over ``bases`` with ``scoring``."""
-    _check_models(bases, composition)
-    n_models, n_labels, alpha_cond, has_action = _classifier_cfg(classifier)
+    check_models(bases.m, composition)
     if scoring not in SCORINGS:
         raise SculptError(f"unknown scoring {scoring!r}; one of {', '.join(SCORINGS)}")
-    if n_models != bases.m:
-        raise SculptError(f"this classifier was trained for {n_models} base models, {bases.m} chosen")
+    check_classifier_compat(classifier.cfg, bases.m, composition, fallback=("reaching",))
     env = getattr(classifier, "env", None)
     if env is not None and (env.library.smiles != bases.env.library.smiles or env.max_frags != bases.env.max_frags):
         raise SculptError("the classifier was trained on another fragment library than these base models")
-    if composition.kind == "chained_hm":
-        raise SculptError("the chained harmonic mean (eq. 8) is not a label posterior, so classifier guidance "
-                          "cannot express it; use the reaching method")
-    if composition.kind == "labels":
-        if composition.beta != 1.0:
-            raise SculptError("classifier guidance samples the composition at β = 1; use reaching for a β on the result")
-        if len(composition.labels) > n_labels:
-            raise SculptError(f"this classifier knows {n_labels} labels, the composition observes {len(composition.labels)}")
-        if composition.alpha is not None and not alpha_cond and abs(composition.alpha - 0.5) > 1e-12:
-            raise SculptError("this classifier is not α-conditioned; only α = 0.5 is available")
-    if scoring in ("fast", "topk") and not has_action:
+    if scoring in ("fast", "topk") and not bool(getattr(classifier.cfg, "action_head", True)):
         raise SculptError(f"this classifier has no action head: use scoring='exact', not {scoring!r}")
 
 
@@ -236,14 +217,9 @@ class GuidedPolicy:
 
     def __post_init__(self) -> None:
         check_classifier(self.bases, self.composition, self.classifier, self.scoring)
-        comp = self.composition
-        _, n_labels, alpha_cond, _ = _classifier_cfg(self.classifier)
-        self._guided = comp.kind == "labels"
-        use_alpha = comp.kind == "labels" and comp.alpha is not None and alpha_cond
-        self._alpha = comp.alpha if use_alpha else None
-        self._logit_alpha = logit(comp.alpha) if use_alpha else None
-        self._n_labels = max(n_labels, len(comp.labels)) if comp.kind == "labels" else n_labels
-        self._prior = None if self._guided else comp.prior_log_weights(self.bases.log_z)
+        self._guide = ClassifierGuidance.of(self.composition, self.classifier.cfg, self.bases.log_z)
+        self._guided = self._guide.guided
+        self._logit_alpha = self._guide.logit_alpha
 
     @property
     def env(self) -> FragmentEnv:
@@ -257,7 +233,7 @@ class GuidedPolicy:
         return None
 
     def _observed(self, joint: torch.Tensor) -> torch.Tensor:
-        return observed_log_prob(joint, self.composition.labels)
+        return self._guide.observed(joint)
 
     @torch.no_grad()
     def guidance(self, states: Sequence[FragState]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -274,14 +250,13 @@ class GuidedPolicy:
         else:
             log_qn = clf.log_q_nonterminal(states, self._logit_alpha).double().cpu()
             children = None
-        log_y1 = torch.logsumexp(log_qn.flatten(2), 2) if log_qn.dim() > 2 else log_qn  # [B, m]
+        log_y1 = self._guide.y1_marginal(log_qn)  # [B, m]
         weights = getattr(clf, "log_mixture_weights", None)
         exact_w = weights(states) if weights is not None else None
         if exact_w is not None:
             log_y1 = exact_w.double().cpu()
+        log_w = self._guide.mixture_weights(log_y1)
         if not self._guided:
-            log_w = log_y1 + self._prior[None, :]
-            log_w = log_w - torch.logsumexp(log_w, 1, keepdim=True)
             zeros = torch.zeros(B, dtype=torch.float64)
             return log_w, zeros, torch.zeros(B, env.n_actions, dtype=torch.float64)
         log_v = self._observed(log_qn)
@@ -295,9 +270,9 @@ class GuidedPolicy:
         if stop_ok.any():
             done = [s for s, ok in zip(states, stop_ok.tolist()) if ok]
             log_qt = clf.log_q_terminal_single(done).double().cpu()
-            stop[stop_ok] = self._observed(terminal_joint(log_qt, self._n_labels, self._alpha))
+            stop[stop_ok] = self._guide.stop_values(log_qt)
         children[:, env.stop_action] = stop
-        return log_y1, log_v, children
+        return log_w, log_v, children
 
     def _score_into(self, children: torch.Tensor, succ: list[FragState], rows: torch.Tensor, acts: torch.Tensor
                     ) -> None:
@@ -344,29 +319,23 @@ def composed_policy(
     top_k: int = 64,
 ):
     """The molecule policy of ``method`` ∈ :data:`METHODS` for ``composition`` over ``bases``."""
-    if method not in METHODS:
-        raise SculptError(f"unknown method {method!r}; one of {', '.join(METHODS)}")
-    if method == "base":
-        if bases.m != 1:
-            raise SculptError(f"method 'base' samples ONE base model, got {bases.m}")
-        return bases.models[0].policy(bases.beta)
-    if composition is None:
-        raise SculptError(f"method {method!r} needs a composition (labels y or weights)")
-    _check_models(bases, composition)
-    if method == "classifier":
-        if classifier is None:
-            raise SculptError("no classifier for these base models: train one with `mol train-classifier`")
-        return GuidedPolicy(bases, composition, classifier, scoring, top_k=top_k)
-    if method == "ensemble":
-        return ReachingPolicy(bases, composition, ensemble=True)
-    if u_source not in U_SOURCES:
-        raise SculptError(f"unknown u source {u_source!r}; one of {', '.join(U_SOURCES)}")
-    if u_source == "flow":
-        missing = [mod.name for mod in bases.models if mod.meta.get("has_flow") is False]
-        if missing:
-            raise SculptError(f"no learned state flow in {', '.join(missing)}: use --u trajectory")
-        return ReachingPolicy(bases, composition)
-    return trajectory_policy(bases, composition)
+
+    def reaching(u: str):
+        if u == "flow":
+            missing = [mod.name for mod in bases.models if mod.meta.get("has_flow") is False]
+            if missing:
+                raise SculptError(f"no learned state flow in {', '.join(missing)}: use --u trajectory")
+            return ReachingPolicy(bases, composition)
+        return trajectory_policy(bases, composition)
+
+    builders = {
+        "base": lambda: bases.models[0].policy(bases.beta),
+        "classifier": lambda clf: GuidedPolicy(bases, composition, clf, scoring, top_k=top_k),
+        "reaching": reaching,
+        "ensemble": lambda: ReachingPolicy(bases, composition, ensemble=True),
+    }
+    return dispatch(method, builders, bases.m, composition, u_source=u_source, u_sources=U_SOURCES,
+                    classifier=classifier, classifier_hint="train one with `mol train-classifier`")
 
 
 __all__ = ["GuidedPolicy", "METHODS", "MolBases", "MolTrajectoryProductPolicy", "ReachingPolicy",

@@ -1,9 +1,11 @@
 """Exact computations on tiny fragment libraries, where every state class can be enumerated.
 
-:func:`enumerate_states` lists every isomorphism class of states; :class:`SpaceDP` runs the dynamic programmes
-on it (reaching probabilities, terminal distributions, backward expectations); :class:`ExactClassifier` gives
-exact label posteriors in the classifier interface; :func:`oracle_table`, :func:`exact_reaching_table` and
-:func:`space_log_target` give exact composed policies and targets. This is the ground truth of the tests.
+:func:`enumerate_states` lists every isomorphism class of states; :class:`SpaceDP` is that space as a core
+:class:`~sculpt_core.core.exact.ExactSpace` (reaching probabilities, terminal distributions, backward
+expectations) that also maps labelled states to their classes; :class:`ExactClassifier` gives exact label
+posteriors in the classifier interface; :func:`oracle_table`, :func:`exact_reaching_table` and
+:func:`space_log_target` give exact composed policies and targets (the core formulas on this space). This
+is the ground truth of the tests.
 """
 
 from __future__ import annotations
@@ -15,9 +17,8 @@ from typing import Any, Callable, Sequence
 import torch
 
 from sculpt_core.core.algebra import Composition
-from sculpt_core.core.guidance import guided_log_policy
+from sculpt_core.core.exact import ExactSpace, exact_log_target, exact_reaching_log_policy, oracle_log_policy
 from sculpt_core.core.labels import terminal_joint
-from sculpt_core.core.reaching import reaching_log_policy
 from sculpt_core.domains.molecules.compose import _successors
 from sculpt_core.domains.molecules.env import FragmentEnv, FragState, canonical_key
 from sculpt_core.errors import SculptError
@@ -32,7 +33,8 @@ class FragStateSpace:
     key, ``levels[L]`` the classes built by L non-stop actions (a topological order: every action adds one
     node or one stem). ``children[k]`` lists (child class, actions on ``states[k]`` that reach it); with a
     permutation-equivariant policy the class-level transition probability is the sum over those actions.
-    ``can_stop[k]``: Stop is valid in class k."""
+    ``can_stop[k]``: Stop is valid in class k. ``exact``: the same space as a core
+    :class:`~sculpt_core.core.exact.ExactSpace` (child table over the representatives' action layout)."""
 
     states: list[FragState]
     keys: list[tuple]
@@ -41,6 +43,15 @@ class FragStateSpace:
     children: list[list[tuple[int, tuple[int, ...]]]]
     can_stop: torch.Tensor
     stop_action: int
+    exact: ExactSpace = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        child = torch.full((len(self.states), self.stop_action + 1), -1, dtype=torch.long)  # Stop is the last action
+        for k, kids in enumerate(self.children):
+            for c, actions in kids:
+                child[k, list(actions)] = c
+        levels = [torch.tensor(level, dtype=torch.long) for level in self.levels]
+        self.exact = ExactSpace(child, levels, self.can_stop, self.stop_action)
 
     @property
     def n_states(self) -> int:
@@ -49,31 +60,11 @@ class FragStateSpace:
     def log_reaching(self, log_pf: torch.Tensor) -> torch.Tensor:
         """log u(k) for every class under the per-representative policy table ``log_pf[n_states, A]``
         (normalised, masked): u(s0) = 1, u(c) = Σ_parents u(p) Σ_{a realising p→c} p_F(a|p)."""
-        log_pf = log_pf.double()
-        u = torch.full((self.n_states,), float("-inf"), dtype=torch.float64, device=log_pf.device)
-        u[0] = 0.0
-        for level in self.levels:
-            par, chi, act = [], [], []
-            for p in level:
-                for c, actions in self.children[p]:
-                    par += [p] * len(actions)
-                    chi += [c] * len(actions)
-                    act += list(actions)
-            if not par:
-                continue
-            par_t, chi_t, act_t = (torch.tensor(x, device=log_pf.device) for x in (par, chi, act))
-            vals = u[par_t] + log_pf[par_t, act_t]
-            peak = torch.full_like(u, float("-inf")).scatter_reduce(0, chi_t, vals, "amax")
-            safe = torch.where(torch.isfinite(peak), peak, torch.zeros_like(peak))
-            total = torch.zeros_like(u).index_add(0, chi_t, (vals - safe[chi_t]).exp())
-            hit = torch.unique(chi_t)
-            u[hit] = safe[hit] + total[hit].log()
-        return u
+        return self.exact.log_reaching(log_pf)
 
     def log_terminal(self, log_pf: torch.Tensor) -> torch.Tensor:
         """log p(class) = log u + log p_F(stop) (−inf where Stop is invalid); sums to 1 for a proper policy."""
-        out = self.log_reaching(log_pf) + log_pf[:, self.stop_action].double()
-        return out.masked_fill(~self.can_stop.to(out.device), float("-inf"))
+        return self.exact.log_terminal(log_pf)
 
 
 def enumerate_states(env: FragmentEnv, max_states: int = 200_000) -> FragStateSpace:
@@ -109,30 +100,23 @@ def enumerate_states(env: FragmentEnv, max_states: int = 200_000) -> FragStateSp
 
 
 # ----- exact dynamic programming on tiny libraries --------------------------------------------------------------------
-@dataclass
-class SpaceDP:
-    """Exact computations over an enumerated state space (class level; valid for node-numbering-invariant
-    policies, see :class:`~sculpt_core.domains.molecules.exact.FragStateSpace`)."""
+class SpaceDP(ExactSpace):
+    """An enumerated fragment space as a core :class:`~sculpt_core.core.exact.ExactSpace` (class level; valid for
+    node-numbering-invariant policies, see :class:`FragStateSpace`), plus the map from labelled states to classes
+    and policy tables over the class representatives."""
 
-    space: FragStateSpace
-    env: FragmentEnv
-    child: torch.Tensor = field(init=False)  # [N, A] child class of each action on the representative (−1: none)
+    def __init__(self, space: FragStateSpace, env: FragmentEnv) -> None:
+        ex = space.exact
+        if ex.n_actions != env.n_actions:
+            raise SculptError(f"the enumerated space has {ex.n_actions} actions, the environment {env.n_actions}")
+        super().__init__(ex.child, ex.levels, ex.can_stop, ex.stop_action)
+        self.space = space
+        self.env = env
 
     @classmethod
     def build(cls, env: FragmentEnv, max_states: int = 200_000) -> "SpaceDP":
         """Enumerate the (tiny) environment and index its transitions."""
         return cls(enumerate_states(env, max_states), env)
-
-    @property
-    def n_actions(self) -> int:
-        return self.env.n_actions
-
-    def __post_init__(self) -> None:
-        child = torch.full((self.space.n_states, self.n_actions), -1, dtype=torch.long)
-        for k, kids in enumerate(self.space.children):
-            for c, actions in kids:
-                child[k, list(actions)] = c
-        self.child = child
 
     @property
     def states(self) -> list[FragState]:
@@ -148,36 +132,11 @@ class SpaceDP:
     def table(self, policy: Any, batch: int = 4096) -> torch.Tensor:
         """A stateless policy's normalised log-policy on every class representative ``[N, A]``."""
         rows = []
-        for lo in range(0, self.space.n_states, batch):
+        for lo in range(0, self.n_states, batch):
             part = self.states[lo:lo + batch]
             logits = policy.log_probs(part, None).double().cpu()
             rows.append(torch.log_softmax(logits, -1))
         return torch.cat(rows)
-
-    def log_reaching(self, log_pf: torch.Tensor) -> torch.Tensor:
-        return self.space.log_reaching(log_pf)
-
-    def log_terminal(self, log_pf: torch.Tensor) -> torch.Tensor:
-        return self.space.log_terminal(log_pf)
-
-    def backward_expectation(self, log_pf: torch.Tensor, log_value: torch.Tensor) -> torch.Tensor:
-        """log E[v(x) | the trajectory passes through class k] (eq. 13): V(k) = p_F(⊤|k) v(k) +
-        Σ_a p_F(a|k) V(child(k, a)). ``log_value`` ``[N, ...]`` (−inf where Stop is impossible is not required)."""
-        log_pf = log_pf.double()
-        extra = log_value.shape[1:]
-        v = log_value.double().reshape(self.space.n_states, -1)
-        stop = self.space.stop_action
-        out = torch.full_like(v, float("-inf"))
-        can_stop = self.space.can_stop
-        for level in reversed(self.space.levels):
-            idx = torch.tensor(level, dtype=torch.long)
-            stop_term = torch.where(can_stop[idx, None], log_pf[idx, stop, None] + v[idx], torch.full_like(v[idx], float("-inf")))
-            ch = self.child[idx]  # [L, A]
-            has = ch >= 0
-            vals = out[ch.clamp(min=0)] + log_pf[idx].unsqueeze(-1)  # [L, A, r]
-            vals = vals.masked_fill(~has.unsqueeze(-1), float("-inf"))
-            out[idx] = torch.logaddexp(stop_term, torch.logsumexp(vals, 1))
-        return out.reshape((self.space.n_states,) + tuple(extra))
 
 
 EXACT_KINDS = ("chain", "a1", "a1_d6")
@@ -283,36 +242,21 @@ class ExactClassifier:
 
 def oracle_table(dp: SpaceDP, log_pf: torch.Tensor, composition: Composition, log_z: torch.Tensor | None = None
                  ) -> torch.Tensor:
-    """Exact guidance on an enumerated space for ANY composition: the mixture Σ c_i p_i (weights c_i u_i(s)),
-    h-transformed by L(x) = target(x)/mixture(x) with V = E[L | s] by backward DP ``[N, A]``."""
-    log_u = torch.stack([dp.log_reaching(t) for t in log_pf])
-    log_p = (log_u + log_pf[:, :, dp.space.stop_action].double()).masked_fill(~dp.space.can_stop.unsqueeze(0), float("-inf"))
-    log_c = composition.prior_log_weights(log_z)
-    log_w = log_c[:, None] + log_u
-    log_w = log_w - torch.logsumexp(log_w, 0, keepdim=True)
-    log_lik = composition.log_combine(log_p, log_z) - torch.logsumexp(log_c[:, None] + log_p, 0)
-    log_lik = log_lik.masked_fill(torch.isnan(log_lik), float("-inf"))
-    mix = torch.logsumexp(log_pf.double() + log_w.unsqueeze(-1), 0)
-    log_v = dp.backward_expectation(mix, log_lik)
-    children = log_v[dp.child.clamp(min=0)].masked_fill(dp.child < 0, float("-inf"))
-    children[:, dp.space.stop_action] = log_lik
-    return guided_log_policy(log_pf.double(), log_w.T, log_v, children)
+    """Exact guidance on an enumerated space for ANY composition ``[N, A]``
+    (:func:`~sculpt_core.core.exact.oracle_log_policy`)."""
+    return oracle_log_policy(dp, log_pf, composition, log_z)
 
 
 def exact_reaching_table(dp: SpaceDP, log_pf: torch.Tensor, composition: Composition,
                          log_z: torch.Tensor | None = None, ensemble: bool = False) -> torch.Tensor:
     """Reaching mixing with EXACT u_i (class-level DP) on every representative ``[N, A]``."""
-    log_u = torch.stack([dp.log_reaching(t) for t in log_pf])
-    if ensemble:
-        log_u = torch.zeros_like(log_u)
-    return reaching_log_policy(composition, log_pf, log_u, log_z)[0]
+    return exact_reaching_log_policy(dp, log_pf, composition, log_z, ensemble)[0]
 
 
 def space_log_target(dp: SpaceDP, log_pf: torch.Tensor, composition: Composition,
                      log_z: torch.Tensor | None = None) -> torch.Tensor:
     """Normalised log target over classes from the bases' exact terminal distributions ``[N]``."""
-    log_p = torch.stack([dp.log_terminal(t) for t in log_pf])
-    return composition.log_target(log_p, log_z)
+    return exact_log_target(dp, log_pf, composition, log_z)
 
 
 __all__ = ["EXACT_KINDS", "ExactClassifier", "FragStateSpace", "SpaceDP", "enumerate_states", "exact_reaching_table",

@@ -1,38 +1,27 @@
 """Vectorised sampling of fragment molecules from any policy (base model, guided, reaching, ensemble).
 
-A *molecule policy* follows the same protocol as :mod:`sculpt_core.core.sampling`, with batches given
-as ``list[FragState]`` instead of tensors:
-
-* ``start(n)`` → per-trajectory carry (None, or a tensor whose first axis is the trajectory);
-* ``log_probs(states, carry)`` → masked log-probs ``[B, n_actions]`` (normalisation is not required: draws
-  use the Gumbel-max trick, so unnormalised guided logits work too; ``-inf`` = impossible);
-* ``advance(carry, states, actions, next_states)`` → the carry after the step.
-
-All active trajectories advance together (one policy call per step); finished ones drop out of the batch.
-Draws are made on the CPU with a seeded generator, so results do not depend on where the policy runs.
+A molecule policy is a :class:`~sculpt_core.core.protocols.Policy` whose batches are ``list[FragState]``;
+:func:`sample_trajectories` runs the core roll-out loop (:func:`sculpt_core.core.sampling.rollout`) with the
+states kept in a list. All active trajectories advance together (one policy call per step); finished ones drop
+out of the batch. Draws are made on the CPU with a seeded generator, so results do not depend on where the
+policy runs.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Sequence
+from typing import Any
 
 import torch
 
+from sculpt_core.core.protocols import Policy
+from sculpt_core.core.sampling import ListStore, check_rollout_args, rollout
 from sculpt_core.domains.molecules.env import FragmentEnv, FragState
 from sculpt_core.errors import SculptError
-from sculpt_core.core.sampling import sample_categorical
 
-
-class MolPolicy(Protocol):
-    def start(self, n: int) -> Any: ...
-
-    def log_probs(self, states: Sequence[FragState], carry: Any) -> torch.Tensor: ...
-
-    def advance(self, carry: Any, states: Sequence[FragState], actions: torch.Tensor,
-                next_states: Sequence[FragState]) -> Any: ...
+#: The sampling protocol on fragment graphs (the core :class:`~sculpt_core.core.protocols.Policy`).
+MolPolicy = Policy
 
 
 @dataclass
@@ -81,49 +70,10 @@ def sample_trajectories(
 ) -> MolTrajectories:
     """Roll out ``n`` trajectories together; with ``epsilon`` > 0 each action is drawn from
     (1−ε)·policy + ε·uniform(valid actions) (training exploration only; evaluation uses ε = 0)."""
-    if not (isinstance(n, int) and n >= 1):
-        raise SculptError(f"number of trajectories must be a positive integer, got {n!r}")
-    if not 0.0 <= epsilon < 1.0:
-        raise SculptError(f"epsilon must be in [0, 1), got {epsilon}")
-    max_len = env.max_trajectory_length
-    states = env.initial_states(n)
-    paths: list[list[FragState]] = [[s] for s in states]
-    actions = torch.full((n, max_len), -1, dtype=torch.long)
-    lengths = torch.zeros(n, dtype=torch.long)
-    carry = policy.start(n)
-    active = torch.arange(n)
-    log_keep = math.log1p(-epsilon)
-    log_eps = math.log(epsilon) if epsilon > 0 else None
-    for t in range(max_len):
-        if active.numel() == 0:
-            break
-        cur = [states[i] for i in active.tolist()]
-        sub = None if carry is None else carry[active.to(carry.device)]
-        logp = policy.log_probs(cur, sub).detach().double().cpu()
-        if log_eps is not None:
-            mask = env.forward_mask(cur).cpu()
-            uniform = torch.log(mask.double() / mask.sum(-1, keepdim=True))
-            logp = torch.logaddexp(logp + log_keep, uniform + log_eps)
-        if not torch.isfinite(logp).any(-1).all():
-            raise SculptError("the policy gave no valid action to some state (all log-probs -inf or NaN)")
-        a = sample_categorical(logp, generator)
-        nxt = env.step(cur, a)
-        if carry is not None:
-            new = policy.advance(sub, cur, a, nxt)
-            carry = carry.clone()
-            carry[active.to(carry.device)] = new
-        actions[active, t] = a
-        lengths[active] = t + 1
-        keep = []
-        for k, i in enumerate(active.tolist()):
-            states[i] = nxt[k]
-            paths[i].append(nxt[k])
-            if int(a[k]) != env.stop_action:
-                keep.append(k)
-        active = active[torch.tensor(keep, dtype=torch.long)]
-    if active.numel():
-        raise SculptError(f"{active.numel()} trajectories did not stop within {max_len} steps")
-    traj = MolTrajectories(paths, actions, lengths)
+    check_rollout_args(n, epsilon)
+    store = ListStore(env.initial_states(n))
+    actions, lengths = rollout(env, policy, n, store, generator, epsilon)
+    traj = MolTrajectories(store.paths, actions, lengths)
     if with_smiles:
         traj.smiles = [env.to_smiles(s) for s in traj.terminal]
         traj.valid = torch.tensor([s is not None for s in traj.smiles], dtype=torch.bool)
