@@ -7,7 +7,7 @@ guidance; the first (cold) load of the grid page in this fresh process; and, as 
 library ``compose()`` call for each method, with the ratio rerun-p95 / compose-p50.
 
 Uses the shipped zoo (``assets/``, or ``SCULPT_ASSETS``) and its default pair of base models.
-Targets (issue 4): p95 ≤ 300 ms for oracle/reaching/ensemble, ≤ 1 s for classifier, first load ≤ 5 s.
+Targets: p95 ≤ 300 ms for oracle/reaching/ensemble, ≤ 1 s for classifier, first load ≤ 5 s.
 """
 
 from __future__ import annotations

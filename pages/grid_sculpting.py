@@ -1,7 +1,7 @@
 """Grid Sculpting: choose base models, an operator, α, β and a method; see the exact composed distribution.
 
-Thin page: every computation is a call into ``sculpt_core`` (through the cached wrappers of
-``sculpt_core.app.state``); every figure comes from ``sculpt_core.domains.grid.viz``.
+Thin page: every computation is a call into ``sculpt_core`` (through the helpers and cached wrappers of
+``sculpt_core.app.grid`` and ``sculpt_core.app.caches``); every figure comes from ``sculpt_core.domains.grid.viz``.
 """
 
 from __future__ import annotations
@@ -9,15 +9,18 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import numpy as np
 import streamlit as st
 
-from sculpt_core.app import state as S
+from sculpt_core.app import caches as C
+from sculpt_core.app import grid as G
+from sculpt_core.app.navigation import ensure_app_navigation
+from sculpt_core.app.widgets import operator_controls
+from sculpt_core.core.operators import build_composition, composition_key
 from sculpt_core.errors import SculptError
 from sculpt_core.domains.grid.train_classifier import train_grid_classifier
 from sculpt_core.domains.grid import viz as V
 
-S.ensure_app_navigation()
+ensure_app_navigation()
 
 ss = st.session_state
 ss.setdefault("sculpt_session_models", {})  # name -> {"token", "model", "reward"}
@@ -27,7 +30,7 @@ st.title("Grid Sculpting")
 st.caption("Every heatmap is an exact distribution p[z0, z1] over the 32×32 grid: z0 (moves along dimension 0) "
            "on the vertical axis, z1 on the horizontal axis, the start state in the lower-left corner.")
 
-zoo, manifest_error = S.zoo_names()
+zoo, manifest_error = C.zoo_names()
 if manifest_error:
     st.error(f"The model zoo's manifest could not be read: {manifest_error}")
 session_models: dict = ss["sculpt_session_models"]
@@ -39,12 +42,12 @@ def resolve(name: str):
     if name in session_models:
         entry = session_models[name]
         return entry["token"], entry["model"]
-    return S.zoo_token(name), S.load_zoo_model(name)
+    return C.zoo_token(name), C.load_zoo_model(name)
 
 
 # ----- page state: URL → widgets (once per session), defaults, pending selection -------------------
 if "grid_qp_loaded" not in ss:
-    url_state, url_warnings = S.parse_query(st.query_params.to_dict(), available)
+    url_state, url_warnings = G.parse_query(st.query_params.to_dict(), available)
     ss.update({"g_bases": url_state.bases, "g_op": url_state.op, "g_alpha": url_state.alpha,
                "g_labels": url_state.labels, "g_method": url_state.method, "g_u": url_state.u,
                "g_points": url_state.points, "g_beta_url": url_state.beta, "grid_qp_loaded": True})
@@ -52,16 +55,13 @@ if "grid_qp_loaded" not in ss:
         ss["g_weights"] = url_state.weights
     for warning in url_warnings:
         st.warning(warning)
-defaults = {"g_bases": S.default_bases(available), "g_op": "hm", "g_alpha": 0.5, "g_labels": "1,2", "g_weights": "",
+defaults = {"g_bases": G.default_bases(available), "g_op": "hm", "g_alpha": 0.5, "g_labels": "1,2", "g_weights": "",
             "g_method": "oracle", "g_u": "exact", "g_points": 0}
 for key, value in defaults.items():
     ss.setdefault(key, value)
 pending = ss.pop("g_pending_base", None)
 if pending in available and pending not in ss["g_bases"]:  # a model just trained joins the selection
-    current = [b for b in ss["g_bases"] if b in available]
-    if len(current) == 3 or (len(current) == 2 and ss.get("g_op") in S.TWO_MODEL_OPS):
-        current = current[:-1]  # it replaces the last model, so the chosen operator stays defined
-    ss["g_bases"] = current + [pending]
+    ss["g_bases"] = G.with_new_base(ss["g_bases"], pending, available, ss.get("g_op"))
 ss["g_bases"] = [b for b in ss["g_bases"] if b in available][:3]
 
 # ----- controls (sidebar) -----------------------------------------------------------------------------
@@ -80,9 +80,9 @@ tokens = tuple(t for t, _ in loaded)
 models = [m for _, m in loaded]
 m = len(models)
 
-op, alpha_ok, alpha = S.operator_controls(sb, "g", m)
+op, alpha_ok, alpha = operator_controls(sb, "g", m)
 
-window = S.beta_window(models)
+window = G.beta_window(models)
 if window is not None:
     low, high, beta_default = window
     url_beta = ss.pop("g_beta_url", None)
@@ -101,20 +101,20 @@ else:
     beta = None
     if ss.pop("g_beta_url", None) is not None:
         st.warning("URL parameter beta ignored: the chosen base models are not β-conditioned.")
-    sb.slider("β (base reward exponent, p_i ∝ R_i^β)", float(S.BETA_TRAIN_RANGE[0]), float(S.BETA_TRAIN_RANGE[1]), 1.0,
+    sb.slider("β (base reward exponent, p_i ∝ R_i^β)", float(G.BETA_TRAIN_RANGE[0]), float(G.BETA_TRAIN_RANGE[1]), 1.0,
               step=0.05, disabled=True, key="g_beta_off")
     if models:
-        sb.caption(S.fixed_betas_text(models))
+        sb.caption(G.fixed_betas_text(models))
 
-method = sb.radio("Method", list(S.METHOD_CHOICES), format_func=S.METHOD_CHOICES.get, key="g_method")
+method = sb.radio("Method", list(G.METHOD_CHOICES), format_func=G.METHOD_CHOICES.get, key="g_method")
 if method in ("reaching", "compare"):
-    u_source = sb.radio("Reaching probabilities u_i(s)", list(S.U_CHOICES), format_func=S.U_CHOICES.get, key="g_u",
+    u_source = sb.radio("Reaching probabilities u_i(s)", list(G.U_CHOICES), format_func=G.U_CHOICES.get, key="g_u",
                         horizontal=False)
 else:
     u_source = ss.get("g_u", "exact")
-n_points = sb.slider("Sampled points overlay (0 = off)", 0, S.POINTS_MAX, step=250, key="g_points")
+n_points = sb.slider("Sampled points overlay (0 = off)", 0, G.POINTS_MAX, step=250, key="g_points")
 
-url_query = S.GridPageState(list(chosen), op, float(ss["g_alpha"]), beta, ss.get("g_labels", "1,2"),
+url_query = G.GridPageState(list(chosen), op, float(ss["g_alpha"]), beta, ss.get("g_labels", "1,2"),
                             ss.get("g_weights", ""), method, u_source, int(n_points)).to_query()
 if st.query_params.to_dict() != url_query:  # the view lives in the URL, so it can be shared
     st.query_params.from_dict(url_query)
@@ -131,7 +131,7 @@ elif m < 2:
 composition = None
 if m >= 2:
     try:
-        composition = S.build_composition(op, m, float(alpha) if alpha_ok else None, ss.get("g_labels", ""),
+        composition = build_composition(op, m, float(alpha) if alpha_ok else None, ss.get("g_labels", ""),
                                           ss.get("g_weights", ""))
     except SculptError as exc:
         st.error(f"Operator undefined for the chosen models: {exc}")
@@ -139,7 +139,7 @@ if m >= 2:
 bases = None
 if models and not load_errors:
     try:
-        bases = S.cached_bases(tokens, beta, models)
+        bases = G.cached_bases(tokens, beta, models)
     except SculptError as exc:
         st.error(str(exc))
 
@@ -153,7 +153,7 @@ def current_classifier():
         return trained["clf"], trained["token"], f"trained in this session ({trained['info'].get('steps')} steps)"
     if all(n in zoo and n not in session_models for n in chosen):
         try:
-            found = S.zoo_classifier(chosen)
+            found = C.zoo_classifier(chosen)
         except SculptError as exc:
             return None, None, f"the shipped classifier could not be loaded: {exc}"
         if found is not None:
@@ -161,7 +161,7 @@ def current_classifier():
             if beta is not None and window is not None and abs(beta - window[2]) > 1e-9:
                 return None, None, (f"the shipped classifier was trained at β = {window[2]:g}, not β = {beta:g}; "
                                     "train one for this β below")
-            return clf, "zooclf:" + "+".join(chosen) + f":{S.manifest_stamp()}", "shipped with the zoo"
+            return clf, "zooclf:" + "+".join(chosen) + f":{C.manifest_stamp()}", "shipped with the zoo"
     return None, None, "no classifier is shipped or trained for " + " + ".join(chosen) + (
         f" at β = {beta:g}" if beta is not None else "")
 
@@ -172,9 +172,9 @@ def classifier_panel(reason: str) -> None:
             "a smaller network than the shipped classifiers, so expect a larger L1), or use the oracle — the "
             "composition a perfect classifier would reach.")
     c1, c2 = st.columns([1, 2], vertical_alignment="bottom")
-    steps = c1.number_input("Classifier training steps", 10, 3000, S.CLASSIFIER_STEPS_DEFAULT, 10, key="clf_steps")
+    steps = c1.number_input("Classifier training steps", 10, 3000, G.CLASSIFIER_STEPS_DEFAULT, 10, key="clf_steps")
     if c2.button("Train a classifier for " + " + ".join(chosen), key="train_clf"):
-        cfg = S.classifier_train_config(m, int(steps))
+        cfg = G.classifier_train_config(m, int(steps))
         bar = st.progress(0.0, text="Training the classifier…")
 
         def progress(step: int, info: dict) -> None:
@@ -189,39 +189,33 @@ def classifier_panel(reason: str) -> None:
         except SculptError as exc:
             st.error(f"Classifier training failed: {exc}")
             return
-        ss["sculpt_classifiers"][(tokens, beta)] = {"token": S.new_token("clf"), "clf": clf,
+        ss["sculpt_classifiers"][(tokens, beta)] = {"token": G.new_token("clf"), "clf": clf,
                                                     "info": {"seconds": info.get("seconds"), "steps": cfg.steps}}
         st.rerun()
 
 
 # ----- results -----------------------------------------------------------------------------------------------
-def compose_view(meth: str, u: str, clf=None, clf_token=None) -> S.ComposeView:
-    return S.cached_compose(tokens, beta, S.composition_key(composition), meth, u, clf_token,
-                            S.TRAJECTORY_SAMPLES, bases, composition, clf)
+def compose_view(meth: str, u: str, clf=None, clf_token=None) -> G.ComposeView:
+    return G.cached_compose(tokens, beta, composition_key(composition), meth, u, clf_token,
+                            G.TRAJECTORY_SAMPLES, bases, composition, clf)
 
 
-def safe_view(meth: str, u: str, clf=None, clf_token=None) -> S.ComposeView | None:
+def safe_view(meth: str, u: str, clf=None, clf_token=None) -> G.ComposeView | None:
     try:
         return compose_view(meth, u, clf, clf_token)
     except SculptError as exc:
-        st.error(f"{S.METHOD_CHOICES.get(meth, meth)}: {exc}")
+        st.error(f"{G.METHOD_CHOICES.get(meth, meth)}: {exc}")
     except Exception as exc:  # never a traceback in the page
-        st.error(f"{S.METHOD_CHOICES.get(meth, meth)} failed unexpectedly ({type(exc).__name__}: {exc}).")
+        st.error(f"{G.METHOD_CHOICES.get(meth, meth)} failed unexpectedly ({type(exc).__name__}: {exc}).")
     return None
 
 
-def fmt(x: float | None) -> str:
-    if x is None:
-        return "n/a"
-    return f"{x:.4f}" if abs(x) >= 1e-3 else f"{x:.2e}"
-
-
-def show_downloads(view: S.ComposeView, fig, panels) -> None:
+def show_downloads(view: G.ComposeView, fig, panels) -> None:
     stem = "sculpt_" + "_".join(chosen) + f"_{op}_{view.method}"
     c1, c2, c3, c4 = st.columns(4)
-    c1.download_button("Distribution (CSV)", data=lambda: S.distribution_csv(view.p), file_name=stem + ".csv",
+    c1.download_button("Distribution (CSV)", data=lambda: G.distribution_csv(view.p), file_name=stem + ".csv",
                        mime="text/csv", on_click="ignore", key="dl_csv", width="stretch")
-    c2.download_button("Distribution (NPY)", data=lambda: S.distribution_npy(view.p), file_name=stem + ".npy",
+    c2.download_button("Distribution (NPY)", data=lambda: G.distribution_npy(view.p), file_name=stem + ".npy",
                        mime="application/octet-stream", on_click="ignore", key="dl_npy", width="stretch")
     c3.download_button("Figure (HTML)", data=lambda: fig.to_html(include_plotlyjs=True, full_html=True),
                        file_name=stem + ".html", mime="text/html", on_click="ignore", key="dl_html", width="stretch")
@@ -242,9 +236,9 @@ if composition is not None and bases is not None:
         if views:
             cols = st.columns(len(views))
             for col, v in zip(cols, views):
-                col.metric(f"{v.label}: L1 to target", fmt(v.l1), border=True,
+                col.metric(f"{v.label}: L1 to target", G.fmt(v.l1), border=True,
                            help="Exact L1 to the target from the same learned bases; true-target L1 below.")
-                col.caption(f"L1 to true target: {fmt(v.l1_true)}" + (" · sampled histogram" if v.sampled else ""))
+                col.caption(f"L1 to true target: {G.fmt(v.l1_true)}" + (" · sampled histogram" if v.sampled else ""))
             panels = [("target (learned bases)", views[0].target)] + [
                 (V.l1_title(v.label + (" (sampled)" if v.sampled else ""), v.l1), v.p) for v in views]
             fig = V.heatmap_row(panels, shared_scale=True, height=330)
@@ -267,17 +261,15 @@ if composition is not None and bases is not None:
         view = safe_view(method, u_source, clf, clf_token) if ready else None
         if view is not None:
             c1, c2, c3 = st.columns(3)
-            c1.metric("L1 to target", fmt(view.l1), border=True,
+            c1.metric("L1 to target", G.fmt(view.l1), border=True,
                       help="Exact L1 between the composed distribution and the target built from the same "
                            "(learned) base models: the error of the composition method itself.")
-            c2.metric("L1 to true target", fmt(view.l1_true), border=True,
+            c2.metric("L1 to true target", G.fmt(view.l1_true), border=True,
                       help="L1 to the target built from the true rewards (includes the base models' own error).")
             if view.delta is not None:
-                finite = view.delta[np.isfinite(view.delta)]
-                c3.metric("distortion δ range", f"{finite.min():.3g} – {finite.max():.3g}" if finite.size else "n/a",
-                          border=True, help="δ(x) = u_M(x)/N_M(x); 1 everywhere means no distortion.")
+                c3.metric("distortion δ range", G.delta_range_text(view.delta), border=True, help="δ(x) = u_M(x)/N_M(x); 1 everywhere means no distortion.")
             else:
-                c3.metric("L1 target vs true target", fmt(view.l1_bases), border=True,
+                c3.metric("L1 target vs true target", G.fmt(view.l1_bases), border=True,
                           help="How far the target built from the learned bases is from the true one: the part of "
                                "the error that comes from the base models, not from the composition method.")
             title = view.label + (f" · histogram of {view.n_samples} samples" if view.sampled else " · exact")
@@ -286,7 +278,7 @@ if composition is not None and bases is not None:
                 panels.append(("true target (rewards)", view.true_target))
             points = None
             if n_points and view.log_pf is not None:
-                points = S.cached_points(tokens, beta, S.composition_key(composition), method, u_source, clf_token,
+                points = G.cached_points(tokens, beta, composition_key(composition), method, u_source, clf_token,
                                          int(n_points), bases, view.log_pf)
             elif n_points and view.sampled:
                 st.caption("Sample overlay: this histogram is itself made of samples.")
@@ -305,11 +297,11 @@ if composition is not None and bases is not None:
 # ----- base models -------------------------------------------------------------------------------------------
 if bases is not None:
     st.subheader("Base models")
-    dists, targets = S.cached_base_panels(tokens, beta, bases)
+    dists, targets = G.cached_base_panels(tokens, beta, bases)
     st.plotly_chart(V.bases_figure([mod.name for mod in models], dists, targets, height=300 if m > 2 else 320),
                     width="stretch", theme=None, key="fig_bases")
     st.caption(" · ".join(f"p{i + 1} = {mod.name} (reward {mod.meta.get('reward', '?')}, β = {bases.betas[i]:g}, "
-                          f"exact L1 to its target at this β {S.base_l1_text(dists[i], targets[i])})"
+                          f"exact L1 to its target at this β {G.base_l1_text(dists[i], targets[i])})"
                           for i, mod in enumerate(models)))
 
 # ----- train a base model -----------------------------------------------------------------------------------
@@ -324,13 +316,13 @@ with st.expander("Train a base model", expanded=last is not None and not last.ge
         last["seen"] = True
     with st.form("train_base", clear_on_submit=False):
         source = st.radio("Reward", ["paper reward", "upload a log-reward .npy"], horizontal=True, key="tb_source")
-        reward = st.selectbox("Paper reward", S.reward_names(), key="tb_reward")
+        reward = st.selectbox("Paper reward", G.reward_names(), key="tb_reward")
         upload = st.file_uploader("Log-reward .npy: a 32×32 float array log R[z0, z1]", type=["npy"], key="tb_upload")
         c1, c2, c3 = st.columns(3)
         temperature = c1.number_input("Temperature T (p ∝ R^(1/T))", 0.05, 10.0, 1.0, 0.05, key="tb_T")
         steps = c2.number_input("Training steps", 10, 5000, 600, 10, key="tb_steps")
         new_name = c3.text_input("Name", key="tb_name", placeholder="automatic")
-        beta_cond = st.checkbox(f"β-conditioned (trained for every β in [{S.BETA_TRAIN_RANGE[0]:g}, {S.BETA_TRAIN_RANGE[1]:g}] "
+        beta_cond = st.checkbox(f"β-conditioned (trained for every β in [{G.BETA_TRAIN_RANGE[0]:g}, {G.BETA_TRAIN_RANGE[1]:g}] "
                                 "on R^(1/T), so the β slider moves live)",
                                 key="tb_beta")
         submitted = st.form_submit_button("Train", type="primary")
@@ -339,10 +331,10 @@ with st.expander("Train a base model", expanded=last is not None and not last.ge
             if source.startswith("upload"):
                 if upload is None:
                     raise SculptError("choose a .npy file to upload first (or pick a paper reward)")
-                log_r = S.load_uploaded_log_reward(upload.getvalue(), upload.name)
+                log_r = G.load_uploaded_log_reward(upload.getvalue(), upload.name)
                 reward_name = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(upload.name).stem)[:30] or "upload"
             else:
-                log_r = S.paper_log_reward(reward)
+                log_r = G.paper_log_reward(reward)
                 reward_name = reward
             name = (new_name or "").strip()
             if not name:
@@ -354,7 +346,7 @@ with st.expander("Train a base model", expanded=last is not None and not last.ge
                 raise SculptError(f"model name {name!r}: use letters, digits, '_', '-' or '.' (at most 40)")
             if name in available:
                 raise SculptError(f"a model named {name!r} exists already; choose another name")
-            cfg = S.base_train_config(int(steps), bool(beta_cond))
+            cfg = G.base_train_config(int(steps), bool(beta_cond))
             bar = st.progress(0.0, text="Training…")
             curve = st.empty()
             history: list[tuple[int, float, float]] = []
@@ -367,9 +359,9 @@ with st.expander("Train a base model", expanded=last is not None and not last.ge
                                                               f"about {eta:.0f} s left")
                 curve.plotly_chart(V.loss_curve(*zip(*history)), width="stretch", theme=None)
 
-            model, info = S.train_base_model(log_r, float(temperature), cfg, reward_name, progress=progress)
+            model, info = G.train_base_model(log_r, float(temperature), cfg, reward_name, progress=progress)
             model.name = name
-            session_models[name] = {"token": S.new_token(), "model": model, "reward": reward_name}
+            session_models[name] = {"token": G.new_token(), "model": model, "reward": reward_name}
             ss["g_pending_base"] = name
             ss["g_last_training"] = {"name": name, "seconds": info["seconds"], "steps": info["steps"],
                                      "l1": info["l1"], "history": history, "seen": False}

@@ -2,12 +2,14 @@
 
 import streamlit as st
 
-from sculpt_core.app import state as S
+from sculpt_core.app import caches as C
+from sculpt_core.app import grid as G
+from sculpt_core.app.navigation import ensure_app_navigation
 from sculpt_core.device import describe_device
 from sculpt_core.errors import SculptError
 from sculpt_core.domains.grid.viz import heatmap_row
 
-S.ensure_app_navigation()
+ensure_app_navigation()
 
 st.title("Sculpt")
 st.markdown(
@@ -22,7 +24,7 @@ st.markdown(
 )
 
 try:
-    picture = S.home_panels(S.manifest_stamp(), str(S.registry.assets_dir()))
+    picture = G.home_picture()
 except SculptError as exc:
     picture = None
     st.error(f"Could not compose the example picture: {exc}")
@@ -41,7 +43,7 @@ st.markdown(
 )
 
 st.subheader("This session")
-names, manifest_error = S.zoo_names()
+names, manifest_error = C.zoo_names()
 c1, c2 = st.columns(2)
 c1.metric("Compute device", describe_device())
 c2.metric("Zoo grid models", len(names))
@@ -51,7 +53,7 @@ if names:
     st.markdown("Loaded models: " + ", ".join(f"`{n}`" for n in names))
 else:
     st.warning("No pre-trained grid models were found in the assets folder "
-               f"({S.registry.assets_dir()}). Build them with `python -m sculpt_core zoo build-grid`, "
+               f"({C.assets_dir()}). Build them with `python -m sculpt_core zoo build-grid`, "
                "or train one on the Grid Sculpting page.")
 session_models = st.session_state.get("sculpt_session_models", {})
 if session_models:

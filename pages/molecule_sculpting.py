@@ -6,16 +6,17 @@ Thin page: sampling, scoring and composing are calls into ``sculpt_core`` (throu
 
 from __future__ import annotations
 
-import numpy as np
 import streamlit as st
 
 from sculpt_core.app import molecules as M
-from sculpt_core.app import state as S
+from sculpt_core.app.navigation import ensure_app_navigation
+from sculpt_core.app.widgets import operator_controls
+from sculpt_core.core.operators import build_composition, composition_key
 from sculpt_core.errors import SculptError
 from sculpt_core.domains.molecules.metrics import TABLE1_NAMES, TABLE1_THRESHOLDS
 from sculpt_core.domains.molecules import viz as V
 
-S.ensure_app_navigation()
+ensure_app_navigation()
 ss = st.session_state
 
 st.title("Molecule Sculpting")
@@ -50,7 +51,7 @@ for name in chosen:
     except SculptError as exc:
         load_errors.append(f"{name}: {exc}")
 m = len(models)
-op, alpha_ok, alpha = S.operator_controls(sb, "m", m)
+op, alpha_ok, alpha = operator_controls(sb, "m", m)
 window = None
 if models and not load_errors:
     try:
@@ -83,7 +84,7 @@ if load_errors or window is None:
     st.stop()
 
 try:
-    composition = S.build_composition(op, m, float(alpha) if alpha_ok else None, ss.get("m_labels", ""),
+    composition = build_composition(op, m, float(alpha) if alpha_ok else None, ss.get("m_labels", ""),
                                       ss.get("m_weights", ""))
 except SculptError as exc:
     st.error(f"Operator undefined for the chosen models: {exc}")
@@ -104,7 +105,7 @@ def samples_of(fps: tuple, mods: list, comp, meth: str, u: str, clf=None, scorin
                ) -> M.MolSamples | None:
     try:
         with st.spinner(f"Sampling {n} molecules…"):
-            return M.cached_samples(fps, beta, S.composition_key(comp) if comp is not None else None, meth, u, n,
+            return M.cached_samples(fps, beta, composition_key(comp) if comp is not None else None, meth, u, n,
                                     seed, mods, comp, clf, scoring=scoring)
     except SculptError as exc:
         st.error(f"{M.MOL_METHODS.get(meth, meth)}: {exc}")
@@ -169,14 +170,8 @@ if not seh_missing:
 st.subheader("Samples")
 order = st.radio("Show", ["first sampled", "best in all objectives (smallest reward / threshold ratio)"], horizontal=True,
                  key="m_order")
-shown = list(range(len(composed.smiles)))
-if order.startswith("best"):
-    finite = np.where(np.isnan(composed.rewards), np.inf, composed.rewards)
-    margin = (finite / np.array(TABLE1_THRESHOLDS)).min(1)
-    shown = list(np.argsort(-margin, kind="stable"))
-shown = shown[:12]
-legends = [" ".join(f"{k} {composed.rewards[i, j]:.2f}" for j, k in enumerate(TABLE1_NAMES)
-                    if not np.isnan(composed.rewards[i, j])) for i in shown]
+shown = composed.gallery_order(best=order.startswith("best"))[:12]
+legends = [composed.legend(i) for i in shown]
 st.image(V.molecule_gallery_png([composed.smiles[i] for i in shown], legends), width="stretch")
 st.download_button("Samples (CSV)", data=composed.csv(), file_name="sculpt_molecules.csv", mime="text/csv",
                    on_click="ignore", key="m_dl")

@@ -2,7 +2,8 @@
 
 Every page runs without an exception; every slider, select box and radio on the grid page changes the
 shown numbers or figures; undefined operators, bad labels and bad uploads show an error element.
-Also unit tests of the pure helpers in ``sculpt_core.app.state`` and the figure builders in ``sculpt_core.viz``.
+Also unit tests of the pure helpers in ``sculpt_core.core.operators`` and ``sculpt_core.app.grid``, the
+import direction of the app, and the figure builders in ``sculpt_core.domains.grid.viz``.
 """
 
 from __future__ import annotations
@@ -374,33 +375,89 @@ def test_bad_query_params_warn_and_use_defaults(app_env):
 
 # ----- pure helpers --------------------------------------------------------------------------------------------
 def test_app_state_helpers():
-    from sculpt_core.app import state as S
+    from sculpt_core.app import grid as G
+    from sculpt_core.core import operators as O
     from sculpt_core.errors import SculptError
 
-    assert S.parse_labels("1, 2,2") == (1, 2, 2)
-    assert S.parse_labels("y1 y3") == (1, 3)
+    assert O.parse_labels("1, 2,2") == (1, 2, 2)
+    assert O.parse_labels("y1 y3") == (1, 3)
     with pytest.raises(SculptError):
-        S.parse_labels("1,b")
-    assert S.parse_weights("1, 0.5", 2) == (1.0, 0.5)
+        O.parse_labels("1,b")
+    assert O.parse_weights("1, 0.5", 2) == (1.0, 0.5)
     with pytest.raises(SculptError):
-        S.parse_weights("1", 2)
-    assert S.alpha_applies("hm", 2) and not S.alpha_applies("hm", 3)
-    assert S.alpha_applies("labels", 2, "1,1") and not S.alpha_applies("labels", 2, "1,1,2")
-    assert S.build_composition("contrast", 2, 0.3).alpha == 0.3
+        O.parse_weights("1", 2)
+    assert O.alpha_applies("hm", 2) and not O.alpha_applies("hm", 3)
+    assert O.alpha_applies("labels", 2, "1,1") and not O.alpha_applies("labels", 2, "1,1,2")
+    assert O.build_composition("contrast", 2, 0.3).alpha == 0.3
     with pytest.raises(SculptError, match="two models"):
-        S.build_composition("hm", 3, None)
+        O.build_composition("hm", 3, None)
     with pytest.raises(SculptError, match="only 2 models"):
-        S.build_composition("labels", 2, None, "1,3")
-    state, warnings = S.parse_query({"alpha": "0.25", "points": "100"}, ["a", "b"])
+        O.build_composition("labels", 2, None, "1,3")
+    state, warnings = G.parse_query({"alpha": "0.25", "points": "100"}, ["a", "b"])
     assert state.alpha == 0.25 and state.points == 100 and state.bases == ["a", "b"] and not warnings
-    state, warnings = S.parse_query({"alpha": "nan", "bases": "a,a"}, ["a", "b"])
+    state, warnings = G.parse_query({"alpha": "nan", "bases": "a,a"}, ["a", "b"])
     assert state.alpha == 0.5 and len(warnings) == 2
     p = np.arange(6, dtype=float).reshape(2, 3) / 15
-    csv = S.distribution_csv(p).splitlines()
+    csv = G.distribution_csv(p).splitlines()
     assert csv[0] == "z0,z1,p" and csv[1 + 1 * 3 + 2].startswith("1,2,")
-    assert np.array_equal(np.load(io.BytesIO(S.distribution_npy(p))), p)
+    assert np.array_equal(np.load(io.BytesIO(G.distribution_npy(p))), p)
     with pytest.raises(SculptError, match="empty"):
-        S.load_uploaded_log_reward(b"", "x.npy")
+        G.load_uploaded_log_reward(b"", "x.npy")
+
+
+def test_grid_page_pure_helpers():
+    from sculpt_core.app import grid as G
+
+    assert G.with_new_base(["a", "b"], "new", ["a", "b", "c", "new"], "hm") == ["a", "new"]
+    assert G.with_new_base(["a", "b"], "new", ["a", "b", "c", "new"], "chained_hm") == ["a", "b", "new"]
+    assert G.with_new_base(["a", "b", "c"], "new", ["a", "b", "c", "new"], "labels") == ["a", "b", "new"]
+    assert G.with_new_base(["gone", "a"], "new", ["a", "new"], "hm") == ["a", "new"]
+    assert G.delta_range_text(np.array([0.5, np.inf, 2.0])) == "0.5 – 2"
+    assert G.delta_range_text(np.array([np.nan])) == "n/a"
+    assert G.fmt(None) == "n/a" and G.fmt(0.12345) == "0.1235" and G.fmt(1e-5) == "1.00e-05"
+    q = G.GridPageState(["a", "b"], "linear", 0.5, None, "1,2", "1,2", "oracle", "exact", 0).to_query()
+    assert q["weights"] == "1,2" and "labels" not in q
+    q = G.GridPageState(["a", "b"], "labels", 0.5, 2.0, "1,1", "", "reaching", "flow", 250).to_query()
+    assert q == {"bases": "a,b", "op": "labels", "alpha": "0.5", "method": "reaching", "u": "flow", "beta": "2",
+                 "labels": "1,1", "points": "250"}
+
+
+def test_operator_table_is_one_vocabulary():
+    from sculpt_core.core import algebra as A
+    from sculpt_core.core import operators as O
+
+    key = O.composition_key
+    assert O.TWO_MODEL_OPS == ("hm", "contrast", "reverse")
+    assert key(O.build_composition("hm", 2, 0.3)) == key(A.harmonic_mean(0.3))
+    assert key(O.build_composition("reverse", 2, None)) == key(A.reverse_contrast())
+    assert key(O.build_composition("labels", 2, 0.4, "1,1")) == key(A.contrast(0.4))
+    assert key(O.build_composition("labels", 3, 0.4, "1,2,3")) == key(A.conditioning((1, 2, 3), 3))
+    assert key(O.build_composition("chained_hm", 3, None)) == key(A.chained_harmonic_mean(3))
+    assert key(O.build_composition("mixture", 2, None, weights_text="1,2")) == key(A.mixture((1, 2)))
+    assert [k for k, op in O.OPERATORS.items() if op.inputs == "weights"] == ["linear", "mixture"]
+    assert set(O.OPERATOR_LABELS) == set(O.OPERATORS)
+
+
+def test_app_imports_point_one_way():
+    """The app imports no CLI module; the core imports neither streamlit nor the app nor a domain."""
+    import ast
+
+    def imports(path: Path) -> set[str]:
+        out = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                out.update(a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                out.add(node.module)
+        return out
+
+    app_files = [*(ROOT / "sculpt_core" / "app").glob("*.py"), *(ROOT / "pages").glob("*.py"), ROOT / "app.py"]
+    for path in app_files:
+        assert not [m for m in imports(path) if "cli" in m.split(".")[-1]], path
+    for path in (ROOT / "sculpt_core" / "core").glob("*.py"):
+        bad = [m for m in imports(path) if m.split(".")[0] == "streamlit"
+               or m.startswith(("sculpt_core.app", "sculpt_core.domains"))]
+        assert not bad, (path, bad)
 
 
 def test_viz_builders():

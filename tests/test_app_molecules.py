@@ -148,6 +148,16 @@ def test_gallery_png_and_sample_set_helpers():
     assert no_seh.csv().splitlines()[1] == "CCO,,0.7,0.1"
 
 
+def test_gallery_order_and_legends():
+    rewards = np.array([[0.6, 0.7, 0.1], [0.2, 0.9, 0.3], [0.9, 0.1, 0.5], [0.7, 0.8, 0.4]])
+    s = MolSamples(["CCO", "CCN", "CCC", "CCO"], rewards, 2.0, 0.1, 1)
+    assert s.gallery_order() == [0, 1, 2, 3]
+    assert s.gallery_order(best=True) == [3, 0, 1, 2]  # smallest reward / threshold ratio, highest first
+    assert s.legend(0) == "seh 0.60 sa 0.70 qed 0.10"
+    no_seh = MolSamples(["CCO"], np.array([[np.nan, 0.7, 0.1]]), 1.0, 0.0, 0)
+    assert no_seh.legend(0) == "sa 0.70 qed 0.10" and no_seh.gallery_order(best=True) == [0]
+
+
 def test_beta_window_and_default_bases():
     class Fake:
         def __init__(self, name, lo, hi):

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from sculpt_core.app.navigation import PAGE_TITLE
+
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
 OUT = ROOT / "test-output"
@@ -125,6 +127,11 @@ def test_move_alpha_changes_figure(app_url, browser):
         page.wait_for_selector("[data-testid='stPlotlyChart']", timeout=60_000)
         _wait_idle(page)
         assert page.locator("[data-testid='stException']").count() == 0
+        # the first URL this server process serves: still the app's page config and menu, not the legacy
+        # pages/-folder ones (see sculpt_core.app.navigation)
+        assert page.title() == PAGE_TITLE
+        menu = [t.split("\n")[-1] for t in page.locator("[data-testid='stSidebarNav'] a").all_inner_texts()]
+        assert menu == ["Home", "Grid Sculpting", "Molecule Sculpting"], menu
         OUT.mkdir(exist_ok=True)
         page.screenshot(path=str(OUT / "e2e_grid_before.png"), full_page=True)
         alpha_before, fp_before = _alpha_value(page), _fingerprint(page)

@@ -6,7 +6,7 @@ load once per process (``st.cache_resource``); sample sets are cached by (model 
 method, n, seed) with ``st.cache_data``, so moving a slider back is instant.
 
 Operators, label and weight parsing and the composition itself are shared with the grid page
-(:mod:`sculpt_core.app.state`).
+(:mod:`sculpt_core.core.operators`, :func:`sculpt_core.app.widgets.operator_controls`).
 """
 
 from __future__ import annotations
@@ -24,8 +24,7 @@ from sculpt_core.errors import SculptError
 from sculpt_core.domains.molecules.sampling import sample_molecules
 from sculpt_core.domains.molecules.metrics import TABLE1_NAMES, TABLE1_THRESHOLDS, diversity, table1_bins, uniqueness
 from sculpt_core.domains.molecules.model import MolBaseModel
-from sculpt_core.app.state import manifest_stamp, zoo_names
-from sculpt_core.core import zoo as registry
+from sculpt_core.app.caches import assets_key, manifest_stamp, zoo_names
 
 MOL_METHODS: dict[str, str] = {
     "reaching": "reaching mixing (training-free)",
@@ -79,6 +78,20 @@ class MolSamples:
 
     def diversity(self, max_n: int = 500) -> float | None:
         return float(diversity(self.smiles[:max_n])) if len(self.smiles) >= 2 else None
+
+    def gallery_order(self, best: bool = False) -> list[int]:
+        """Sample indices in sampling order, or (``best``) by their smallest reward / Table 1 threshold ratio,
+        highest first (a missing reward does not count)."""
+        if not best:
+            return list(range(len(self.smiles)))
+        finite = np.where(np.isnan(self.rewards), np.inf, self.rewards)
+        margin = (finite / np.array(TABLE1_THRESHOLDS)).min(1)
+        return [int(i) for i in np.argsort(-margin, kind="stable")]
+
+    def legend(self, i: int) -> str:
+        """The rewards of sample ``i`` as a gallery legend ("seh 0.61 sa 0.72 qed 0.40")."""
+        return " ".join(f"{k} {self.rewards[i, j]:.2f}" for j, k in enumerate(TABLE1_NAMES)
+                        if not np.isnan(self.rewards[i, j]))
 
     def csv(self) -> str:
         """The same columns as ``mol sample --out`` (smiles,seh_reward,sa_reward,qed)."""
@@ -167,7 +180,7 @@ def _load(name: str, stamp: float, assets: str) -> MolBaseModel:
 
 
 def load_mol(name: str) -> MolBaseModel:
-    return _load(name, manifest_stamp(), str(registry.assets_dir()))
+    return _load(name, manifest_stamp(), assets_key())
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
@@ -176,7 +189,7 @@ def _classifier(names: tuple[str, ...], beta: float, stamp: float, assets: str):
 
 
 def cached_classifier(names: Sequence[str], beta: float):
-    return _classifier(tuple(names), float(beta), manifest_stamp(), str(registry.assets_dir()))
+    return _classifier(tuple(names), float(beta), manifest_stamp(), assets_key())
 
 
 @st.cache_data(show_spinner=False, max_entries=256)

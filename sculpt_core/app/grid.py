@@ -1,14 +1,7 @@
-"""The thin layer between the Streamlit pages and the library.
-
-Two halves:
-- pure helpers (no Streamlit): operator table, parsing of labels/weights, building the composition,
-  reading/writing the page state from/to URL query parameters, downloads, upload validation,
-  training configurations (tiny when ``SCULPT_FAST_TRAINING=1``);
-- cached wrappers (Streamlit): zoo models and classifiers load once per process (``st.cache_resource``),
-  composed results are cached by their inputs (``st.cache_data``). Models trained in a session live in
-  ``st.session_state`` and are identified in cache keys by a per-model random token.
-
-Nothing heavy runs at import time.
+"""Grid Sculpting page helpers: the page state a URL carries, the methods offered, β of the chosen models,
+composed results as plain arrays, downloads, upload validation, in-app training configurations (tiny when
+``SCULPT_FAST_TRAINING=1``) and the cached compose wrappers. Models trained in a session live in
+``st.session_state`` and are identified in cache keys by a per-model random token.
 """
 
 from __future__ import annotations
@@ -16,43 +9,29 @@ from __future__ import annotations
 import io
 import math
 import os
-import re
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import streamlit as st
 import torch
 
+from sculpt_core.app.caches import assets_key, load_zoo_model, manifest_stamp, zoo_names, zoo_token
 from sculpt_core.core import algebra as A
+from sculpt_core.core.operators import ALPHA_RANGE, OPERATORS, TWO_MODEL_OPS
 from sculpt_core.domains.grid.compose import GridBases, compose, prepare_bases, sample_points
 from sculpt_core.domains.grid.env import GridEnv
-from sculpt_core.errors import SculptError
 from sculpt_core.domains.grid.model import GridBaseModel
 from sculpt_core.domains.grid.rewards import GRID_REWARDS, grid_log_reward, validate_log_reward
-from sculpt_core.domains.grid.train_classifier import ClassifierTrainConfig
 from sculpt_core.domains.grid.train import GridTrainConfig, train_grid_model
+from sculpt_core.domains.grid.train_classifier import ClassifierTrainConfig
 from sculpt_core.domains.grid.zoo import GRID_BETA_RANGE
-from sculpt_core.core import zoo as registry
-from sculpt_core.domains.grid import zoo as grid_zoo
+from sculpt_core.errors import SculptError
 
 GRID = (32, 2)
 PAPER_PAIR = ("symmetric_shubert", "diag_sigmoid")
 PAPER_TRIPLE = ("circle1", "circle2", "circle3")
-
-# ----- operators -----------------------------------------------------------------------------------
-OPERATORS: dict[str, str] = {
-    "hm": "harmonic mean — A and B  (p1 ⊗ p2)",
-    "contrast": "contrast — A but not B  (p1 ◑ p2)",
-    "reverse": "reverse contrast — B but not A  (p2 ◑ p1)",
-    "chained_hm": "chained harmonic mean — all of them (eq. 8)",
-    "labels": "custom labels y1..yn (with multiplicities)",
-    "linear": "linear weights  Σ ω_i R_i",
-    "mixture": "mixture  Σ ω_i p_i",
-}
-TWO_MODEL_OPS = ("hm", "contrast", "reverse")
 METHOD_CHOICES: dict[str, str] = {
     "oracle": "oracle (exact guidance)",
     "classifier": "classifier guidance",
@@ -65,108 +44,8 @@ U_CHOICES: dict[str, str] = {
     "flow": "learned flow u = F/Z",
     "trajectory": "trajectory product (sampled)",
 }
-ALPHA_RANGE = (0.01, 0.99)
 POINTS_MAX = 5000
 TRAJECTORY_SAMPLES = 20000
-
-
-def parse_labels(text: str) -> tuple[int, ...]:
-    """``"1,2,3"`` / ``"y1 y1 y2"`` → (1, 2, 3) / (1, 1, 2). Raises SculptError for anything else."""
-    parts = [p for p in re.split(r"[,\s;]+", (text or "").strip()) if p]
-    if not parts:
-        raise SculptError("enter the observed labels, e.g. 1,2 (harmonic mean) or 1,1 (contrast)")
-    out = []
-    for part in parts:
-        token = part[1:] if part[:1] in ("y", "Y") else part
-        if not token.isdigit():
-            raise SculptError(f"labels must be model numbers like 1,2,3 (repeats allowed); {part!r} is not one")
-        out.append(int(token))
-    if len(out) > 6:
-        raise SculptError(f"at most 6 labels, got {len(out)}")
-    return tuple(out)
-
-
-def parse_weights(text: str, m: int) -> tuple[float, ...]:
-    """``"1, 0.5"`` → (1.0, 0.5); one non-negative finite weight per model. Raises SculptError."""
-    parts = [p for p in re.split(r"[,\s;]+", (text or "").strip()) if p]
-    try:
-        weights = tuple(float(p) for p in parts)
-    except ValueError:
-        raise SculptError(f"weights must be numbers separated by commas, e.g. {','.join(['1'] * m)}; got {text!r}") from None
-    if len(weights) != m:
-        raise SculptError(f"give one weight per chosen model ({m}), got {len(weights)}: {text!r}")
-    if any(not math.isfinite(w) for w in weights):
-        raise SculptError(f"weights must be finite numbers, got {text!r}")
-    return weights
-
-
-def alpha_applies(op: str, m: int, labels_text: str = "") -> bool:
-    """Whether the α slider means something: two models and an operator with two labels (eq. 7)."""
-    if m != 2:
-        return False
-    if op in TWO_MODEL_OPS:
-        return True
-    if op == "labels":
-        try:
-            return len(parse_labels(labels_text)) == 2
-        except SculptError:
-            return False
-    return False
-
-
-def build_composition(op: str, m: int, alpha: float | None, labels_text: str = "", weights_text: str = "") -> A.Composition:
-    """The composition the controls describe. Raises SculptError with what to do when it is undefined."""
-    if op not in OPERATORS:
-        raise SculptError(f"unknown operator {op!r}")
-    if m < 2:
-        raise SculptError("choose at least two base models to compose")
-    if op in TWO_MODEL_OPS:
-        if m != 2:
-            raise SculptError(f"the {OPERATORS[op].split(' —')[0]} is defined for two models, {m} chosen: "
-                              "drop one, or use the chained harmonic mean or custom labels such as 1,2,3")
-        return {"hm": A.harmonic_mean, "contrast": A.contrast, "reverse": A.reverse_contrast}[op](alpha)
-    if op == "chained_hm":
-        return A.chained_harmonic_mean(m)
-    if op == "labels":
-        labels = parse_labels(labels_text)
-        bad = [y for y in labels if y > m or y < 1]
-        if bad:
-            raise SculptError(f"label {bad[0]} refers to model {bad[0]}, but only {m} models are chosen: "
-                              f"use labels in 1..{m}")
-        use_alpha = alpha if (m == 2 and len(labels) == 2) else None
-        return A.conditioning(labels, m, use_alpha)
-    weights = parse_weights(weights_text, m)
-    return A.linear(weights) if op == "linear" else A.mixture(weights)
-
-
-def operator_controls(container: Any, prefix: str, m: int) -> tuple[str, bool, float]:
-    """The operator widgets of a page's sidebar (operator, labels, weights, α), keyed ``{prefix}_op`` etc.:
-    returns (operator, whether α applies, α). Weights reset to equal ones when the number of models changes."""
-    ss = st.session_state
-    op = container.selectbox("Operator", list(OPERATORS), format_func=OPERATORS.get, key=f"{prefix}_op")
-    if op == "labels":
-        container.text_input("Observed labels y1..yn", key=f"{prefix}_labels",
-                             help="Model numbers, repeats allowed: 1,2 = harmonic mean, 1,1 = contrast, "
-                                  "1,2,3 = all three.")
-    if op in ("linear", "mixture"):
-        if not ss.get(f"{prefix}_weights") or ss.get(f"{prefix}_weights_m", m) != m:
-            ss[f"{prefix}_weights"] = ",".join(["1"] * max(m, 1))
-        ss[f"{prefix}_weights_m"] = m
-        container.text_input("Weights ω1..ωm", key=f"{prefix}_weights",
-                             help="One non-negative number per chosen model, e.g. 1,0.5")
-    alpha_ok = alpha_applies(op, m, ss.get(f"{prefix}_labels", ""))
-    alpha = container.slider("α (eq. 7: weight of p1 vs p2 in the denominator)", ALPHA_RANGE[0], ALPHA_RANGE[1],
-                             step=0.01, key=f"{prefix}_alpha", disabled=not alpha_ok,
-                             help="p(x | y1, y2; α) ∝ p_y1 p_y2 / (α p1 + (1-α) p2); α = 0.5 is the plain operator.")
-    if not alpha_ok:
-        container.caption("α applies to two models with two labels (eq. 7)"
-                          + (f"; with {m} models it is undefined." if m != 2 else "; this operator has no α."))
-    return op, alpha_ok, float(alpha)
-
-
-def composition_key(c: A.Composition) -> tuple:
-    """A hashable identity of a composition (its name is presentation only)."""
-    return (c.kind, c.n_models, c.labels, c.alpha, c.weights, c.beta)
 
 
 # ----- page state in the URL -------------------------------------------------------------------------
@@ -185,13 +64,15 @@ class GridPageState:
     points: int = 0
 
     def to_query(self) -> dict[str, str]:
+        """The URL query parameters of this state (labels/weights only for the operators that read them)."""
         q = {"bases": ",".join(self.bases), "op": self.op, "alpha": f"{self.alpha:g}", "method": self.method,
              "u": self.u}
         if self.beta is not None:
             q["beta"] = f"{self.beta:g}"
-        if self.op == "labels":
+        inputs = OPERATORS[self.op].inputs if self.op in OPERATORS else ""
+        if inputs == "labels":
             q["labels"] = self.labels
-        if self.op in ("linear", "mixture"):
+        if inputs == "weights":
             q["weights"] = self.weights
         if self.points:
             q["points"] = str(self.points)
@@ -267,6 +148,15 @@ def parse_query(params: Mapping[str, Any], available: Sequence[str]) -> tuple[Gr
     return state, warnings
 
 
+def with_new_base(bases: Sequence[str], new: str, available: Sequence[str], op: str | None) -> list[str]:
+    """The selection once a just-trained model joins it: it replaces the last model when three are chosen, or
+    two with a two-model operator, so the chosen operator stays defined."""
+    current = [b for b in bases if b in available]
+    if len(current) == 3 or (len(current) == 2 and op in TWO_MODEL_OPS):
+        current = current[:-1]
+    return current + [new]
+
+
 # ----- β --------------------------------------------------------------------------------------------
 def beta_window(models: Sequence[GridBaseModel]) -> tuple[float, float, float] | None:
     """(low, high, default) of the common reward exponent β if every model is β-conditioned, else None."""
@@ -316,6 +206,7 @@ class ComposeView:
 
     @property
     def label(self) -> str:
+        """The method as the page names it."""
         if self.method == "reaching":
             return f"reaching ({self.u_source} u)"
         return self.method
@@ -349,6 +240,12 @@ def base_panels(bases: GridBases) -> tuple[list[np.ndarray], list[np.ndarray | N
                 t = mod.target_log_p(bases.betas[i])
                 targets[i] = t.exp().reshape(shape).numpy()
     return dists, targets
+
+
+def delta_range_text(delta: np.ndarray) -> str:
+    """The range of the finite values of the distortion δ, or "n/a"."""
+    finite = delta[np.isfinite(delta)]
+    return f"{finite.min():.3g} – {finite.max():.3g}" if finite.size else "n/a"
 
 
 def base_l1_text(dist: np.ndarray, target: np.ndarray | None) -> str:
@@ -396,6 +293,7 @@ def load_uploaded_log_reward(data: bytes, filename: str = "upload") -> torch.Ten
 
 
 def paper_log_reward(name: str) -> torch.Tensor:
+    """The log-reward of a paper reward on the 32×32 grid."""
     return grid_log_reward(GridEnv(*GRID), name)
 
 
@@ -408,6 +306,7 @@ BETA_TRAIN_RANGE = GRID_BETA_RANGE  # the zoo's β-conditioned models cover the 
 
 
 def base_train_config(steps: int, beta_conditioned: bool = False) -> GridTrainConfig:
+    """The configuration of an in-app base model trained for ``steps`` steps."""
     if fast_training():
         return GridTrainConfig(steps=min(steps, 4), hidden=32, batch_size=32, eval_every=2,
                                beta_range=BETA_TRAIN_RANGE if beta_conditioned else None, betas_per_step=2)
@@ -443,68 +342,16 @@ def classifier_train_config(m: int, steps: int = CLASSIFIER_STEPS_DEFAULT) -> Cl
 
 
 def new_token(prefix: str = "session") -> str:
+    """A random cache identity for a model or classifier trained in this session."""
     return f"{prefix}:{uuid.uuid4().hex}"
 
 
-# =====================================================================================================
-# Streamlit caches
-# =====================================================================================================
-def _mtime(path) -> float:
-    try:
-        return path.stat().st_mtime
-    except OSError:
-        return 0.0
+def reward_names() -> list[str]:
+    """The paper rewards a base model can be trained on."""
+    return list(GRID_REWARDS)
 
 
-def manifest_stamp() -> float:
-    """Changes whenever the manifest is rewritten (new zoo models or classifiers)."""
-    return _mtime(registry.manifest_path())
-
-
-@st.cache_data(show_spinner=False, max_entries=8)
-def _zoo_names(kind: str, stamp: float, assets: str) -> tuple[list[str], str | None]:
-    try:
-        if kind == "mol":
-            from sculpt_core.domains.molecules.zoo import mol_model_names  # RDKit only where molecules are asked for
-
-            return mol_model_names(), None
-        return grid_zoo.grid_model_names(), None
-    except SculptError as exc:
-        return [], str(exc)
-
-
-def zoo_names(kind: str = "grid") -> tuple[list[str], str | None]:
-    """(names of the shipped ``kind`` models, "grid" or "mol"; error message if the manifest is unreadable),
-    re-read when the manifest changes."""
-    return _zoo_names(kind, manifest_stamp(), str(registry.assets_dir()))
-
-
-@st.cache_resource(show_spinner="Loading model…", max_entries=32)
-def _load_zoo_model(name: str, stamp: float, assets: str) -> GridBaseModel:
-    model = grid_zoo.load_grid_model(name)
-    model.name = name
-    return model
-
-
-def load_zoo_model(name: str) -> GridBaseModel:
-    """A shipped model, loaded once per process (reloaded if the manifest changes)."""
-    return _load_zoo_model(name, manifest_stamp(), str(registry.assets_dir()))
-
-
-def zoo_token(name: str) -> str:
-    return f"zoo:{registry.assets_dir()}:{name}:{manifest_stamp()}"
-
-
-@st.cache_resource(show_spinner=False, max_entries=16)
-def _zoo_classifier(names: tuple[str, ...], stamp: float, assets: str):
-    return grid_zoo.find_grid_classifier(list(names))
-
-
-def zoo_classifier(names: Sequence[str]):
-    """(classifier, manifest entry) shipped for exactly these bases in this order, or None. Raises SculptError."""
-    return _zoo_classifier(tuple(names), manifest_stamp(), str(registry.assets_dir()))
-
-
+# ----- cached wrappers (Streamlit) ------------------------------------------------------------------------
 @st.cache_resource(show_spinner=False, max_entries=24)
 def cached_bases(tokens: tuple[str, ...], beta: float | None, _models: list[GridBaseModel]) -> GridBases:
     """prepare_bases, once per (models, β)."""
@@ -513,6 +360,7 @@ def cached_bases(tokens: tuple[str, ...], beta: float | None, _models: list[Grid
 
 @st.cache_data(show_spinner=False, max_entries=24)
 def cached_base_panels(tokens: tuple[str, ...], beta: float | None, _bases: GridBases):
+    """base_panels, once per (models, β)."""
     return base_panels(_bases)
 
 
@@ -548,31 +396,13 @@ def home_panels(stamp: float, assets: str) -> tuple[list[tuple[str, np.ndarray]]
     return panels, f"{pair[0]} and {pair[1]}"
 
 
-def reward_names() -> list[str]:
-    return list(GRID_REWARDS)
+def home_picture() -> tuple[list[tuple[str, np.ndarray]], str] | None:
+    """:func:`home_panels` of the current zoo."""
+    return home_panels(manifest_stamp(), assets_key())
 
 
-def ensure_app_navigation() -> None:
-    """Make a page opened by its URL run inside ``app.py``'s navigation (call it first thing in a page).
-
-    Streamlit treats a top-level ``pages/`` folder as a legacy (v1) multipage app until the entry script's
-    ``st.navigation`` has run once in the process (and ``AppTest`` resets that on every run), so a page URL
-    opened first runs the page bare: no page config, the wrong menu. Then switch the process to
-    ``st.navigation`` mode and run ``app.py`` in this same script run (it runs this page again, now inside the
-    navigation, with the same widget events and URL), and stop the bare run."""
-    try:
-        from streamlit.runtime.pages_manager import PagesManager
-        from streamlit.runtime.scriptrunner import get_script_run_ctx
-    except ImportError:  # a Streamlit without these internals: nothing to fix
-        return
-    if not getattr(PagesManager, "uses_pages_directory", None):
-        return
-    ctx = get_script_run_ctx()
-    if ctx is None:
-        return
-    PagesManager.uses_pages_directory = False
-    main = Path(ctx.pages_manager.main_script_path)
-    if main.name == "app.py" and main.is_file():
-        code = compile(main.read_text(encoding="utf-8"), str(main), "exec")
-        exec(code, {"__name__": "__main__", "__file__": str(main)})  # noqa: S102 - our own entry script
-        st.stop()
+def fmt(x: float | None) -> str:
+    """An L1 distance as the page shows it ("n/a" when unknown)."""
+    if x is None:
+        return "n/a"
+    return f"{x:.4f}" if abs(x) >= 1e-3 else f"{x:.2e}"

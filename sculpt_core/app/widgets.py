@@ -1,0 +1,38 @@
+"""Widgets shared by the pages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+from sculpt_core.core.operators import ALPHA_RANGE, OPERATOR_LABELS, OPERATORS, alpha_applies
+
+
+def operator_controls(container: Any, prefix: str, m: int) -> tuple[str, bool, float]:
+    """The operator widgets of a page's sidebar (operator, labels, weights, α), keyed ``{prefix}_op`` etc.:
+    returns (operator, whether α applies, α). Weights reset to equal ones when the number of models changes."""
+    ss = st.session_state
+    op = container.selectbox("Operator", list(OPERATORS), format_func=OPERATOR_LABELS.get, key=f"{prefix}_op")
+    inputs = OPERATORS[op].inputs
+    if inputs == "labels":
+        container.text_input("Observed labels y1..yn", key=f"{prefix}_labels",
+                             help="Model numbers, repeats allowed: 1,2 = harmonic mean, 1,1 = contrast, "
+                                  "1,2,3 = all three.")
+    if inputs == "weights":
+        if not ss.get(f"{prefix}_weights") or ss.get(f"{prefix}_weights_m", m) != m:
+            ss[f"{prefix}_weights"] = ",".join(["1"] * max(m, 1))
+        ss[f"{prefix}_weights_m"] = m
+        container.text_input("Weights ω1..ωm", key=f"{prefix}_weights",
+                             help="One non-negative number per chosen model, e.g. 1,0.5")
+    alpha_ok = alpha_applies(op, m, ss.get(f"{prefix}_labels", ""))
+    alpha = container.slider("α (eq. 7: weight of p1 vs p2 in the denominator)", ALPHA_RANGE[0], ALPHA_RANGE[1],
+                             step=0.01, key=f"{prefix}_alpha", disabled=not alpha_ok,
+                             help="p(x | y1, y2; α) ∝ p_y1 p_y2 / (α p1 + (1-α) p2); α = 0.5 is the plain operator.")
+    if not alpha_ok:
+        container.caption("α applies to two models with two labels (eq. 7)"
+                          + (f"; with {m} models it is undefined." if m != 2 else "; this operator has no α."))
+    return op, alpha_ok, float(alpha)
+
+
+__all__ = ["operator_controls"]
