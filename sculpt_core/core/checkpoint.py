@@ -1,7 +1,8 @@
 """Safe checkpoint files: a plain dict of tensors and metadata, loaded with ``weights_only=True``.
 
-Loading never executes code from the file; anything malformed becomes a :class:`SculptError` that
-names the file and what is wrong.
+Saving is atomic (:func:`sculpt_core.core.io.atomic_write`): a process killed mid-save leaves the previous
+checkpoint readable. Loading never executes code from the file; anything malformed becomes a
+:class:`SculptError` that names the file and what is wrong.
 """
 
 from __future__ import annotations
@@ -11,14 +12,16 @@ from typing import Any
 
 import torch
 
+from sculpt_core.core.io import atomic_write
 from sculpt_core.errors import SculptError
 
 
 def save_checkpoint(path: str | Path, kind: str, payload: dict[str, Any]) -> Path:
-    """Write ``{"format": kind, "version": 1, **payload}`` with ``torch.save`` (parent folders created)."""
+    """Write ``{"format": kind, "version": 1, **payload}`` with ``torch.save`` into a temporary file that then
+    replaces ``path`` in one step (parent folders created; the old file survives any failure)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"format": kind, "version": 1, **payload}, path)
+    data = {"format": kind, "version": 1, **payload}
+    atomic_write(path, lambda fh: torch.save(data, fh))
     return path
 
 

@@ -1,15 +1,16 @@
 """The model zoo: pre-trained models shipped in ``assets/``, listed in ``assets/manifest.json``, loaded by name.
 
-``SCULPT_ASSETS`` points to another assets folder (same layout) if set.
+``SCULPT_ASSETS`` points to another assets folder (same layout) if set. The manifest is written atomically
+and updated under a file lock (:mod:`sculpt_core.core.io`), so builders running side by side keep every entry.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
+from sculpt_core.core.io import locked_update_json, read_json, write_json
 from sculpt_core.errors import SculptError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -23,30 +24,47 @@ def manifest_path() -> Path:
     return assets_dir() / "manifest.json"
 
 
-def read_manifest() -> dict[str, Any]:
-    """The manifest (empty sections if none exists yet)."""
-    path = manifest_path()
-    if not path.is_file():
-        return {"grid_models": {}, "grid_classifiers": {}}
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise SculptError(f"{path} is not valid JSON: {exc}") from None
-    data.setdefault("grid_models", {})
-    data.setdefault("grid_classifiers", {})
+#: Sections every manifest read has, even before anything was built.
+DEFAULT_SECTIONS = ("grid_models", "grid_classifiers")
+
+#: Seconds an update waits for another writer's lock before giving up with a clear error.
+LOCK_TIMEOUT_S = 120.0
+
+
+def _checked(data: Any, path: Path) -> dict[str, Any]:
+    """The manifest with the default sections added; SculptError if it is not a JSON object."""
+    if not isinstance(data, dict):
+        raise SculptError(f"{path} is not a manifest (expected a JSON object, got {type(data).__name__})")
+    for section in DEFAULT_SECTIONS:
+        data.setdefault(section, {})
     return data
 
 
+def read_manifest() -> dict[str, Any]:
+    """The manifest (empty sections if none exists yet); SculptError if the file is not valid JSON."""
+    path = manifest_path()
+    return _checked(read_json(path, dict), path)
+
+
 def write_manifest(data: dict[str, Any]) -> None:
-    manifest_path().parent.mkdir(parents=True, exist_ok=True)
-    manifest_path().write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    """Replace the whole manifest atomically (readers see the old or the new file, never a partial one)."""
+    write_json(manifest_path(), data)
 
 
 def update_manifest(section: str, key: str, entry: dict) -> None:
-    """Read-modify-write one manifest entry (builders running side by side do not overwrite each other)."""
-    manifest = read_manifest()
-    manifest[section][key] = entry
-    write_manifest(manifest)
+    """Set one manifest entry, holding the manifest's file lock for the whole read-modify-write (builders
+    running side by side never drop each other's entries); a missing ``section`` is created."""
+    path = manifest_path()
+
+    def update(data: Any) -> dict[str, Any]:
+        data = _checked(data, path)
+        entries = data.setdefault(section, {})
+        if not isinstance(entries, dict):
+            raise SculptError(f"{path}: section {section!r} is not a mapping")
+        entries[key] = entry
+        return data
+
+    locked_update_json(path, update, dict, timeout=LOCK_TIMEOUT_S)
 
 
 def resolve_checkpoint(name_or_path: str, section: str, what: str, hint: str = "or pass a .pt checkpoint path") -> Path:
