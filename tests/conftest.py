@@ -21,7 +21,8 @@ def build_tiny_zoo(folder: Path) -> Path:
     """Train the tiny zoo into ``folder`` (manifest.json + zoo/grid/*.pt + one classifier); a few seconds."""
     from sculpt_core.domains.grid.env import GridEnv
     from sculpt_core.domains.grid.rewards import grid_log_reward
-    from sculpt_core.domains.grid.train_classifier import ClassifierTrainConfig, save_classifier, train_grid_classifier
+    from sculpt_core.domains.grid.classifier import save_classifier
+    from sculpt_core.domains.grid.train_classifier import ClassifierTrainConfig, train_grid_classifier
     from sculpt_core.domains.grid.train import GridTrainConfig, train_grid_model
 
     env = GridEnv(32, 2)

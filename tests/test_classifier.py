@@ -5,7 +5,8 @@ from sculpt_core.core import algebra as A
 from sculpt_core.domains.grid.compose import compose, prepare_bases
 from sculpt_core.errors import SculptError
 from sculpt_core.domains.grid.classifier import GridClassifier, GridClassifierConfig
-from sculpt_core.domains.grid.train_classifier import ClassifierTrainConfig, guided_l1, load_classifier, save_classifier, train_grid_classifier
+from sculpt_core.domains.grid.classifier import load_classifier, save_classifier
+from sculpt_core.domains.grid.train_classifier import ClassifierTrainConfig, guided_l1, train_grid_classifier
 
 from helpers import random_model
 

@@ -26,7 +26,8 @@ from sculpt_core.errors import SculptError  # noqa: E402
 from sculpt_core.domains.molecules.sampling import sample_trajectories  # noqa: E402
 from sculpt_core.domains.molecules.classifier import MolClassifier, MolClassifierConfig  # noqa: E402
 from sculpt_core.domains.molecules.model import MolBaseModel  # noqa: E402
-from sculpt_core.domains.molecules.train_classifier import MolClassifierTrainConfig, load_mol_classifier, save_mol_classifier, train_mol_classifier
+from sculpt_core.domains.molecules.classifier import load_mol_classifier, save_mol_classifier
+from sculpt_core.domains.molecules.train_classifier import MolClassifierTrainConfig, train_mol_classifier
 
 try:
     resolve_fragments_path()

@@ -11,12 +11,16 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
 
+from sculpt_core.core.checkpoint import load_checkpoint, load_state_dict_checked, save_checkpoint
 from sculpt_core.domains.grid.env import GridEnv
 from sculpt_core.errors import SculptError
+
+CLASSIFIER_KIND = "sculpt.grid_classifier"
 
 
 @dataclass(frozen=True)
@@ -78,3 +82,26 @@ class GridClassifier(nn.Module):
             x = torch.cat([x, torch.zeros_like(x[:, :1])], 1)
         logits = self.terminal_head(self.trunk(x))
         return torch.log_softmax(torch.cat([logits, torch.zeros_like(logits[:, :1])], 1), 1)
+
+
+# ----- persistence -----------------------------------------------------------------------------
+def save_classifier(path: str | Path, net: GridClassifier, base_names: list[str], meta: dict) -> Path:
+    """Weights + config + base names + metadata, written atomically (``core.checkpoint``)."""
+    return save_checkpoint(path, CLASSIFIER_KIND, {
+        "config": net.cfg.to_dict(),
+        "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+        "bases": list(base_names),
+        "meta": meta,
+    })
+
+
+def load_classifier(path: str | Path) -> tuple[GridClassifier, list[str], dict]:
+    """(classifier in eval mode, base names, metadata) from a checkpoint (``weights_only``; SculptError when bad)."""
+    data = load_checkpoint(path, CLASSIFIER_KIND, required=("config", "state_dict", "bases"))
+    try:
+        net = GridClassifier(GridClassifierConfig(**data["config"]))
+    except (TypeError, SculptError) as exc:
+        raise SculptError(f"{path}: invalid classifier configuration ({exc})") from None
+    load_state_dict_checked(net, data["state_dict"], path)
+    net.eval()
+    return net, [str(b) for b in data["bases"]], dict(data.get("meta", {}))

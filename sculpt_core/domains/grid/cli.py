@@ -68,7 +68,7 @@ def cmd_grid_train(args: argparse.Namespace) -> dict:
 # ----- grid compose ------------------------------------------------------------------------------
 def cmd_grid_compose(args: argparse.Namespace) -> dict:
     from sculpt_core.domains.grid.compose import compose, prepare_bases
-    from sculpt_core.domains.grid.train_classifier import load_classifier
+    from sculpt_core.domains.grid.classifier import load_classifier
     from sculpt_core.domains.grid.zoo import load_grid_model
     from sculpt_core.domains.grid.zoo import find_grid_classifier
 
@@ -96,7 +96,8 @@ def cmd_grid_compose(args: argparse.Namespace) -> dict:
 
 def cmd_grid_train_classifier(args: argparse.Namespace) -> dict:
     from sculpt_core.domains.grid.compose import prepare_bases
-    from sculpt_core.domains.grid.train_classifier import ClassifierTrainConfig, guided_l1, save_classifier, train_grid_classifier
+    from sculpt_core.domains.grid.classifier import save_classifier
+    from sculpt_core.domains.grid.train_classifier import ClassifierTrainConfig, guided_l1, train_grid_classifier
     from sculpt_core.domains.grid.zoo import load_grid_model
     from sculpt_core.domains.grid.zoo import paper_evaluation_compositions
 

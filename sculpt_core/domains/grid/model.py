@@ -96,6 +96,7 @@ class GridBaseModel:
 
     # ----- persistence --------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
+        """Write the checkpoint atomically (an interrupted save leaves the previous file readable)."""
         payload = {
             "config": self.net.cfg.to_dict(),
             "state_dict": {k: v.detach().cpu() for k, v in self.net.state_dict().items()},

@@ -23,7 +23,6 @@ import copy
 import math
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import torch
@@ -34,12 +33,9 @@ from sculpt_core.errors import SculptError
 from sculpt_core.domains.grid.exact import log_terminal
 from sculpt_core.core.metrics import l1_distance
 from sculpt_core.domains.grid.sampling import rollout_from_tables
-from sculpt_core.core.checkpoint import load_checkpoint, load_state_dict_checked, save_checkpoint
 from sculpt_core.domains.grid.classifier import GridClassifier, GridClassifierConfig
 from sculpt_core.core.labels import outer_log, rest_label_log_weights
 from sculpt_core.domains.grid.model import GridBaseModel
-
-CLASSIFIER_KIND = "sculpt.grid_classifier"
 
 
 @dataclass(frozen=True)
@@ -191,24 +187,3 @@ def guided_l1(bases: GridBases, classifier: GridClassifier, composition: Composi
     log_pf = classifier_policy(bases, composition, classifier)
     p = log_terminal(bases.env, log_pf).exp()
     return l1_distance(p, composition.log_target(bases.log_p, bases.log_z).exp())
-
-
-# ----- persistence -----------------------------------------------------------------------------
-def save_classifier(path: str | Path, net: GridClassifier, base_names: list[str], meta: dict) -> Path:
-    return save_checkpoint(path, CLASSIFIER_KIND, {
-        "config": net.cfg.to_dict(),
-        "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
-        "bases": list(base_names),
-        "meta": meta,
-    })
-
-
-def load_classifier(path: str | Path) -> tuple[GridClassifier, list[str], dict]:
-    data = load_checkpoint(path, CLASSIFIER_KIND, required=("config", "state_dict", "bases"))
-    try:
-        net = GridClassifier(GridClassifierConfig(**data["config"]))
-    except (TypeError, SculptError) as exc:
-        raise SculptError(f"{path}: invalid classifier configuration ({exc})") from None
-    load_state_dict_checked(net, data["state_dict"], path)
-    net.eval()
-    return net, [str(b) for b in data["bases"]], dict(data.get("meta", {}))

@@ -59,7 +59,7 @@ def find_grid_classifier(base_names: list[str]):
 
 @lru_cache(maxsize=16)
 def _load_classifier_cached(path: str, mtime: float):
-    from sculpt_core.domains.grid.train_classifier import load_classifier
+    from sculpt_core.domains.grid.classifier import load_classifier
 
     return load_classifier(path)
 
@@ -149,7 +149,8 @@ def build_grid_classifiers(
 ) -> dict[str, dict]:
     """Train the shipped classifiers (Algorithm A.1) for the zoo's base models; record their exact guided L1s."""
     from sculpt_core.domains.grid.compose import prepare_bases
-    from sculpt_core.domains.grid.train_classifier import ClassifierTrainConfig, guided_l1, save_classifier, train_grid_classifier
+    from sculpt_core.domains.grid.classifier import save_classifier
+    from sculpt_core.domains.grid.train_classifier import ClassifierTrainConfig, guided_l1, train_grid_classifier
 
     results = {}
     for key in keys or list(GRID_CLASSIFIER_SPECS):

@@ -26,16 +26,23 @@ guided policies built on it (as for the base policy).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
 
+from sculpt_core.core.checkpoint import load_checkpoint, load_state_dict_checked, save_checkpoint
 from sculpt_core.domains.molecules.fragments import MAX_STEMS
 from sculpt_core.domains.molecules.env import EDGE_COLS, FragGraphBatch, FragmentEnv, FragState, scatter_logits
+from sculpt_core.domains.molecules.model import library_from_dict, library_to_dict
 from sculpt_core.errors import SculptError
 from sculpt_core.core.nets import mlp
 from sculpt_core.domains.molecules.policy import MessagePassingLayer
+
+CLASSIFIER_KIND = "sculpt.mol_classifier"
+#: Manifest section listing the shipped molecule classifiers.
+MANIFEST_SECTION = "mol_classifiers"
 
 #: Maps a joint ``[R, m, ..., m]`` (n label axes) to one log-value per row ``[R]`` (e.g. the observed labels).
 Reducer = Callable[[torch.Tensor], torch.Tensor]
@@ -264,4 +271,38 @@ class MolClassifier(nn.Module):
         return scatter_logits(batch, stop, add_v, edge_v)
 
 
-__all__ = ["ClassifierEmbedding", "MolClassifier", "MolClassifierConfig", "Reducer"]
+# ----- persistence ---------------------------------------------------------------------------------------------------
+def save_mol_classifier(path: str | Path, net: MolClassifier, base_names: Sequence[str], meta: dict[str, Any]) -> Path:
+    """Weights + config + fragment library + base names + metadata (β, steps, seconds, …), written atomically."""
+    return save_checkpoint(path, CLASSIFIER_KIND, {
+        "config": net.cfg.to_dict(),
+        "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+        "library": library_to_dict(net.env.library),
+        "bases": [str(b) for b in base_names],
+        "meta": dict(meta),
+    })
+
+
+def load_mol_classifier(path: str | Path, device: torch.device | str | None = None
+                        ) -> tuple[MolClassifier, list[str], dict[str, Any]]:
+    """(classifier, base names, metadata) from a checkpoint (``weights_only``; SculptError when bad)."""
+    data = load_checkpoint(path, CLASSIFIER_KIND, required=("config", "state_dict", "library", "bases"))
+    try:
+        cfg = MolClassifierConfig(**data["config"])
+    except (TypeError, SculptError) as exc:
+        raise SculptError(f"{path}: invalid classifier configuration ({exc})") from None
+    lib = library_from_dict(data["library"], str(path))
+    if lib.n_frags != cfg.n_frags:
+        raise SculptError(f"{path}: library has {lib.n_frags} fragments, the classifier {cfg.n_frags}")
+    net = MolClassifier(cfg, FragmentEnv(lib, max_frags=cfg.max_frags))
+    load_state_dict_checked(net, data["state_dict"], path)
+    if not isinstance(data.get("meta", {}), dict):
+        raise SculptError(f"{path}: metadata is not a dictionary")
+    net.eval()
+    if device is not None:
+        net.to(device)
+    return net, [str(b) for b in data["bases"]], dict(data.get("meta", {}))
+
+
+__all__ = ["CLASSIFIER_KIND", "MANIFEST_SECTION", "ClassifierEmbedding", "MolClassifier", "MolClassifierConfig",
+           "Reducer", "load_mol_classifier", "save_mol_classifier"]

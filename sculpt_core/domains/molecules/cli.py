@@ -218,7 +218,8 @@ def cmd_mol_sample(args: argparse.Namespace) -> dict:
 
 # ----- mol train-classifier --------------------------------------------------------------------------------------
 def cmd_mol_train_classifier(args: argparse.Namespace) -> dict[str, Any]:
-    from sculpt_core.domains.molecules.train_classifier import MolClassifierTrainConfig, save_mol_classifier, train_mol_classifier
+    from sculpt_core.domains.molecules.classifier import save_mol_classifier
+    from sculpt_core.domains.molecules.train_classifier import MolClassifierTrainConfig, train_mol_classifier
     from sculpt_core.domains.molecules.zoo import load_mol_model
 
     names = parse_list(args.bases, str, "--bases")
@@ -241,7 +242,7 @@ def cmd_mol_train_classifier(args: argparse.Namespace) -> dict[str, Any]:
                                    device=args.device)
     init, init_meta = None, {}
     if args.init:
-        from sculpt_core.domains.molecules.train_classifier import load_mol_classifier
+        from sculpt_core.domains.molecules.classifier import load_mol_classifier
         from sculpt_core.domains.molecules.zoo import resolve_mol_classifier
 
         init, init_bases, init_meta = load_mol_classifier(resolve_mol_classifier(args.init))

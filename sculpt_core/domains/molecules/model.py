@@ -2,7 +2,8 @@
 
 The checkpoint is self-contained: it stores the fragment library (SMILES and attachment atoms) next to
 the weights, so a model trained on a library subset reloads with the same action layout, and loading never
-needs the shared data folder. Files are read with ``weights_only=True`` (models/checkpoint.py).
+needs the shared data folder. Files are written atomically and read with ``weights_only=True``
+(:mod:`sculpt_core.core.checkpoint`).
 
 Batched queries (``states`` is a list of :class:`~sculpt_core.domains.molecules.env.FragState`; ``beta`` a float or
 a ``[B]`` tensor, one exponent per state):
@@ -161,6 +162,7 @@ class MolBaseModel:
 
     # ----- persistence -------------------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
+        """Write the checkpoint atomically (an interrupted save leaves the previous file readable)."""
         payload = {
             "config": self.net.cfg.to_dict(),
             "state_dict": {k: v.detach().cpu() for k, v in self.net.state_dict().items()},

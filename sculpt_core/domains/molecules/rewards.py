@@ -10,7 +10,6 @@ float32 arithmetic of the reference (SPEC §6) is kept so results match ``refere
 from __future__ import annotations
 
 import importlib.util
-import io
 import math
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -18,6 +17,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import torch
 
+from sculpt_core.core import io as core_io
 from sculpt_core.errors import SculptError
 from sculpt_core.domains.molecules import seh_proxy
 
@@ -227,28 +227,15 @@ def csv_cell(value: Any) -> str:
     return str(value)
 
 
-def _write_rows(fh: Any, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
-    import csv
-
-    writer = csv.writer(fh)
-    writer.writerow(header)
-    for row in rows:
-        writer.writerow([csv_cell(v) for v in row])
-
-
 def csv_text(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     """CSV text with ``header`` and ``rows`` formatted by :func:`csv_cell` (for downloads)."""
-    buf = io.StringIO()
-    _write_rows(buf, header, rows)
-    return buf.getvalue()
+    return core_io.csv_text(header, rows, csv_cell)
 
 
 def write_csv(path: str | Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
-    """Write a CSV file (parent folders created) with cells formatted by :func:`csv_cell`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        _write_rows(fh, header, rows)
+    """Write a CSV file (parent folders created) with cells formatted by :func:`csv_cell`; all rows are
+    formatted first and the file replaced atomically, so a failure leaves an existing file untouched."""
+    core_io.write_csv(path, header, rows, csv_cell)
 
 
 def write_scores_csv(path: str | Path, records: Sequence[dict]) -> None:

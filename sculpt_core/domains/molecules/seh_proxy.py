@@ -18,7 +18,6 @@ import hashlib
 import io
 import os
 import pickle
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sculpt_core.core.io import write_bytes
 from sculpt_core.errors import SculptError
 
 # ----- where the weights live ----------------------------------------------------------------------
@@ -189,15 +189,7 @@ def download_seh_weights(dest: str | os.PathLike | None = None, *, url: str = SE
     if digest != SEH_WEIGHTS_SHA256:
         raise SculptError(f"downloaded sEH proxy weights have sha256 {digest}, expected {SEH_WEIGHTS_SHA256}; "
                           "not saved")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".best_params.", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_bytes(dest, data)
     return dest
 
 

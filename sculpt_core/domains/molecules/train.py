@@ -173,7 +173,8 @@ def train_mol_model(
 
     ``threshold`` defines the "high" bin reported during evaluation (default: the Table 1 threshold of a
     named reward, else 0.5). ``model`` continues training an existing model (steps and history accumulate).
-    ``checkpoint``: path written every ``cfg.save_every`` steps and at the end. ``progress(step, metrics)`` is
+    ``checkpoint``: path written (atomically: a run killed between saves keeps the last complete file) every
+    ``cfg.save_every`` steps and at the end. ``progress(step, metrics)`` is
     called every step (metrics: loss, tb_loss, flow_loss, mean_reward, invalid, log_z, elapsed_s) and, at
     evaluation steps, also gets high_frac / uniqueness / eval_mean_reward of on-policy samples at
     ``cfg.eval_beta``. Returns the model (meta holds the training figures) and an info dict."""

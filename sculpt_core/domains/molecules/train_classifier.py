@@ -32,7 +32,6 @@ import copy
 import math
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
@@ -40,13 +39,9 @@ import torch
 from sculpt_core.device import default_device
 from sculpt_core.errors import SculptError
 from sculpt_core.domains.molecules.sampling import sample_trajectories
-from sculpt_core.core.checkpoint import load_checkpoint, load_state_dict_checked, save_checkpoint
 from sculpt_core.core.labels import rest_label_log_weights
 from sculpt_core.domains.molecules.classifier import MolClassifier, MolClassifierConfig
-from sculpt_core.domains.molecules.model import MolBaseModel, library_from_dict, library_to_dict
-
-CLASSIFIER_KIND = "sculpt.mol_classifier"
-MANIFEST_SECTION = "mol_classifiers"
+from sculpt_core.domains.molecules.model import MolBaseModel
 
 
 @dataclass(frozen=True)
@@ -338,40 +333,4 @@ def train_mol_classifier(
     return net, info
 
 
-# ----- persistence ---------------------------------------------------------------------------------------------------
-def save_mol_classifier(path: str | Path, net: MolClassifier, base_names: Sequence[str], meta: dict[str, Any]) -> Path:
-    """Weights + config + fragment library + base names + metadata (β, steps, seconds, …)."""
-    return save_checkpoint(path, CLASSIFIER_KIND, {
-        "config": net.cfg.to_dict(),
-        "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
-        "library": library_to_dict(net.env.library),
-        "bases": [str(b) for b in base_names],
-        "meta": dict(meta),
-    })
-
-
-def load_mol_classifier(path: str | Path, device: torch.device | str | None = None
-                        ) -> tuple[MolClassifier, list[str], dict[str, Any]]:
-    """(classifier, base names, metadata) from a checkpoint (``weights_only``; SculptError when bad)."""
-    from sculpt_core.domains.molecules.env import FragmentEnv
-
-    data = load_checkpoint(path, CLASSIFIER_KIND, required=("config", "state_dict", "library", "bases"))
-    try:
-        cfg = MolClassifierConfig(**data["config"])
-    except (TypeError, SculptError) as exc:
-        raise SculptError(f"{path}: invalid classifier configuration ({exc})") from None
-    lib = library_from_dict(data["library"], str(path))
-    if lib.n_frags != cfg.n_frags:
-        raise SculptError(f"{path}: library has {lib.n_frags} fragments, the classifier {cfg.n_frags}")
-    net = MolClassifier(cfg, FragmentEnv(lib, max_frags=cfg.max_frags))
-    load_state_dict_checked(net, data["state_dict"], path)
-    if not isinstance(data.get("meta", {}), dict):
-        raise SculptError(f"{path}: metadata is not a dictionary")
-    net.eval()
-    if device is not None:
-        net.to(device)
-    return net, [str(b) for b in data["bases"]], dict(data.get("meta", {}))
-
-
-__all__ = ["CLASSIFIER_KIND", "MANIFEST_SECTION", "MolClassifierTrainConfig", "classifier_losses", "make_distiller",
-           "label_targets", "load_mol_classifier", "save_mol_classifier", "train_mol_classifier"]
+__all__ = ["MolClassifierTrainConfig", "classifier_losses", "make_distiller", "label_targets", "train_mol_classifier"]

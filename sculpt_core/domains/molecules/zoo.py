@@ -12,7 +12,7 @@ from typing import Any, Sequence
 
 from sculpt_core.errors import SculptError
 from sculpt_core.domains.molecules.model import MolBaseModel
-from sculpt_core.domains.molecules.train_classifier import MANIFEST_SECTION, load_mol_classifier
+from sculpt_core.domains.molecules.classifier import MANIFEST_SECTION, load_mol_classifier
 from sculpt_core.core.zoo import assets_dir, read_manifest, resolve_checkpoint
 
 SECTION = "mol_models"
