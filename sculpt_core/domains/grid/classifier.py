@@ -1,11 +1,15 @@
-"""The grid label classifier of classifier guidance (METHOD B.1/B.2), for m models and n labels.
+"""The grid label classifier of classifier guidance, for m models and n labels.
+
+It generalises the paper's two grid classifiers (two models with α, three models) to any m and n: a trunk
+Linear → LeakyReLU → Linear on the state encoding, and two linear heads, each softmax with a constant 0 logit.
 
 - Non-terminal head: the JOINT log Q_N(y_1..y_n | s) over all m^n label tuples (the labels are dependent
   given a non-terminal state; only the terminal classifier factorises).
 - Terminal head: log Q_T(y = i | x), m-way. The terminal joint is Σ_k log Q_T(y_k | x); with α (two models,
   two labels, eq. 7) label y2 uses the reweighted likelihood Q_T(y2=i|x;α) ∝ (α, 1-α)_i Q_T(i|x).
-- α-conditioning: logit α is an extra input for non-terminal states (0 for terminal ones, trap G.6) and is
-  concatenated to the non-terminal head's input.
+- α-conditioning: logit α is an extra input for non-terminal states and is concatenated to the non-terminal
+  head's input. Terminal states see 0 there, so the terminal head cannot depend on α; α reaches the terminal
+  joint only through label y2's reweighted likelihood.
 """
 
 from __future__ import annotations

@@ -1,14 +1,18 @@
-"""The label classifier of classifier guidance on fragment molecules (METHOD D.6), in plain PyTorch.
+"""The label classifier of classifier guidance on fragment molecules, in plain PyTorch.
+
+A smaller counterpart of the paper's graph-transformer classifier: the same conditioning, non-terminal and
+terminal heads; the action head is Sculpt's addition.
 
 Trunk: the message-passing layer of the base policy (:class:`~sculpt_core.domains.molecules.policy.MessagePassingLayer`, virtual
 node per graph), width ~64, 3 layers. The virtual node starts from the graph conditioning
-``[logit α · (1 − terminal), terminal]`` (trap G.6: a terminal graph sees α-cond 0; the flag lets one trunk
-serve both roles). Graph embedding = ``[mean-pool(nodes) ‖ virtual node]``.
+``[logit α · (1 − terminal), terminal]``: a terminal graph sees α-input 0, so the terminal head cannot depend
+on α (α enters the terminal joint only through label y2's likelihood); the flag lets one trunk serve both
+roles. Graph embedding = ``[mean-pool(nodes) ‖ virtual node]``.
 
 Heads (K = m^n label tuples, row-major over (y_1..y_n)):
 
 - non-terminal: the JOINT log Q_N(y_1..y_n | s) = log-softmax of ``Linear([emb ‖ logit α])`` (K−1 logits + a
-  constant 0, trap G.4: no factorisation);
+  constant 0; not factorised, since the labels are dependent given a non-terminal state);
 - terminal: log Q_T(y = i | x), m-way (m−1 logits + 0); the terminal joint factorises and label y_2 takes the
   α-likelihood of eq. 7 (:func:`~sculpt_core.core.labels.terminal_joint`);
 - action head (optional, the *fast* guidance path): log Q(y_1..y_n | s, a) ≈ log Q_N(y | s'_a) for EVERY
@@ -17,7 +21,7 @@ Heads (K = m^n label tuples, row-major over (y_1..y_n)):
   (all N × F AddNode actions of a batch cost one small einsum), SetEdgeAttr(e, c) an MLP of the directed edge
   ``[h_end ‖ h_other ‖ e ‖ g ‖ logit α]`` plus an embedding of the stem; the K−1 outputs are added to the
   state's non-terminal logits (a residual: an action that tells nothing new leaves Q unchanged). The Stop
-  column is the terminal head (guidance at ⊤ uses Q_T, trap G.3).
+  column is the terminal head (guidance at ⊤ is log Q_T(y | x) − log Q_N(y | x), never 0).
 
 Every operation is equivariant to node numbering, so the class-level DP over enumerated states is exact for
 guided policies built on it (as for the base policy).

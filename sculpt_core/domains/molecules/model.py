@@ -12,7 +12,8 @@ a ``[B]`` tensor, one exponent per state):
 * ``log_flow(states, beta)`` learned state log-flow log F(s) ``[B]`` (reaching: log u(s) = log F(s) − log Z);
 * ``log_z(beta)``            learned log Z(β);
 * ``log_pb(states, actions, next_states)`` the uniform backward policy used in training, ``−log n_parents(s')``
-  for moves and 0 for Stop (METHOD D.1).
+  for moves and 0 for Stop (as in the paper's fragment environment: P_B is uniform over the ways to undo the
+  last step, and the Stop transition has P_B = 1).
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
-"""Molecule rewards of the paper (METHOD D.4): sEH proxy, synthetic accessibility (SA) and QED.
+"""Molecule rewards of the paper: sEH proxy, synthetic accessibility (SA) and QED.
 
 Flat rewards, all roughly in [0, 1]: ``seh_reward = clip(proxy_raw, 1e-4, 100) / 8`` (NaN → 0),
 ``sa_reward = (10 − SA) / 9`` with RDKit Contrib's Ertl–Schuffenhauer scorer, and RDKit's QED. The
-float32 arithmetic of the reference (SPEC §6) is kept so results match ``reference_outputs.csv`` bit for bit.
+compositional-sculpting reference does this arithmetic in float32 and so does this module, so the rewards
+equal the reference's float32 values (``docs/seh_proxy.md``, "Rewards" and "Checking the implementation").
 
 ``score_smiles`` is the user-facing, never-raising path (CLI, app); ``score_mols`` is for training code.
 """
@@ -97,7 +98,7 @@ def sa_reward(sa: float | Sequence[float] | np.ndarray) -> float | np.ndarray:
 
 
 def seh_reward(proxy_raw: float | Sequence[float] | np.ndarray) -> float | np.ndarray:
-    """``clip(proxy_raw, 1e-4, 100) / 8`` in float32, then NaN → 0 (SPEC §6 order); float or float32 array."""
+    """``clip(proxy_raw, 1e-4, 100) / 8`` in float32, then NaN → 0 (the reference's order); float or float32 array."""
     t = torch.as_tensor(np.asarray(proxy_raw, dtype=np.float64), dtype=torch.float32)
     t = torch.nan_to_num(t.clamp(SEH_CLIP_MIN, SEH_CLIP_MAX) / SEH_NORM, nan=0.0)
     arr = t.numpy()

@@ -1,8 +1,10 @@
-"""sEH binding proxy (Bengio et al. 2021) reimplemented in plain PyTorch from ``shared/data/seh_proxy/SPEC.md``.
+"""sEH binding proxy (Bengio et al. 2021) reimplemented in plain PyTorch; ``docs/seh_proxy.md`` explains it.
 
 The proxy is a 12-round NNConv + GRU message-passing network with a Set2Set readout over RDKit's atom
-graph. Everything here is written from the spec: atom/bond featurisation (§1–§3), the forward pass (§4),
-the positional weight list (§5). Many molecules run as one concatenated graph with a batch vector
+graph, loaded from the published GFNOrg/gflownet weights and matching the compositional-sculpting loader.
+The doc's sections cover the atom features (71 columns) and bond features (4-wide one-hot, two directed
+edges per bond, a zero self-loop for bond-free molecules), the forward pass, and the order of the
+positional 22-array weight list. Many molecules run as one concatenated graph with a batch vector
 (gathers and ``index_add``), float32, no torch_geometric.
 
 Weights are never shipped with the code. They are looked up in order: the ``SCULPT_SEH_WEIGHTS`` file,
@@ -35,7 +37,7 @@ from sculpt_core.errors import SculptError
 SEH_WEIGHTS_ENV = "SCULPT_SEH_WEIGHTS"
 SEH_WEIGHTS_SHA256 = "f76ab480b62e23dda04fd45fefe0e7ae2374b3f8c3f18fb7e00651cad05b9e1f"
 SEH_WEIGHTS_SIZE = 2_597_445
-#: The public file in its original repository, pinned to the commit named in SPEC §0.
+#: The public file in GFNOrg/gflownet, pinned to the commit the proxy weights were published at.
 SEH_WEIGHTS_URL = ("https://raw.githubusercontent.com/GFNOrg/gflownet/3ba65d243bb2e4fe77b3b93dc5f1634fd3ea5ea6/"
                    "mols/data/pretrained_proxy/best_params.pkl.gz")
 _REPO = Path(__file__).resolve().parents[3]
@@ -46,7 +48,7 @@ CACHE_WEIGHTS = Path.home() / ".cache" / "sculpt" / "best_params.pkl.gz"
 #: Refuse weight pickles that unpack to more than this (the real one is about 2.8 MB): no gzip bombs.
 MAX_PICKLE_BYTES = 64 * 2**20
 
-# ----- model constants (SPEC §2–§5) -----------------------------------------------------------------
+# ----- model constants (docs/seh_proxy.md: Atom features, Forward pass, Weight list) ----------------
 N_ATOM_FEATURES = 71
 HIDDEN = 64
 N_CONV_STEPS = 12
@@ -57,7 +59,8 @@ LEAKY_SLOPE = 0.01
 N_EDGE_TYPES = 5
 ZERO_EDGE = 4
 _ELEMENT_CLASS = {"H": 0, "C": 1, "N": 2, "O": 3, "F": 4}
-#: Expected shape of every entry of the positional weight list (SPEC §5).
+#: Expected shape of every entry of the positional weight list (docs/seh_proxy.md, "Weight list"); entries
+#: 12–15 are the original model's unused stem head.
 PARAM_SHAPES: tuple[tuple[int, ...], ...] = (
     (64, 71), (64,), (64, 64), (64,), (128, 4), (128,), (4096, 128), (4096,),
     (192, 64), (192, 64), (192,), (192,), (512, 64), (512,), (105, 512), (105,),
@@ -139,7 +142,7 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
 
 
 def load_seh_params(path: str | os.PathLike) -> list[np.ndarray]:
-    """Read ``best_params.pkl.gz`` safely: the list of 22 float32 arrays of SPEC §5, shapes checked."""
+    """Read ``best_params.pkl.gz`` safely: a list of 22 float32 arrays, identified by position, shapes checked."""
     path = Path(path)
     try:
         raw = path.read_bytes()
@@ -193,7 +196,7 @@ def download_seh_weights(dest: str | os.PathLike | None = None, *, url: str = SE
     return dest
 
 
-# ----- featurisation (SPEC §1–§3) -------------------------------------------------------------------
+# ----- featurisation (docs/seh_proxy.md: Input molecule, Atom features, Bond features and edges) ---
 @dataclass
 class MolGraph:
     """One molecule's atom graph: node features (N, 71), directed edges (2, E) and their types (E,)."""
@@ -204,7 +207,7 @@ class MolGraph:
 
     @property
     def edge_attr(self) -> torch.Tensor:
-        """The (E, 4) one-hot bond features of SPEC §3 (the zero-bond self-loop is an all-zero row)."""
+        """The (E, 4) one-hot over (single, double, triple, aromatic); the zero-bond self-loop is an all-zero row."""
         return F.one_hot(self.edge_type, N_EDGE_TYPES)[:, :4].to(torch.float32)
 
 
@@ -245,7 +248,11 @@ def _bond_type_index(bond) -> int:
 
 
 def atom_features(mol) -> np.ndarray:
-    """The (N, 71) float32 node features of SPEC §2; SculptError for atoms the proxy cannot encode."""
+    """The (N, 71) float32 node features; SculptError for atoms the proxy cannot encode (Z > 56).
+
+    Columns: 0–5 element class (H, C, N, O, F, other), 9 aromatic, 10–12 SP/SP2/SP3, 13 the raw total H
+    count, 13 + Z the atomic-number one-hot; 6–8 and 70 stay 0 (docs/seh_proxy.md, "Atom features").
+    """
     from rdkit.Chem import HybridizationType
 
     hyb_col = {HybridizationType.SP: 10, HybridizationType.SP2: 11, HybridizationType.SP3: 12}
@@ -268,9 +275,10 @@ def atom_features(mol) -> np.ndarray:
 
 
 def mol_to_graph(mol) -> MolGraph:
-    """Featurise a sanitized RDKit Mol per SPEC §1–§3 (implicit Hs kept implicit, no kekulization).
+    """Featurise a sanitized RDKit Mol (implicit Hs kept implicit, no kekulization): atoms, two directed edges per bond.
 
-    A molecule without bonds gets one all-zero self-loop on atom 0, as the reference does (pitfall P5).
+    A molecule without bonds gets one all-zero self-loop on atom 0, as the reference does; an empty edge list
+    would change the output a lot (methane ≈ 3.6 instead of −0.42).
     Raises SculptError for None, an empty molecule, atomic numbers > 56, or dative/other bonds.
     """
     if mol is None:
@@ -313,12 +321,13 @@ def batch_graphs(graphs: Sequence[MolGraph]) -> GraphBatch:
     return GraphBatch(x, src.contiguous(), dst.contiguous(), slices, inv_degree, batch, len(graphs))
 
 
-# ----- the network (SPEC §4) ----------------------------------------------------------------------------
+# ----- the network (docs/seh_proxy.md: Forward pass) ---------------------------------------------------
 class SEHProxy(nn.Module):
     """The sEH proxy MPNN: input embedding, 12 shared NNConv(mean)+GRU rounds, Set2Set(3), linear head.
 
-    Parameters carry the reference names of SPEC §5; ``from_params`` copies the positional weight list
-    in as stored (no transposes, root weight used as ``out @ Wr.T``; pitfall P1).
+    ``from_params`` copies the positional weight list in as stored, with no transposes: the root weight is
+    applied as ``out @ Wr.T`` like the compositional-sculpting loader, not ``out @ Wr`` as in the original
+    torch_geometric 1.x training (docs/seh_proxy.md, "Root-weight orientation").
     """
 
     def __init__(self) -> None:
@@ -367,7 +376,7 @@ class SEHProxy(nn.Module):
             msgs = torch.cat([out[g.src[a:b]] @ kernels[t] for t, a, b in g.type_slices])
             agg = torch.zeros_like(out).index_add_(0, g.dst, msgs) * g.inv_degree
             m = F.leaky_relu(agg + self.conv_root(out) + self.conv_bias, LEAKY_SLOPE)
-            out = self.gru(m, out)  # out and the GRU hidden state are the same tensor (SPEC §4.2.6)
+            out = self.gru(m, out)  # the new GRU hidden state is also the next node state
         return self.lin3(self._set2set(out, g.batch, g.n_graphs)).squeeze(1)
 
     def _set2set(self, out: torch.Tensor, batch: torch.Tensor, n_graphs: int) -> torch.Tensor:

@@ -1,17 +1,19 @@
-"""Training the molecule guidance classifier by Algorithm A.1 (METHOD B.3 with the molecule rules of D.6).
+"""Training the molecule guidance classifier by Algorithm A.1, with the paper code's molecule settings.
 
 Per step, for every base model i: ``trajectories_per_model`` on-policy trajectories at the fixed β (no
 exploration; trajectories whose molecule fails sanitisation are dropped). Terminal set = the last graph x of
 each trajectory; non-terminal set = the other graphs s_0..s_{L−2} and, by default, x itself as well
-(``final_as_nonterminal=True``, the grid rule). The paper's molecule rule (D.6, ``final_as_nonterminal=False``)
-learns a complete state's posterior only from trajectories that continued past it, so its y1-marginal (the
-mixture weights) is biased towards models that do not stop there; on the tiny exact library its A.1 fixed point
-guides 1.5–18× further from the target than the grid rule's (see compose.molecules.ExactClassifier). Then
+(``final_as_nonterminal=True``, the grid rule). The paper's molecule rule (``final_as_nonterminal=False``: the
+final graph is never reused as a non-terminal state) learns a complete state's posterior only from trajectories
+that continued past it, so its y1-marginal (the mixture weights) is biased towards models that do not stop
+there; on the tiny exact library its A.1 fixed point guides 1.5–18× further from the target than the grid
+rule's (see compose.molecules.ExactClassifier). Then
 
 - L_T = mean over models of the per-model mean of −log Q_T(y = i | x);
 - L_N = mean over models of Σ_{s} ℓ(s) / #trajectories of the model, with
   ℓ(s) = −Σ_{y2..yn} Π_{k≥2} w_{y_k}(x) · log Q_N(y1 = i, y2..yn | s) and w from the EMA TARGET network's
-  terminal head at the trajectory's x (label y2 with the trajectory's α, trap G.5);
+  terminal head at the trajectory's x (label y2 with the trajectory's own α); weights from the online network,
+  or a mean over states instead of this sum, would change the fixed point;
 - L_A: the same loss for the action head on the observed transitions (s_t, a_t) → s_{t+1}, whose successor is
   a non-terminal training state: log Q(y | s_t, a_t) gets the targets of s_{t+1} (the head learns to predict the
   successor's posterior from the parent's embedding, so guidance can skip building successor graphs);
@@ -46,7 +48,7 @@ from sculpt_core.domains.molecules.model import MolBaseModel
 
 @dataclass(frozen=True)
 class MolClassifierTrainConfig:
-    """Hyper-parameters (paper, METHOD D.6: 15k steps, 8 trajectories per model, lr 1e-3, wd 1e-6, EMA 0.995,
+    """Hyper-parameters (the paper's: 15k steps, 8 trajectories per model, lr 1e-3, wd 1e-6, EMA 0.995,
     warm-up 4000; the CPU defaults shorten the schedule)."""
 
     steps: int = 3000
