@@ -1,5 +1,5 @@
 """The one roll-out loop reproduces, draw for draw, the outputs the two per-domain loops gave before they were
-merged (recorded in ``tests/data/sampling_reference.json`` with the same seeds): grid table policies with and
+merged (recorded in ``tests/core/data/sampling_reference.json`` with the same seeds): grid table policies with and
 without ε-exploration, grid trajectory-product reaching (a carried policy), the grid training roll-out, and
 molecule base / trajectory-product / per-trajectory-β policies."""
 

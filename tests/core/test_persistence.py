@@ -33,7 +33,7 @@ from sculpt_core.errors import SculptError
 
 from helpers import random_model
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 POSIX = pytest.mark.skipif(os.name != "posix", reason="needs fork, SIGKILL and flock")
 
 

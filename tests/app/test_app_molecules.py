@@ -19,7 +19,7 @@ from sculpt_core.app.molecules import MolSamples, beta_window, default_mol_bases
 from sculpt_core.errors import SculptError  # noqa: E402
 from sculpt_core.domains.molecules import viz as V  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 90
 
 

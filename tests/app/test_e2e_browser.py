@@ -20,7 +20,7 @@ import pytest
 
 from sculpt_core.app.navigation import PAGE_TITLE
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
 OUT = ROOT / "test-output"
 READY = "[data-testid='stApp'][data-test-script-state='notRunning']"

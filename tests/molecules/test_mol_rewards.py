@@ -22,7 +22,7 @@ from sculpt_core.errors import SculptError
 from sculpt_core.domains.molecules import rewards as M
 from sculpt_core.domains.molecules import seh_proxy as S
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 SEH_DIR = SHARED / "seh_proxy"
 REFERENCE = SEH_DIR / "reference_outputs.csv"
 WEIGHTS = SEH_DIR / "best_params.pkl.gz"
