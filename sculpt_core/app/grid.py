@@ -31,7 +31,6 @@ from sculpt_core.errors import SculptError
 
 GRID = (32, 2)
 PAPER_PAIR = ("symmetric_shubert", "diag_sigmoid")
-PAPER_TRIPLE = ("circle1", "circle2", "circle3")
 METHOD_CHOICES: dict[str, str] = {
     "oracle": "oracle (exact guidance)",
     "classifier": "classifier guidance",

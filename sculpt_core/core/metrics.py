@@ -12,8 +12,3 @@ def l1_distance(p: np.ndarray | torch.Tensor, q: np.ndarray | torch.Tensor) -> f
     q_arr = q.detach().cpu().numpy() if isinstance(q, torch.Tensor) else np.asarray(q)
     return float(np.abs(p_arr.astype(np.float64) - q_arr.astype(np.float64)).sum())
 
-
-def log_normalize(log_w: torch.Tensor) -> torch.Tensor:
-    """Normalise unnormalised log-weights over all entries (float64)."""
-    log_w = log_w.double()
-    return log_w - torch.logsumexp(log_w.flatten(), dim=0)

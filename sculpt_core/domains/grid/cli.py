@@ -80,7 +80,7 @@ def cmd_grid_compose(args: argparse.Namespace) -> dict:
     classifier = None
     if args.method == "classifier":
         if args.classifier:
-            classifier, cls_bases, _ = load_classifier(args.classifier)
+            classifier, _, _ = load_classifier(args.classifier)
         else:
             found = find_grid_classifier([m.name for m in models])
             if found is None:

@@ -48,11 +48,6 @@ def log_terminal(env: GridEnv, log_pf: torch.Tensor, log_u: torch.Tensor | None 
     return log_u + log_pf[:, env.stop_action].double()
 
 
-def terminal_distribution(env: GridEnv, log_pf: torch.Tensor) -> torch.Tensor:
-    """p(x) as a float64 array of shape ``(H,)*ndim`` indexed ``p[z0, z1, ...]``."""
-    return log_terminal(env, log_pf).exp().reshape(env.shape)
-
-
 @torch.no_grad()
 def backward_expectation(env: GridEnv, log_pf: torch.Tensor, log_terminal_value: torch.Tensor) -> torch.Tensor:
     """log E[ v(x) | trajectory passes through s ] for every state s, given log v(x) at terminals.

@@ -108,12 +108,6 @@ def heatmap_row(
     return go.Figure({"data": data, "layout": layout})
 
 
-def add_points(fig: go.Figure, points: np.ndarray, panel: int = 0, seed: int = 0) -> go.Figure:
-    """Overlay sampled cells ``[n, 2]`` (z0, z1) on a panel of an existing figure."""
-    fig.add_trace(_points_trace(points, panel, seed))
-    return fig
-
-
 def bases_figure(names: Sequence[str], dists: Sequence[np.ndarray], targets: Sequence[np.ndarray | None],
                  height: int = 300) -> go.Figure:
     """Each base model's learned distribution next to its target ∝ R^β (or a blank panel if the reward is unknown)."""

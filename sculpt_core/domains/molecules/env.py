@@ -48,7 +48,6 @@ if TYPE_CHECKING:
 EDGE_COLS = 2 * MAX_STEMS
 UNSET = -1
 ADD_NODE, SET_EDGE_ATTR, STOP = 0, 1, 2
-ACTION_TYPE_NAMES = ("AddNode", "SetEdgeAttr", "Stop")
 
 
 # ----- states ------------------------------------------------------------------------------------------------
@@ -71,11 +70,6 @@ class FragState:
     def complete(self) -> bool:
         """Non-empty with every stem chosen: the states where Stop is allowed."""
         return bool(self.frags) and all(e[2] >= 0 and e[3] >= 0 for e in self.edges)
-
-    @property
-    def depth(self) -> int:
-        """Number of non-stop actions that built this state (nodes + set stems); every action adds exactly 1."""
-        return len(self.frags) + self.n_set_stems
 
 
 def _adjacency(state: FragState, side_mark: tuple[int, int] | None = None) -> list[list[tuple]]:

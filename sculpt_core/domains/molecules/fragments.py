@@ -112,11 +112,6 @@ class FragmentLibrary:
         return tuple(len(a) for a in self.attachments)
 
     @property
-    def n_stems_tensor(self) -> torch.Tensor:
-        """:attr:`n_stems` as a long tensor ``[F]`` (for vectorised masks)."""
-        return torch.tensor(self.n_stems, dtype=torch.long)
-
-    @property
     def n_atoms(self) -> tuple[int, ...]:
         return tuple(m.GetNumAtoms() for m in self.mols)
 

@@ -24,7 +24,6 @@ from sculpt_core.domains.molecules import seh_proxy
 
 RECORD_KEYS = ("smiles", "valid", "proxy_raw", "seh_reward", "qed", "sa_score", "sa_reward")
 #: Column order of ``score_mols``.
-FLAT_REWARDS = ("seh", "sa", "qed")
 #: Columns of a sampled-molecules CSV (``mol sample --out``, the Molecule page download).
 SAMPLE_COLUMNS = ("smiles", "seh_reward", "sa_reward", "qed")
 SEH_CLIP_MIN = 1e-4
