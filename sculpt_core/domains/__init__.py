@@ -29,4 +29,5 @@ class Domain:
 DOMAINS: dict[str, Domain] = {
     "grid": Domain("grid", "sculpt_core.domains.grid", "2-D grid: train, exact distributions, composition"),
     "mol": Domain("mol", "sculpt_core.domains.molecules", "molecules: sEH/SA/QED rewards, base models, composition"),
+    "diffusion": Domain("diffusion", "sculpt_core.domains.diffusion", "2-D diffusion models: exact Gaussian-mixture bases, composition"),
 }
