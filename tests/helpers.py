@@ -38,6 +38,21 @@ def full_fragment_env(lib):
     return FragmentEnv(lib, max_frags=9)
 
 
+def tiny_fragment_env():
+    """The tiny exact library (fragments 1, 15, 27; trees of at most 3 fragments), skipping the calling test when
+    RDKit or the shared fragment table is unavailable."""
+    pytest.importorskip("rdkit", reason="RDKit is needed for the fragment environment")
+    from sculpt_core.domains.molecules.env import FragmentEnv
+    from sculpt_core.domains.molecules.fragments import FragmentLibrary, resolve_fragments_path
+    from sculpt_core.errors import SculptError
+
+    try:
+        resolve_fragments_path()
+    except SculptError as exc:
+        pytest.skip(f"fragment table unavailable: {exc}")
+    return FragmentEnv(FragmentLibrary.load().subset([1, 15, 27]), max_frags=3)
+
+
 def relabel_tree(state, rng):
     """The same fragment tree renumbered from a random root in random breadth-first order (stems follow their
     ends); returns (state, new id of each old node)."""

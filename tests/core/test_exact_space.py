@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from helpers import random_model
+from helpers import random_model, tiny_fragment_env
 from sculpt_core.core import algebra as A
 from sculpt_core.core import protocols as P
 from sculpt_core.core.exact import ExactSpace, exact_log_target, exact_reaching_log_policy, oracle_log_policy
@@ -150,17 +150,10 @@ def test_domain_classes_implement_the_protocols(bases):
 
 
 def test_molecule_classes_implement_the_protocols():
-    pytest.importorskip("rdkit", reason="RDKit is needed for the fragment environment")
     from sculpt_core.domains.molecules.classifier import MolClassifier, MolClassifierConfig
-    from sculpt_core.domains.molecules.env import FragmentEnv
-    from sculpt_core.domains.molecules.fragments import FragmentLibrary, resolve_fragments_path
     from sculpt_core.domains.molecules.model import MolBaseModel
 
-    try:
-        resolve_fragments_path()
-    except SculptError as exc:
-        pytest.skip(f"fragment table unavailable: {exc}")
-    env = FragmentEnv(FragmentLibrary.load().subset([1, 15, 27]), max_frags=3)
+    env = tiny_fragment_env()
     model = MolBaseModel.create(env, hidden=16, n_layers=2)
     assert isinstance(env, P.Env) and isinstance(env, P.HasParentCounts)
     assert isinstance(model, P.BatchedBaseModel) and isinstance(model.policy(1.0), P.Policy)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import random_model
+from helpers import random_model, tiny_fragment_env
 from sculpt_core.core import algebra as A
 from sculpt_core.domains.grid.compose import prepare_bases, sample_composed
 from sculpt_core.domains.grid.sampling import TablePolicy, rollout_from_tables, sample_trajectories
@@ -57,17 +57,9 @@ def test_grid_training_rollout_matches_recorded(grid_bases):
 # ----- molecules ------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def mol():
-    pytest.importorskip("rdkit", reason="RDKit is needed for the fragment environment")
-    from sculpt_core.domains.molecules.env import FragmentEnv
-    from sculpt_core.domains.molecules.fragments import FragmentLibrary, resolve_fragments_path
     from sculpt_core.domains.molecules.model import MolBaseModel
-    from sculpt_core.errors import SculptError
 
-    try:
-        resolve_fragments_path()
-    except SculptError as exc:
-        pytest.skip(f"fragment table unavailable: {exc}")
-    env = FragmentEnv(FragmentLibrary.load().subset([1, 15, 27]), max_frags=3)
+    env = tiny_fragment_env()
     models = []
     for seed in (0, 1):
         torch.manual_seed(seed)
