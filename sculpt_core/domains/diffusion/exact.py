@@ -23,6 +23,7 @@ mixture and its score is closed-form.
 from __future__ import annotations
 
 import math
+
 import numpy as np
 import torch
 
@@ -106,6 +107,7 @@ class ExactComposition:
                                 means.max(0).values + SUPPORT_STDS * s_max], 1).tolist()  # [[lo, hi], [lo, hi]]
         self._grids: dict[tuple[int, int], tuple] = {}
         self._cells = None
+        self.log_space_rows = 0  # how many particle evaluations needed the log-space sum (diagnostics)
 
     @property
     def closed_form(self) -> bool:
@@ -212,6 +214,7 @@ class ExactComposition:
         score = torch.stack([s1, s2], 1) / (s[:, None] * var)
         bad = ~(s > 1e-250) | ~torch.isfinite(score).all(1)
         if bool(bad.any()):
+            self.log_space_rows += int(bad.sum())
             idx = bad.nonzero().flatten()
             lq, sc = self._grid_log_space(lk1[idx], lk2[idx], r1[idx], r2[idx], log_w, var)
             log_q[idx] = lq
