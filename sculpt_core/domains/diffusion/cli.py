@@ -56,7 +56,7 @@ def cmd_sample(args: argparse.Namespace) -> dict:
     from sculpt_core.device import default_device, describe_device
     from sculpt_core.domains.diffusion.compose import METHODS
     from sculpt_core.domains.diffusion.metrics import evaluate
-    from sculpt_core.domains.diffusion.sampling import SAMPLERS, sample_method
+    from sculpt_core.domains.diffusion.sampling import SAMPLERS, check_sample_args, sample_method
 
     t0 = time.perf_counter()
     if args.method not in METHODS:
@@ -66,9 +66,10 @@ def cmd_sample(args: argparse.Namespace) -> dict:
     if not (math.isfinite(args.gamma) and args.gamma > 0):
         raise SculptError(f"--gamma must be a positive number, got {args.gamma!r}")
     _check_extent(args.extent, args.bins)
+    check_sample_args(args.n, args.steps, args.prior)
     specs, comp = _bases_and_composition(args)
     device = default_device()
-    update, close = progress_bar(max(0, args.steps), f"{args.method} {args.sampler}")
+    update, close = progress_bar(args.steps, f"{args.method} {args.sampler}")
     try:
         x, exact = sample_method(specs, comp, args.method, args.n, args.steps, args.sampler, args.seed, args.prior,
                                  args.gamma, args.model, device, progress=update)

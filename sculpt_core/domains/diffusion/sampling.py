@@ -83,6 +83,16 @@ PRIORS = ("exact", "gaussian")
 MAX_PARTICLES = 1_000_000
 
 
+def check_sample_args(n: int, steps: int, prior: str) -> None:
+    """SculptError unless 1 ≤ n ≤ MAX_PARTICLES, 1 ≤ steps ≤ MAX_STEPS and ``prior`` is known."""
+    if not (isinstance(n, int) and 1 <= n <= MAX_PARTICLES):
+        raise SculptError(f"n must be an integer in 1..{MAX_PARTICLES}, got {n!r}")
+    if not (isinstance(steps, int) and 1 <= steps <= MAX_STEPS):
+        raise SculptError(f"steps must be an integer in 1..{MAX_STEPS}, got {steps!r}")
+    if prior not in PRIORS:
+        raise SculptError(f"unknown prior {prior!r}; one of {', '.join(PRIORS)}")
+
+
 def sample_method(specs: list, composition, method: str, n: int, steps: int = 500, sampler: str = "em",
                   seed: int = 0, prior: str = "exact", gamma: float = 1.0, model_index: int = 1,
                   device: torch.device | str | None = None, sde: VESDE = SDE,
@@ -97,12 +107,7 @@ def sample_method(specs: list, composition, method: str, n: int, steps: int = 50
     from sculpt_core.domains.diffusion.compose import ExactLabelPosterior, ExactScoreModel, build_field
     from sculpt_core.domains.diffusion.exact import ExactComposition
 
-    if not (isinstance(n, int) and 1 <= n <= MAX_PARTICLES):
-        raise SculptError(f"n must be an integer in 1..{MAX_PARTICLES}, got {n!r}")
-    if not (isinstance(steps, int) and 1 <= steps <= MAX_STEPS):
-        raise SculptError(f"steps must be an integer in 1..{MAX_STEPS}, got {steps!r}")
-    if prior not in PRIORS:
-        raise SculptError(f"unknown prior {prior!r}; one of {', '.join(PRIORS)}")
+    check_sample_args(n, steps, prior)
     device = torch.device(device) if device is not None else default_device()
     exact = ExactComposition(specs, composition, device)
     models = [ExactScoreModel(s, sde, device) for s in specs]

@@ -88,7 +88,7 @@ def spec_from_dict(data: Any, name: str = "spec") -> GaussianMixture:
     if k > MAX_COMPONENTS:
         raise SculptError(f"{where}: at most {MAX_COMPONENTS} components, got {k}")
     if means.shape != (k, 2):
-        raise SculptError(f"{where}: means must be {k} points [x, y] (one per weight), got shape {list(means.shape)}")
+        raise SculptError(f"{where}: means must be one point [x, y] per weight ({k} × 2), got shape {list(means.shape)}")
     if bool((weights < 0).any()):
         raise SculptError(f"{where}: weights must be non-negative, got {weights.tolist()}")
     if not float(weights.sum()) > 0:
