@@ -13,7 +13,8 @@ pytest.importorskip("rdkit", reason="RDKit is needed for the fragment library")
 
 from sculpt_core.domains.molecules import fragments as fl_mod  # noqa: E402
 from sculpt_core.domains.molecules.fragments import FragmentLibrary, resolve_fragments_path  # noqa: E402
-from sculpt_core.domains.molecules.env import ADD_NODE, SET_EDGE_ATTR, STOP, FragmentEnv, FragState, canonical_key, has_trivial_automorphisms, scatter_logits
+from sculpt_core.domains.molecules.env import ADD_NODE, SET_EDGE_ATTR, STOP, FragmentEnv, FragState, canonical_key, has_trivial_automorphisms
+from sculpt_core.domains.molecules.graphs import scatter_logits
 from sculpt_core.domains.molecules.exact import enumerate_states
 from sculpt_core.errors import SculptError  # noqa: E402
 from helpers import full_fragment_env, full_fragment_library, relabel_tree  # noqa: F401 (fixtures env, lib)

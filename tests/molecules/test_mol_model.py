@@ -12,7 +12,8 @@ import torch
 pytest.importorskip("rdkit", reason="RDKit is needed for the fragment environment")
 
 from sculpt_core.domains.molecules.fragments import FragmentLibrary, resolve_fragments_path  # noqa: E402
-from sculpt_core.domains.molecules.env import EDGE_COLS, FragmentEnv, FragState, canonical_key
+from sculpt_core.domains.molecules.env import FragmentEnv, FragState, canonical_key
+from sculpt_core.domains.molecules.graphs import EDGE_COLS
 from sculpt_core.domains.molecules.exact import enumerate_states
 from sculpt_core.errors import SculptError  # noqa: E402
 from sculpt_core.domains.molecules.sampling import sample_molecules, sample_trajectories  # noqa: E402

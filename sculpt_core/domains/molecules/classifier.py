@@ -38,7 +38,8 @@ from torch import nn
 
 from sculpt_core.core.checkpoint import load_checkpoint, load_state_dict_checked, save_checkpoint
 from sculpt_core.domains.molecules.fragments import MAX_STEMS
-from sculpt_core.domains.molecules.env import EDGE_COLS, FragGraphBatch, FragmentEnv, FragState, scatter_logits
+from sculpt_core.domains.molecules.env import FragmentEnv, FragState
+from sculpt_core.domains.molecules.graphs import EDGE_COLS, FragGraphBatch, scatter_logits
 from sculpt_core.domains.molecules.model import library_from_dict, library_to_dict
 from sculpt_core.errors import SculptError
 from sculpt_core.core.nets import mlp

@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from sculpt_core.domains.molecules.fragments import MAX_STEMS
-from sculpt_core.domains.molecules.env import EDGE_COLS, FragGraphBatch, scatter_logits
+from sculpt_core.domains.molecules.graphs import EDGE_COLS, FragGraphBatch, scatter_logits
 from sculpt_core.errors import SculptError
 from sculpt_core.core.nets import mlp, thermometer
 
