@@ -8,12 +8,14 @@ checkpoint readable. Loading never executes code from the file; anything malform
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import torch
 
 from sculpt_core.core.io import atomic_write
 from sculpt_core.errors import SculptError
+
+T = TypeVar("T")
 
 
 def save_checkpoint(path: str | Path, kind: str, payload: dict[str, Any]) -> Path:
@@ -43,6 +45,18 @@ def load_checkpoint(path: str | Path, kind: str, required: tuple[str, ...] = ())
     if missing:
         raise SculptError(f"{path} is incomplete: missing {', '.join(missing)}")
     return data
+
+
+def stored_config(path: str | Path, data: dict[str, Any], make: Callable[[dict[str, Any]], T], what: str = "model") -> T:
+    """``make(data["config"])`` (a config dataclass, or a network built from one); SculptError naming the file
+    when the stored configuration is not a dictionary or does not fit."""
+    cfg = data.get("config")
+    if not isinstance(cfg, dict):
+        raise SculptError(f"{path}: invalid {what} configuration (not a dictionary)")
+    try:
+        return make(cfg)
+    except (TypeError, SculptError) as exc:
+        raise SculptError(f"{path}: invalid {what} configuration ({exc})") from None
 
 
 def load_state_dict_checked(module: torch.nn.Module, state: Any, path: str | Path) -> None:

@@ -392,3 +392,18 @@ def test_stale_temp_files_of_killed_writers_are_removed(tmp_path):
     os.utime(other, (old, old))
     core_io.write_text(tmp_path / "t.txt", "x")
     assert not stale.exists() and fresh.exists() and other.exists()  # only this target's, only stale ones
+
+
+@pytest.mark.parametrize("config", ["not a dict", {"no_such_field": 1}, {"height": "x"}])
+def test_a_stored_configuration_that_does_not_fit_is_a_clear_error(tmp_path, config):
+    """Grid models and classifiers read their stored configuration through one checked helper."""
+    from sculpt_core.domains.grid.classifier import CLASSIFIER_KIND, load_classifier
+    from sculpt_core.domains.grid.model import CHECKPOINT_KIND, GridBaseModel
+
+    model_file, clf_file = tmp_path / "m.pt", tmp_path / "c.pt"
+    save_checkpoint(model_file, CHECKPOINT_KIND, {"config": config, "state_dict": {}, "meta": {}})
+    save_checkpoint(clf_file, CLASSIFIER_KIND, {"config": config, "state_dict": {}, "bases": ["a", "b"]})
+    with pytest.raises(SculptError, match="invalid model configuration"):
+        GridBaseModel.load(model_file)
+    with pytest.raises(SculptError, match="invalid classifier configuration"):
+        load_classifier(clf_file)

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from sculpt_core.core.checkpoint import load_checkpoint, load_state_dict_checked, save_checkpoint
+from sculpt_core.core.checkpoint import load_checkpoint, load_state_dict_checked, save_checkpoint, stored_config
 from sculpt_core.domains.grid.env import GridEnv
 from sculpt_core.errors import SculptError
 
@@ -102,10 +102,7 @@ def save_classifier(path: str | Path, net: GridClassifier, base_names: list[str]
 def load_classifier(path: str | Path) -> tuple[GridClassifier, list[str], dict]:
     """(classifier in eval mode, base names, metadata) from a checkpoint (``weights_only``; SculptError when bad)."""
     data = load_checkpoint(path, CLASSIFIER_KIND, required=("config", "state_dict", "bases"))
-    try:
-        net = GridClassifier(GridClassifierConfig(**data["config"]))
-    except (TypeError, SculptError) as exc:
-        raise SculptError(f"{path}: invalid classifier configuration ({exc})") from None
+    net = stored_config(path, data, lambda c: GridClassifier(GridClassifierConfig(**c)), "classifier")
     load_state_dict_checked(net, data["state_dict"], path)
     net.eval()
     return net, [str(b) for b in data["bases"]], dict(data.get("meta", {}))

@@ -12,7 +12,7 @@ import torch
 from sculpt_core.domains.grid.env import GridEnv
 from sculpt_core.errors import SculptError
 from sculpt_core.domains.grid.exact import log_reaching
-from sculpt_core.core.checkpoint import load_checkpoint, load_state_dict_checked, save_checkpoint
+from sculpt_core.core.checkpoint import load_checkpoint, load_state_dict_checked, save_checkpoint, stored_config
 from sculpt_core.domains.grid.policy import GridPolicyConfig, GridPolicyNet
 from sculpt_core.core.nets import thermometer
 
@@ -110,11 +110,7 @@ class GridBaseModel:
     @classmethod
     def load(cls, path: str | Path, device: torch.device | None = None) -> "GridBaseModel":
         data = load_checkpoint(path, CHECKPOINT_KIND, required=("config", "state_dict", "meta"))
-        try:
-            cfg = GridPolicyConfig(**data["config"])
-            net = GridPolicyNet(cfg)
-        except (TypeError, SculptError) as exc:
-            raise SculptError(f"{path}: invalid model configuration ({exc})") from None
+        net = stored_config(path, data, lambda c: GridPolicyNet(GridPolicyConfig(**c)))
         load_state_dict_checked(net, data["state_dict"], path)
         log_reward = data.get("log_reward")
         if log_reward is not None and (not isinstance(log_reward, torch.Tensor) or tuple(log_reward.shape) != net.env.shape):

@@ -36,7 +36,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
-from sculpt_core.core.checkpoint import load_checkpoint, load_state_dict_checked, save_checkpoint
+from sculpt_core.core.checkpoint import load_checkpoint, load_state_dict_checked, save_checkpoint, stored_config
 from sculpt_core.domains.molecules.fragments import MAX_STEMS
 from sculpt_core.domains.molecules.env import FragmentEnv, FragState
 from sculpt_core.domains.molecules.graphs import EDGE_COLS, FragGraphBatch, scatter_logits
@@ -292,10 +292,7 @@ def load_mol_classifier(path: str | Path, device: torch.device | str | None = No
                         ) -> tuple[MolClassifier, list[str], dict[str, Any]]:
     """(classifier, base names, metadata) from a checkpoint (``weights_only``; SculptError when bad)."""
     data = load_checkpoint(path, CLASSIFIER_KIND, required=("config", "state_dict", "library", "bases"))
-    try:
-        cfg = MolClassifierConfig(**data["config"])
-    except (TypeError, SculptError) as exc:
-        raise SculptError(f"{path}: invalid classifier configuration ({exc})") from None
+    cfg = stored_config(path, data, lambda c: MolClassifierConfig(**c), "classifier")
     lib = library_from_dict(data["library"], str(path))
     if lib.n_frags != cfg.n_frags:
         raise SculptError(f"{path}: library has {lib.n_frags} fragments, the classifier {cfg.n_frags}")

@@ -29,7 +29,7 @@ import torch
 from sculpt_core.domains.molecules.fragments import FragmentLibrary
 from sculpt_core.domains.molecules.env import FragmentEnv, FragState
 from sculpt_core.errors import SculptError
-from sculpt_core.core.checkpoint import load_checkpoint, load_state_dict_checked, save_checkpoint
+from sculpt_core.core.checkpoint import load_checkpoint, load_state_dict_checked, save_checkpoint, stored_config
 from sculpt_core.domains.molecules.policy import MolPolicyConfig, MolPolicyNet
 
 CHECKPOINT_KIND = "sculpt.mol_base_model"
@@ -177,11 +177,8 @@ class MolBaseModel:
     def load(cls, path: str | Path, device: torch.device | str | None = None) -> "MolBaseModel":
         """Load a checkpoint (``weights_only``); anything corrupt or inconsistent raises SculptError."""
         data = load_checkpoint(path, CHECKPOINT_KIND, required=("config", "state_dict", "library", "meta"))
-        try:
-            cfg = MolPolicyConfig(**data["config"])
-            net = MolPolicyNet(cfg)
-        except (TypeError, SculptError) as exc:
-            raise SculptError(f"{path}: invalid model configuration ({exc})") from None
+        net = stored_config(path, data, lambda c: MolPolicyNet(MolPolicyConfig(**c)))
+        cfg = net.cfg
         load_state_dict_checked(net, data["state_dict"], path)
         if not isinstance(data["meta"], dict):
             raise SculptError(f"{path}: metadata is not a dictionary")
