@@ -1,11 +1,13 @@
-"""``python -m sculpt_core diffusion density|sample|specs``: exact composed targets and composed samplers of
-2-D Gaussian-mixture diffusion models (bases: built-in spec names or JSON spec files)."""
+"""``python -m sculpt_core diffusion density|sample|specs|train``: exact composed targets and composed samplers
+of 2-D Gaussian-mixture diffusion models (bases: built-in spec names or JSON spec files), and learned score
+models trained on a spec by denoising score matching."""
 
 from __future__ import annotations
 
 import argparse
 import math
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -91,6 +93,29 @@ def cmd_specs(args: argparse.Namespace) -> dict:
     return {"specs": {name: load_spec(name).to_json() for name in BUILTIN_SPECS}}
 
 
+def cmd_train(args: argparse.Namespace) -> dict:
+    from sculpt_core.device import default_device, describe_device
+    from sculpt_core.domains.diffusion.spec import load_spec
+    from sculpt_core.domains.diffusion.train import check_train_args, train_dsm
+
+    check_train_args(args.steps, args.batch, args.lr)
+    if Path(args.out).is_dir():
+        raise SculptError(f"cannot write {args.out}: it is a folder")
+    spec = load_spec(args.spec)
+    device = default_device()
+    update, close = progress_bar(args.steps, f"dsm {spec.name}")
+    try:
+        model = train_dsm(spec, args.steps, args.batch, args.lr, args.seed, device=device, progress=update)
+    finally:
+        close()
+    model.save(args.out)
+    meta = model.meta
+    return {"spec": spec.name, "steps": meta["steps"], "batch": meta["batch"], "lr": meta["lr"], "seed": meta["seed"],
+            "seconds": meta["seconds"], "final_loss": meta["final_loss"], "score_error": meta["score_error"],
+            "score_error_grid": meta["score_error_grid"], "score_error_by_t": meta["score_error_by_t"],
+            "device": describe_device(device), "out": args.out}
+
+
 def _composition_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bases", required=True, help="comma-separated built-in spec names (ring, band, column) or JSON spec paths")
     p.add_argument("--y", default=None, help="observed labels y1..yn, e.g. 1,2 (harmonic mean), 1,1 (contrast), 1,2,3")
@@ -99,7 +124,7 @@ def _composition_args(p: argparse.ArgumentParser) -> None:
 
 
 def register(commands: argparse._SubParsersAction, zoo: argparse._SubParsersAction) -> None:
-    """Add ``diffusion density|sample|specs``."""
+    """Add ``diffusion density|sample|specs|train``."""
     p = commands.add_parser("density", help="write the exact composed target's probability per bin on [−L, L]²")
     _composition_args(p)
     p.add_argument("--extent", type=float, default=3.5, help="half-width L of the square [−L, L]²")
@@ -125,3 +150,12 @@ def register(commands: argparse._SubParsersAction, zoo: argparse._SubParsersActi
 
     p = commands.add_parser("specs", help="print the built-in Gaussian-mixture specs")
     p.set_defaults(func=cmd_specs)
+
+    p = commands.add_parser("train", help="train a score network on a spec by denoising score matching")
+    p.add_argument("--spec", required=True, help="built-in spec name (ring, band, column) or JSON spec path")
+    p.add_argument("--out", required=True, help="output checkpoint (.pt), written atomically")
+    p.add_argument("--steps", type=int, default=10000, help="Adam steps (a fresh batch of the spec each step)")
+    p.add_argument("--batch", type=int, default=1024, help="samples per step")
+    p.add_argument("--lr", type=float, default=2e-3, help="initial learning rate (cosine decay to 5%%)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_train)
