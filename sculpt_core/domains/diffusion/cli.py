@@ -1,6 +1,7 @@
 """``python -m sculpt_core diffusion density|sample|specs|train``: exact composed targets and composed samplers
-of 2-D Gaussian-mixture diffusion models (bases: built-in spec names or JSON spec files), and learned score
-models trained on a spec by denoising score matching."""
+of 2-D Gaussian-mixture diffusion models (bases: zoo models, built-in spec names, checkpoints or JSON spec files;
+see ``zoo.resolve_base``), learned score models trained on a spec by denoising score matching, and
+``zoo build-diffusion``."""
 
 from __future__ import annotations
 
@@ -17,11 +18,16 @@ from sculpt_core.core.io import save_array
 from sculpt_core.errors import SculptError
 
 
-def _bases_and_composition(args: argparse.Namespace):
-    from sculpt_core.domains.diffusion.spec import load_spec
+def _resolve_bases(args: argparse.Namespace) -> list:
+    """``--bases`` → one ``ResolvedBase`` each (precedence: ``zoo.resolve_base``)."""
+    from sculpt_core.domains.diffusion.zoo import resolve_base
 
-    names = parse_list(args.bases, str, "--bases")
-    specs = [load_spec(n.strip()) for n in names]
+    return [resolve_base(n) for n in parse_list(args.bases, str, "--bases")]
+
+
+def _bases_and_composition(args: argparse.Namespace, bases: list | None = None):
+    bases = _resolve_bases(args) if bases is None else bases
+    specs = [b.spec for b in bases]
     comp = composition_from_args(len(specs), args.y, args.alpha, args.weights)
     if comp.kind == "linear":  # specs are normalised (Z_i = 1): linear scalarisation is the mixture
         comp = A.mixture(list(comp.weights))
@@ -56,7 +62,8 @@ def cmd_density(args: argparse.Namespace) -> dict:
 
 def cmd_sample(args: argparse.Namespace) -> dict:
     from sculpt_core.device import default_device, describe_device
-    from sculpt_core.domains.diffusion.compose import METHODS
+    from sculpt_core.domains.diffusion.compose import METHODS, ExactScoreModel
+    from sculpt_core.domains.diffusion.sde import SDE
     from sculpt_core.domains.diffusion.metrics import evaluate
     from sculpt_core.domains.diffusion.sampling import SAMPLERS, check_sample_args, sample_method
 
@@ -69,19 +76,24 @@ def cmd_sample(args: argparse.Namespace) -> dict:
         raise SculptError(f"--gamma must be a positive number, got {args.gamma!r}")
     _check_extent(args.extent, args.bins)
     check_sample_args(args.n, args.steps, args.prior)
-    specs, comp = _bases_and_composition(args)
+    bases = _resolve_bases(args)
+    specs, comp = _bases_and_composition(args, bases)
     device = default_device()
+    models = None
+    if args.method != "oracle" and any(b.model is not None for b in bases):
+        models = [ExactScoreModel(b.spec, SDE, device) if b.model is None else b.model for b in bases]
+    scores = ["exact" if args.method == "oracle" else b.score for b in bases]
     update, close = progress_bar(args.steps, f"{args.method} {args.sampler}")
     try:
         x, exact = sample_method(specs, comp, args.method, args.n, args.steps, args.sampler, args.seed, args.prior,
-                                 args.gamma, args.model, device, progress=update)
+                                 args.gamma, args.model, device, progress=update, models=models)
     finally:
         close()
     sample_seconds = time.perf_counter() - t0
     figures = evaluate(x, exact, args.extent, args.bins, seed=args.seed)
     arr = x.numpy().astype(np.float64)
     save_array(args.out, arr)
-    return {**_describe(specs, comp), "method": args.method, "sampler": args.sampler, "steps": args.steps,
+    return {**_describe(specs, comp), "scores": scores, "method": args.method, "sampler": args.sampler, "steps": args.steps,
             "prior": args.prior, "gamma": args.gamma if args.method == "oracle" else None,
             "model": args.model if args.method == "base" else None, "seed": args.seed, **figures,
             "sample_seconds": round(sample_seconds, 3), "device": describe_device(device), "out": args.out}
@@ -117,14 +129,28 @@ def cmd_train(args: argparse.Namespace) -> dict:
 
 
 def _composition_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--bases", required=True, help="comma-separated built-in spec names (ring, band, column) or JSON spec paths")
+    p.add_argument("--bases", required=True, help=(
+        "comma-separated bases, each resolved by the first match of: spec:NAME (the exact spec NAME, built-in or "
+        "JSON path, never a learned model); a zoo model name (learned score, its recorded spec for target, oracle "
+        "and metrics); a built-in spec name (ring, band, column); a .pt checkpoint path (learned); a JSON spec "
+        "path. The oracle always uses the exact spec scores"))
     p.add_argument("--y", default=None, help="observed labels y1..yn, e.g. 1,2 (harmonic mean), 1,1 (contrast), 1,2,3")
     p.add_argument("--alpha", type=float, default=None, help="α of the parameterised operators (two bases, two labels)")
     p.add_argument("--weights", default=None, help="mixture weights w1,w2,... over the normalised bases")
 
 
+def cmd_zoo_build_diffusion(args: argparse.Namespace) -> dict:
+    from sculpt_core.domains.diffusion.train import check_train_args
+    from sculpt_core.domains.diffusion.zoo import build_diffusion_zoo
+
+    names = [n.strip() for n in parse_list(args.names, str, "--names")] if args.names else None
+    check_train_args(args.steps, 1024, 2e-3)
+    return build_diffusion_zoo(names, args.steps, args.seed,
+                               progress_factory=lambda name, total: progress_bar(total, f"zoo {name}"))
+
+
 def register(commands: argparse._SubParsersAction, zoo: argparse._SubParsersAction) -> None:
-    """Add ``diffusion density|sample|specs|train``."""
+    """Add ``diffusion density|sample|specs|train`` and ``zoo build-diffusion``."""
     p = commands.add_parser("density", help="write the exact composed target's probability per bin on [−L, L]²")
     _composition_args(p)
     p.add_argument("--extent", type=float, default=3.5, help="half-width L of the square [−L, L]²")
@@ -159,3 +185,9 @@ def register(commands: argparse._SubParsersAction, zoo: argparse._SubParsersActi
     p.add_argument("--lr", type=float, default=2e-3, help="initial learning rate (cosine decay to 5%%)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_train)
+
+    p = zoo.add_parser("build-diffusion", help="re-train the shipped diffusion score models into assets/")
+    p.add_argument("--names", default=None, help="comma-separated subset of ring, band, column (default: all)")
+    p.add_argument("--steps", type=int, default=10000, help="DSM steps per model")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_zoo_build_diffusion)
