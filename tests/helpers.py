@@ -38,6 +38,14 @@ def full_fragment_env(lib):
     return FragmentEnv(lib, max_frags=9)
 
 
+#: Invented 2-D Gaussian-mixture specs for the diffusion tests (a tilted full-covariance pair, three isotropic
+#: components, an uneven isotropic pair).
+TILT = {"weights": [0.6, 0.4], "means": [[-1.0, 0.5], [1.2, -0.3]],
+        "covs": [[[0.5, 0.2], [0.2, 0.3]], [[0.25, -0.1], [-0.1, 0.6]]]}
+TRIO = {"weights": [1, 1, 1], "means": [[0.0, 1.5], [0.5, -1.0], [-1.5, -1.0]], "stds": [0.45, 0.6, 0.4]}
+PAIR = {"weights": [2, 1], "means": [[1.0, 1.0], [-1.0, -0.5]], "stds": [0.7, 0.5]}
+
+
 def tiny_fragment_env():
     """The tiny exact library (fragments 1, 15, 27; trees of at most 3 fragments), skipping the calling test when
     RDKit or the shared fragment table is unavailable."""

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import PAIR, TILT, TRIO
 from sculpt_core.cli import main
 from sculpt_core.core import algebra as A
 from sculpt_core.core.labels import observed_log_prob, terminal_joint
@@ -23,20 +24,6 @@ from sculpt_core.domains.diffusion.spec import BUILTIN_SPECS, load_spec, spec_fr
 from sculpt_core.errors import SculptError
 
 # Invented specs (not the built-ins): full and isotropic covariances, unequal weights, overlapping supports.
-TILT = {"weights": [0.6, 0.4], "means": [[-1.0, 0.5], [1.2, -0.3]],
-        "covs": [[[0.5, 0.2], [0.2, 0.3]], [[0.25, -0.1], [-0.1, 0.6]]]}
-TRIO = {"weights": [1, 1, 1], "means": [[0.0, 1.5], [0.5, -1.0], [-1.5, -1.0]], "stds": [0.45, 0.6, 0.4]}
-PAIR = {"weights": [2, 1], "means": [[1.0, 1.0], [-1.0, -0.5]], "stds": [0.7, 0.5]}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread for this module: the quadrature is many small products, which two threads on two
-    shared cores slow down several-fold when anything else runs."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

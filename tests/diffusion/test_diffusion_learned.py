@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import PAIR, TILT
 from sculpt_core.cli import main
 from sculpt_core.core import algebra as A
 from sculpt_core.core.checkpoint import save_checkpoint
@@ -25,17 +26,6 @@ from sculpt_core.domains.diffusion.train import score_error, train_dsm
 from sculpt_core.errors import SculptError
 
 # Invented specs (not the built-ins).
-PAIR = {"weights": [2, 1], "means": [[1.0, 1.0], [-1.0, -0.5]], "stds": [0.7, 0.5]}
-TILT = {"weights": [0.6, 0.4], "means": [[-1.0, 0.5], [1.2, -0.3]],
-        "covs": [[[0.5, 0.2], [0.2, 0.3]], [[0.25, -0.1], [-0.1, 0.6]]]}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -5,13 +5,12 @@ command line reports which score each base used, and the shipped models are good
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from helpers import PAIR
 from sculpt_core.cli import main
 from sculpt_core.core.zoo import read_manifest
 from sculpt_core.domains.diffusion.spec import BUILTIN_SPECS
@@ -25,20 +24,16 @@ from sculpt_core.domains.diffusion.zoo import (
 )
 from sculpt_core.errors import SculptError
 
-PAIR = {"weights": [2, 1], "means": [[1.0, 1.0], [-1.0, -0.5]], "stds": [0.7, 0.5]}
 
 
 @pytest.fixture(scope="module")
 def tiny_zoo(tmp_path_factory):
     """A temporary assets folder holding one tiny ``band`` model (60 DSM steps, evaluated on 400 samples)."""
     folder = tmp_path_factory.mktemp("diffusion_assets")
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SCULPT_ASSETS", str(folder))
         entries = build_diffusion_zoo(["band"], steps=60, seed=1, eval_n=400, eval_steps=20)
         yield folder, entries
-    torch.set_num_threads(before)
 
 
 @pytest.fixture
