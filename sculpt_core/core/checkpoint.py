@@ -47,6 +47,12 @@ def load_checkpoint(path: str | Path, kind: str, required: tuple[str, ...] = ())
     return data
 
 
+def network_payload(net: torch.nn.Module) -> dict[str, Any]:
+    """``{"config": net.cfg.to_dict(), "state_dict": CPU copies of the weights}``: how every network is stored,
+    read back by :func:`stored_config` and :func:`load_state_dict_checked`."""
+    return {"config": net.cfg.to_dict(), "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()}}
+
+
 def stored_config(path: str | Path, data: dict[str, Any], make: Callable[[dict[str, Any]], T], what: str = "model") -> T:
     """``make(data["config"])`` (a config dataclass, or a network built from one); SculptError naming the file
     when the stored configuration is not a dictionary or does not fit."""

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from sculpt_core.core.checkpoint import load_checkpoint, load_state_dict_checked, save_checkpoint, stored_config
+from sculpt_core.core.checkpoint import load_checkpoint, load_state_dict_checked, network_payload, save_checkpoint, stored_config
 from sculpt_core.domains.diffusion.sde import SDE, VESDE
 from sculpt_core.domains.diffusion.spec import GaussianMixture, spec_from_dict
 from sculpt_core.errors import SculptError
@@ -138,8 +138,7 @@ class ScoreBaseModel:
     def save(self, path: str | Path) -> Path:
         """Write the checkpoint atomically (an interrupted save leaves the previous file readable)."""
         payload = {
-            "config": self.net.cfg.to_dict(),
-            "state_dict": {k: v.detach().cpu() for k, v in self.net.state_dict().items()},
+            **network_payload(self.net),
             "meta": self.meta,
             "name": self.name,
         }

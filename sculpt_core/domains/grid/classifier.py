@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from sculpt_core.core.checkpoint import load_checkpoint, load_state_dict_checked, save_checkpoint, stored_config
+from sculpt_core.core.checkpoint import load_checkpoint, load_state_dict_checked, network_payload, save_checkpoint, stored_config
 from sculpt_core.domains.grid.env import GridEnv
 from sculpt_core.errors import SculptError
 
@@ -92,8 +92,7 @@ class GridClassifier(nn.Module):
 def save_classifier(path: str | Path, net: GridClassifier, base_names: list[str], meta: dict) -> Path:
     """Weights + config + base names + metadata, written atomically (``core.checkpoint``)."""
     return save_checkpoint(path, CLASSIFIER_KIND, {
-        "config": net.cfg.to_dict(),
-        "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+        **network_payload(net),
         "bases": list(base_names),
         "meta": meta,
     })

@@ -12,7 +12,7 @@ import torch
 from sculpt_core.domains.grid.env import GridEnv
 from sculpt_core.errors import SculptError
 from sculpt_core.domains.grid.exact import log_reaching
-from sculpt_core.core.checkpoint import load_checkpoint, load_state_dict_checked, save_checkpoint, stored_config
+from sculpt_core.core.checkpoint import load_checkpoint, load_state_dict_checked, network_payload, save_checkpoint, stored_config
 from sculpt_core.domains.grid.policy import GridPolicyConfig, GridPolicyNet
 from sculpt_core.core.nets import thermometer
 
@@ -98,8 +98,7 @@ class GridBaseModel:
     def save(self, path: str | Path) -> Path:
         """Write the checkpoint atomically (an interrupted save leaves the previous file readable)."""
         payload = {
-            "config": self.net.cfg.to_dict(),
-            "state_dict": {k: v.detach().cpu() for k, v in self.net.state_dict().items()},
+            **network_payload(self.net),
             "meta": self.meta,
             "name": self.name,
         }

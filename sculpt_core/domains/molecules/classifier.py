@@ -36,7 +36,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
-from sculpt_core.core.checkpoint import load_checkpoint, load_state_dict_checked, save_checkpoint, stored_config
+from sculpt_core.core.checkpoint import load_checkpoint, load_state_dict_checked, network_payload, save_checkpoint, stored_config
 from sculpt_core.domains.molecules.fragments import MAX_STEMS
 from sculpt_core.domains.molecules.env import FragmentEnv, FragState
 from sculpt_core.domains.molecules.graphs import EDGE_COLS, FragGraphBatch, scatter_logits
@@ -280,8 +280,7 @@ class MolClassifier(nn.Module):
 def save_mol_classifier(path: str | Path, net: MolClassifier, base_names: Sequence[str], meta: dict[str, Any]) -> Path:
     """Weights + config + fragment library + base names + metadata (β, steps, seconds, …), written atomically."""
     return save_checkpoint(path, CLASSIFIER_KIND, {
-        "config": net.cfg.to_dict(),
-        "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+        **network_payload(net),
         "library": library_to_dict(net.env.library),
         "bases": [str(b) for b in base_names],
         "meta": dict(meta),

@@ -29,7 +29,7 @@ import torch
 from sculpt_core.domains.molecules.fragments import FragmentLibrary
 from sculpt_core.domains.molecules.env import FragmentEnv, FragState
 from sculpt_core.errors import SculptError
-from sculpt_core.core.checkpoint import load_checkpoint, load_state_dict_checked, save_checkpoint, stored_config
+from sculpt_core.core.checkpoint import load_checkpoint, load_state_dict_checked, network_payload, save_checkpoint, stored_config
 from sculpt_core.domains.molecules.policy import MolPolicyConfig, MolPolicyNet
 
 CHECKPOINT_KIND = "sculpt.mol_base_model"
@@ -165,8 +165,7 @@ class MolBaseModel:
     def save(self, path: str | Path) -> Path:
         """Write the checkpoint atomically (an interrupted save leaves the previous file readable)."""
         payload = {
-            "config": self.net.cfg.to_dict(),
-            "state_dict": {k: v.detach().cpu() for k, v in self.net.state_dict().items()},
+            **network_payload(self.net),
             "library": library_to_dict(self.env.library),
             "meta": self.meta,
             "name": self.name,
