@@ -39,7 +39,10 @@ def make_generator(seed: int, device: torch.device | str) -> torch.Generator:
 def reverse_sample(field: ScoreField, x1: torch.Tensor, steps: int, sampler: str = "em", sde: VESDE = SDE,
                    generator: torch.Generator | None = None, snr: float = 0.16,
                    progress: Callable[[int, dict], None] | None = None) -> torch.Tensor:
-    """Integrate ``field`` from the particles ``x1`` ``[N, 2]`` at t = 1 down to t = ε; returns ``[N, 2]``."""
+    """Integrate ``field`` from the particles ``x1`` ``[N, 2]`` at t = 1 down to t = ε; returns ``[N, 2]``.
+
+    ``progress(step, {"t": t, "x": x})`` after every step: the time reached and the particles there (the live
+    tensor: copy it to keep a snapshot, e.g. for an animation of the particles moving from noise to data)."""
     if sampler not in SAMPLERS:
         raise SculptError(f"unknown sampler {sampler!r}; one of {', '.join(SAMPLERS)}")
     if not (isinstance(steps, int) and 1 <= steps <= MAX_STEPS):
@@ -73,7 +76,7 @@ def reverse_sample(field: ScoreField, x1: torch.Tensor, steps: int, sampler: str
         carry = field.advance(carry, x, x_next, t, dt)
         x = x_next
         if progress is not None:
-            progress(n + 1, {})
+            progress(n + 1, {"t": times[n + 1], "x": x})
     if not bool(torch.isfinite(x).all()):
         raise SculptError("the sampler diverged (non-finite particles); try more steps")
     return x
