@@ -1,4 +1,4 @@
-"""``python -m sculpt_core diffusion density|sample|specs|train``: exact composed targets and composed samplers
+"""``python -m sculpt_core diffusion density|sample|specs|train|train-classifier``: exact composed targets and composed samplers
 of 2-D Gaussian-mixture diffusion models (bases: zoo models, built-in spec names, checkpoints or JSON spec files;
 see ``zoo.resolve_base``), learned score models trained on a spec by denoising score matching, and
 ``zoo build-diffusion``."""
@@ -18,11 +18,29 @@ from sculpt_core.core.io import save_array
 from sculpt_core.errors import SculptError
 
 
+def _base_names(args: argparse.Namespace) -> list[str]:
+    return [n.strip() for n in parse_list(args.bases, str, "--bases")]
+
+
 def _resolve_bases(args: argparse.Namespace) -> list:
     """``--bases`` → one ``ResolvedBase`` each (precedence: ``zoo.resolve_base``)."""
     from sculpt_core.domains.diffusion.zoo import resolve_base
 
-    return [resolve_base(n) for n in parse_list(args.bases, str, "--bases")]
+    return [resolve_base(n) for n in _base_names(args)]
+
+
+def _classifier_for(args: argparse.Namespace, bases: list):
+    """The guidance classifier of the ``classifier`` method: ``--classifier`` or the zoo's for these bases,
+    checked against the bases' fingerprints (a classifier trained for other or retrained bases is refused)."""
+    from sculpt_core.domains.diffusion.zoo import base_fingerprints, find_diffusion_classifier, load_diffusion_classifier
+
+    source = args.classifier or find_diffusion_classifier(_base_names(args))
+    if source is None:
+        raise SculptError(f"no shipped classifier for bases {args.bases}; train one with `python -m sculpt_core "
+                          "diffusion train-classifier --bases ... --out clf.pt` and pass --classifier clf.pt")
+    clf = load_diffusion_classifier(source)
+    clf.check_bases(base_fingerprints(bases))
+    return clf, str(source)
 
 
 def _bases_and_composition(args: argparse.Namespace, bases: list | None = None):
@@ -79,6 +97,11 @@ def cmd_sample(args: argparse.Namespace) -> dict:
     bases = _resolve_bases(args)
     specs, comp = _bases_and_composition(args, bases)
     device = default_device()
+    clf, clf_source = _classifier_for(args, bases) if args.method == "classifier" else (None, None)
+    if clf is not None:
+        from sculpt_core.domains.diffusion.classifier import ClassifierPosterior
+
+        ClassifierPosterior(clf, comp)  # refuse an operator this classifier cannot express before any work
     models = None
     if args.method != "oracle" and any(b.model is not None for b in bases):
         models = [ExactScoreModel(b.spec, SDE, device) if b.model is None else b.model for b in bases]
@@ -86,7 +109,7 @@ def cmd_sample(args: argparse.Namespace) -> dict:
     update, close = progress_bar(args.steps, f"{args.method} {args.sampler}")
     try:
         x, exact = sample_method(specs, comp, args.method, args.n, args.steps, args.sampler, args.seed, args.prior,
-                                 args.gamma, args.model, device, progress=update, models=models)
+                                 args.gamma, args.model, device, progress=update, models=models, classifier=clf)
     finally:
         close()
     sample_seconds = time.perf_counter() - t0
@@ -94,7 +117,8 @@ def cmd_sample(args: argparse.Namespace) -> dict:
     arr = x.numpy().astype(np.float64)
     save_array(args.out, arr)
     return {**_describe(specs, comp), "scores": scores, "method": args.method, "sampler": args.sampler, "steps": args.steps,
-            "prior": args.prior, "gamma": args.gamma if args.method == "oracle" else None,
+            "prior": args.prior, "gamma": args.gamma if args.method in ("oracle", "classifier") else None,
+            "classifier": clf_source,
             "model": args.model if args.method == "base" else None, "seed": args.seed, **figures,
             "sample_seconds": round(sample_seconds, 3), "device": describe_device(device), "out": args.out}
 
@@ -126,6 +150,50 @@ def cmd_train(args: argparse.Namespace) -> dict:
             "seconds": meta["seconds"], "final_loss": meta["final_loss"], "score_error": meta["score_error"],
             "score_error_grid": meta["score_error_grid"], "score_error_by_t": meta["score_error_by_t"],
             "device": describe_device(device), "out": args.out}
+
+
+def cmd_train_classifier(args: argparse.Namespace) -> dict:
+    from sculpt_core.device import default_device, describe_device
+    from sculpt_core.domains.diffusion.model import data_scale
+    from sculpt_core.domains.diffusion.train_classifier import (
+        DiffusionClassifierTrainConfig,
+        posterior_error,
+        train_diffusion_classifier,
+    )
+    from sculpt_core.domains.diffusion.zoo import score_models
+
+    if Path(args.out).is_dir():
+        raise SculptError(f"cannot write {args.out}: it is a folder")
+    names = _base_names(args)
+    n_labels = args.labels if args.labels is not None else (2 if args.alpha_cond else len(names))
+    cfg = DiffusionClassifierTrainConfig(steps=args.steps, batch=args.batch, trajectories=args.trajectories,
+                                         pool_steps=args.pool_steps, lr=args.lr, n_labels=n_labels,
+                                         alpha_cond=args.alpha_cond, seed=args.seed)
+    from sculpt_core.domains.diffusion.classifier import DiffusionClassifierConfig
+
+    DiffusionClassifierConfig(len(names), n_labels, args.alpha_cond).validate()  # refuse bad shapes before any work
+    bases = _resolve_bases(args)
+    device = default_device()
+    update, close = progress_bar(args.steps, "classifier")
+    try:
+        clf = train_diffusion_classifier(score_models(bases, device), cfg, device=device, base_names=names,
+                                         sigma_data=max(data_scale(b.spec) for b in bases), progress=update)
+    finally:
+        close()
+    clf.meta.update(posterior_error(clf, [b.spec for b in bases]))
+    clf.save(args.out)
+    keys = ("bases", "loss_terminal", "loss_nonterminal", "seconds", "pool_seconds", "posterior_tv_y1_mean",
+            "posterior_tv_joint_mean", "posterior_tv_y1", "posterior_tv_joint")
+    return {**{k: clf.meta[k] for k in keys if k in clf.meta}, "n_labels": n_labels, "alpha_cond": args.alpha_cond,
+            "steps": args.steps, "scores": [b.score for b in bases], "device": describe_device(device), "out": args.out}
+
+
+def cmd_zoo_build_diffusion_classifiers(args: argparse.Namespace) -> dict:
+    from sculpt_core.domains.diffusion.zoo import build_diffusion_classifiers
+
+    keys = [n.strip() for n in parse_list(args.names, str, "--names")] if args.names else None
+    return build_diffusion_classifiers(keys, args.steps, args.seed,
+                                       progress_factory=lambda key, total: progress_bar(total, f"classifier {key}"))
 
 
 def _composition_args(p: argparse.ArgumentParser) -> None:
@@ -160,13 +228,16 @@ def register(commands: argparse._SubParsersAction, zoo: argparse._SubParsersActi
 
     p = commands.add_parser("sample", help="sample a composition by the reverse SDE and score it against the exact target")
     _composition_args(p)
-    p.add_argument("--method", default="oracle", help="oracle | score-sum | base | superdiff")
+    p.add_argument("--method", default="oracle", help="oracle | classifier | superdiff | score-sum | base")
+    p.add_argument("--classifier", default=None,
+                   help="guidance classifier checkpoint of the classifier method (default: the zoo's for --bases)")
     p.add_argument("--n", type=int, default=20000, help="number of particles")
     p.add_argument("--steps", type=int, default=500, help="reverse-time steps from t = 1 to ε")
     p.add_argument("--sampler", default="em", help="em (Euler–Maruyama) | pc (predictor–corrector) | ode (probability flow)")
     p.add_argument("--prior", default="exact", choices=["exact", "gaussian"],
                    help="start: the target's own law at t = 1 (exact) or N(0, σ(1)² I) (gaussian)")
-    p.add_argument("--gamma", type=float, default=1.0, help="guidance scale γ on ∇ log Q(y | x_t) (oracle)")
+    p.add_argument("--gamma", type=float, default=1.0,
+                   help="guidance scale γ on ∇ log Q(y | x_t) (oracle, classifier); γ = 1 is the theory")
     p.add_argument("--model", type=int, default=1, help="which base the `base` method samples (1-based)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--extent", type=float, default=3.5, help="half-width L of the evaluation square")
@@ -177,6 +248,8 @@ def register(commands: argparse._SubParsersAction, zoo: argparse._SubParsersActi
     p = commands.add_parser("specs", help="print the built-in Gaussian-mixture specs")
     p.set_defaults(func=cmd_specs)
 
+
+
     p = commands.add_parser("train", help="train a score network on a spec by denoising score matching")
     p.add_argument("--spec", required=True, help="built-in spec name (ring, band, column) or JSON spec path")
     p.add_argument("--out", required=True, help="output checkpoint (.pt), written atomically")
@@ -185,6 +258,26 @@ def register(commands: argparse._SubParsersAction, zoo: argparse._SubParsersActi
     p.add_argument("--lr", type=float, default=2e-3, help="initial learning rate (cosine decay to 5%%)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_train)
+
+    p = commands.add_parser("train-classifier", help=(
+        "train a time-conditioned guidance classifier for the bases (the diffusion analogue of Algorithm A.1)"))
+    p.add_argument("--bases", required=True, help="comma-separated bases, as for sample (zoo names, specs, checkpoints)")
+    p.add_argument("--alpha-cond", action="store_true", help="condition on α (two bases, two labels; eq. 7)")
+    p.add_argument("--labels", type=int, default=None, help="labels y1..yn the classifier knows (default: one per base)")
+    p.add_argument("--steps", type=int, default=1500, help="optimiser steps")
+    p.add_argument("--batch", type=int, default=1024, help="(trajectory, step) pairs per base and step")
+    p.add_argument("--trajectories", type=int, default=2048, help="reverse trajectories per base and pool")
+    p.add_argument("--pool-steps", type=int, default=200, help="reverse-SDE steps of the training trajectories")
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="output checkpoint (.pt), written atomically")
+    p.set_defaults(func=cmd_train_classifier)
+
+    p = zoo.add_parser("build-diffusion-classifiers", help="re-train the shipped diffusion guidance classifiers")
+    p.add_argument("--names", default=None, help="comma-separated subset of ring+band, ring+band+column (default: all)")
+    p.add_argument("--steps", type=int, default=1500, help="optimiser steps per classifier")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_zoo_build_diffusion_classifiers)
 
     p = zoo.add_parser("build-diffusion", help="re-train the shipped diffusion score models into assets/")
     p.add_argument("--names", default=None, help="comma-separated subset of ring, band, column (default: all)")

@@ -15,6 +15,7 @@ Methods:
 
 - ``oracle``: Σ_i Q(y_1 = i | x_t) s_i + γ ∇ log Q(y | x_t) with the exact posterior (γ = 1: the exact
   composed score; for mixtures the second term vanishes and the weights are the exact posterior);
+- ``classifier``: the same with a learned time-conditioned classifier (``classifier.py``), the paper's method;
 - ``score-sum``: Σ_i s_i, the common shortcut; it is NOT the score of the diffused composed target;
 - ``base``: one model alone;
 - ``superdiff``: training-free superposition: every model's log-density is tracked along the trajectory
@@ -37,7 +38,7 @@ from sculpt_core.domains.diffusion.sde import SDE, VESDE
 from sculpt_core.domains.diffusion.spec import GaussianMixture
 from sculpt_core.errors import SculptError
 
-METHODS = ("oracle", "score-sum", "base", "superdiff")
+METHODS = ("oracle", "classifier", "superdiff", "score-sum", "base")
 
 
 # ----- the seam -------------------------------------------------------------------------------------
@@ -59,11 +60,10 @@ class DensityModel(ScoreModel, Protocol):
 
 @runtime_checkable
 class LabelPosterior(Protocol):
-    """log Q(y_1 = i | x_t) ``[N, m]`` and ∇_x log Q(y_obs | x_t) ``[N, 2]`` (None when nothing is observed)."""
+    """log Q(y_1 = i | x_t) ``[N, m]`` and ∇_x log Q(y_obs | x_t) ``[N, 2]`` (None when nothing is observed),
+    both at once (a learned classifier gets them from one forward and backward pass)."""
 
-    def log_mixture_weights(self, x: torch.Tensor, t: float) -> torch.Tensor: ...
-
-    def grad_log_q(self, x: torch.Tensor, t: float) -> torch.Tensor | None: ...
+    def weights_and_grad(self, x: torch.Tensor, t: float) -> tuple[torch.Tensor, torch.Tensor | None]: ...
 
 
 @runtime_checkable
@@ -101,13 +101,10 @@ class ExactLabelPosterior:
         self.exact = exact
         self.sde = sde
 
-    def log_mixture_weights(self, x: torch.Tensor, t: float) -> torch.Tensor:
-        return self.exact.mixture_log_weights(x, self.sde.marginal_std(t))
-
-    def grad_log_q(self, x: torch.Tensor, t: float) -> torch.Tensor | None:
-        if self.exact.closed_form:
-            return None
-        return self.exact.grad_log_label_posterior(x, self.sde.marginal_std(t))
+    def weights_and_grad(self, x: torch.Tensor, t: float) -> tuple[torch.Tensor, torch.Tensor | None]:
+        sigma = self.sde.marginal_std(t)
+        log_w = self.exact.mixture_log_weights(x, sigma)
+        return log_w, None if self.exact.closed_form else self.exact.grad_log_label_posterior(x, sigma)
 
 
 # ----- fields ---------------------------------------------------------------------------------------
@@ -152,9 +149,9 @@ class GuidedField(_Stateless):
         self.gamma = float(gamma)
 
     def score(self, x, t, carry, noise=None, dt=None):
-        w = self.posterior.log_mixture_weights(x, t).exp()
+        log_w, grad = self.posterior.weights_and_grad(x, t)
+        w = log_w.exp()
         out = sum(w[:, i, None] * m.score(x, t) for i, m in enumerate(self.models))
-        grad = self.posterior.grad_log_q(x, t)
         return out if grad is None else out + self.gamma * grad
 
 
@@ -218,8 +215,9 @@ class SuperDiffField:
 # ----- building a method ----------------------------------------------------------------------------
 def build_field(method: str, models: list[ScoreModel], composition: Composition,
                 posterior: LabelPosterior | None = None, gamma: float = 1.0, model_index: int = 1,
-                sde: VESDE = SDE) -> ScoreField:
-    """The score field of ``method`` for ``composition`` over ``models`` (see the module docstring)."""
+                sde: VESDE = SDE, classifier: LabelPosterior | None = None) -> ScoreField:
+    """The score field of ``method`` for ``composition`` over ``models`` (see the module docstring);
+    ``posterior``: the exact label posterior (oracle), ``classifier``: a learned one (classifier)."""
     m = len(models)
     if m != composition.n_models:
         raise SculptError(f"{composition.describe()} needs {composition.n_models} bases, got {m}")
@@ -227,6 +225,11 @@ def build_field(method: str, models: list[ScoreModel], composition: Composition,
         if posterior is None:
             raise SculptError("the oracle needs the exact label posterior")
         return GuidedField(models, posterior, gamma)
+    if method == "classifier":
+        if classifier is None:
+            raise SculptError("no guidance classifier for these bases: train one with "
+                              "`python -m sculpt_core diffusion train-classifier`")
+        return GuidedField(models, classifier, gamma)
     if method == "score-sum":
         if m < 2:
             raise SculptError("score-sum needs at least two bases")

@@ -65,6 +65,18 @@ class ScoreNetConfig:
         return asdict(self)
 
 
+def embedding_frequencies(embed_dim: int, max_freq: float) -> torch.Tensor:
+    """The ``embed_dim / 2`` angular frequencies 1..max_freq (log-spaced) of :func:`noise_embedding`."""
+    return torch.exp(torch.linspace(0.0, math.log(max_freq), embed_dim // 2))
+
+
+def noise_embedding(sigma: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
+    """Sinusoidal features ``[N, 2F]`` of log σ(t) / 4 for noise levels ``sigma`` ``[N]`` (sines, then cosines):
+    every time-conditioned network of the domain (score nets, guidance classifiers) sees time this way."""
+    arg = (torch.log(sigma) / 4.0)[:, None] * freqs[None, :]
+    return torch.cat([torch.sin(arg), torch.cos(arg)], 1)
+
+
 class ScoreNet(nn.Module):
     """F_θ(c_in x, emb(log σ)) → σ(t) s(x, t); ``forward(x, t)`` returns the score s itself."""
 
@@ -72,9 +84,7 @@ class ScoreNet(nn.Module):
         super().__init__()
         self.cfg = cfg.validate()
         self.sde = cfg.sde
-        half = cfg.embed_dim // 2
-        freqs = torch.exp(torch.linspace(0.0, math.log(cfg.max_freq), half))
-        self.register_buffer("freqs", freqs)
+        self.register_buffer("freqs", embedding_frequencies(cfg.embed_dim, cfg.max_freq))
         layers: list[nn.Module] = []
         dim = 2 + cfg.embed_dim
         for _ in range(cfg.n_hidden):
@@ -90,13 +100,23 @@ class ScoreNet(nn.Module):
     def scaled(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         """F = σ(t) s(x, t) ``[N, 2]`` at positions ``x`` ``[N, 2]`` and noise levels ``sigma`` ``[N]``."""
         c_in = torch.rsqrt(sigma ** 2 + self.cfg.sigma_data ** 2)
-        arg = (torch.log(sigma) / 4.0)[:, None] * self.freqs[None, :]
-        emb = torch.cat([torch.sin(arg), torch.cos(arg)], 1)
-        return self.body(torch.cat([x * c_in[:, None], emb], 1))
+        return self.body(torch.cat([x * c_in[:, None], noise_embedding(sigma, self.freqs)], 1))
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         sigma = self.sigma(t)
         return self.scaled(x, sigma) / sigma[:, None]
+
+    def score_at(self, x: torch.Tensor, t: float) -> torch.Tensor:
+        """s(x, t) ``[N, 2]`` with every particle at the same time ``t``: the same function as ``forward``, but
+        the time embedding is computed once and folded into the first layer's bias (what a sampler step needs;
+        about twice as fast as ``forward`` on 20000 particles)."""
+        sigma = float(self.sde.marginal_std(float(t)))
+        c_in = 1.0 / math.sqrt(sigma ** 2 + self.cfg.sigma_data ** 2)
+        emb = noise_embedding(torch.tensor([sigma], dtype=self.freqs.dtype, device=self.freqs.device), self.freqs)[0]
+        first = self.body[0]
+        bias = torch.addmv(first.bias, first.weight[:, 2:], emb)
+        h = torch.addmm(bias, x, first.weight[:, :2].T * c_in)
+        return self.body[1:](h) / sigma
 
 
 @dataclass
@@ -123,8 +143,7 @@ class ScoreBaseModel:
         dev = self.device
         with torch.no_grad():
             xin = x.detach().to(device=dev, dtype=torch.float32)
-            tt = torch.full((len(xin),), float(t), dtype=torch.float32, device=dev)
-            out = self.net(xin, tt)
+            out = self.net.score_at(xin, float(t))
         return out.to(device=x.device, dtype=x.dtype)
 
     def spec(self) -> GaussianMixture | None:

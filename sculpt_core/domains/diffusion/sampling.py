@@ -99,11 +99,13 @@ def check_sample_args(n: int, steps: int, prior: str) -> None:
 def sample_method(specs: list, composition, method: str, n: int, steps: int = 500, sampler: str = "em",
                   seed: int = 0, prior: str = "exact", gamma: float = 1.0, model_index: int = 1,
                   device: torch.device | str | None = None, sde: VESDE = SDE,
-                  progress: Callable[[int, dict], None] | None = None, models: list | None = None):
+                  progress: Callable[[int, dict], None] | None = None, models: list | None = None,
+                  classifier=None):
     """Sample ``n`` particles of ``method`` for ``composition`` over the exact ``specs``.
 
     ``models``: score models that stand in for the specs' exact scores (learned ones, ``model.py``), one
     per spec; the target, the start and the oracle's label posterior still come from the exact ``specs``.
+    ``classifier``: the learned ``GuidanceClassifier`` of the ``classifier`` method (``classifier.py``).
 
     ``prior``: ``exact`` starts from the intended law's own marginal at t = 1 (the composition's: x_0 ~ q,
     then x_0 + σ(1) ε; for ``base``, that base's), so only the reverse dynamics differ between methods;
@@ -120,7 +122,12 @@ def sample_method(specs: list, composition, method: str, n: int, steps: int = 50
         models = [ExactScoreModel(s, sde, device) for s in specs]
     elif len(models) != len(specs):
         raise SculptError(f"{len(models)} score models for {len(specs)} specs")
-    field = build_field(method, models, composition, ExactLabelPosterior(exact, sde), gamma, model_index, sde)
+    learned = None
+    if method == "classifier" and classifier is not None:
+        from sculpt_core.domains.diffusion.classifier import ClassifierPosterior
+
+        learned = ClassifierPosterior(classifier.to(device), composition)
+    field = build_field(method, models, composition, ExactLabelPosterior(exact, sde), gamma, model_index, sde, learned)
     gen = make_generator(seed, device)
     if prior == "gaussian":
         x1 = sde.prior_sample(n, gen, device)

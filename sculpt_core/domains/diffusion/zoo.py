@@ -162,6 +162,107 @@ def build_diffusion_zoo(names: list[str] | None = None, steps: int = 10000, seed
     return results
 
 
-__all__ = ["DIFFUSION_ZOO_SPECS", "EXACT_PREFIX", "ResolvedBase", "SECTION", "build_diffusion_zoo",
+# ----- guidance classifiers ---------------------------------------------------------------------------------------
+CLASSIFIER_SECTION = "diffusion_classifiers"
+
+#: Shipped classifiers: manifest key → (zoo bases in order, labels, α-conditioned).
+DIFFUSION_ZOO_CLASSIFIERS: dict[str, tuple[tuple[str, ...], int, bool]] = {
+    "ring+band": (("ring", "band"), 2, True),
+    "ring+band+column": (("ring", "band", "column"), 3, False),
+}
+
+
+def diffusion_classifier_entries() -> dict[str, Any]:
+    """The ``diffusion_classifiers`` section of the manifest (empty if absent)."""
+    entries = read_manifest().get(CLASSIFIER_SECTION, {})
+    if not isinstance(entries, dict):
+        raise SculptError(f"manifest section {CLASSIFIER_SECTION!r} must be an object")
+    return entries
+
+
+def find_diffusion_classifier(base_names: list[str]) -> Path | None:
+    """The shipped classifier for these zoo bases, in this order (None if there is none)."""
+    from sculpt_core.core.zoo import classifier_key
+
+    key = classifier_key(list(base_names))
+    if key not in diffusion_classifier_entries():
+        return None
+    return resolve_checkpoint(key, CLASSIFIER_SECTION, "diffusion classifier")
+
+
+def load_diffusion_classifier(name_or_path: str | Path):
+    """A ``GuidanceClassifier`` by manifest key or checkpoint path (cached per process by path and mtime)."""
+    path = resolve_checkpoint(str(name_or_path), CLASSIFIER_SECTION, "diffusion classifier")
+    return _load_classifier_cached(str(path.resolve()), path.stat().st_mtime)
+
+
+@lru_cache(maxsize=8)
+def _load_classifier_cached(path: str, mtime: float):
+    from sculpt_core.domains.diffusion.classifier import GuidanceClassifier
+
+    return GuidanceClassifier.load(path)
+
+
+def base_fingerprints(bases: list[ResolvedBase]) -> list[str]:
+    """The fingerprint of each resolved base as a classifier sees it: its learned model, else its exact spec."""
+    from sculpt_core.domains.diffusion.classifier import base_fingerprint
+
+    return [base_fingerprint(b.model if b.model is not None else b.spec) for b in bases]
+
+
+def score_models(bases: list[ResolvedBase], device: Any = None) -> list:
+    """One score model per base: its learned network, or the exact score of its spec."""
+    from sculpt_core.device import default_device
+    from sculpt_core.domains.diffusion.compose import ExactScoreModel
+
+    device = default_device() if device is None else device
+    return [b.model if b.model is not None else ExactScoreModel(b.spec, device=device) for b in bases]
+
+
+def build_diffusion_classifiers(keys: list[str] | None = None, steps: int = 1500, seed: int = 0,
+                                progress_factory: Callable[[str, int], tuple[Callable, Callable]] | None = None
+                                ) -> dict[str, dict]:
+    """Train the named shipped classifiers (all by default) on the shipped bases, measure their posterior
+    error against the exact specs, save them in ``assets/zoo/diffusion/`` and write their manifest entries."""
+    from sculpt_core.device import default_device
+    from sculpt_core.domains.diffusion.model import data_scale
+    from sculpt_core.domains.diffusion.train_classifier import (
+        DiffusionClassifierTrainConfig,
+        posterior_error,
+        train_diffusion_classifier,
+    )
+
+    keys = list(DIFFUSION_ZOO_CLASSIFIERS) if keys is None else keys
+    unknown = [k for k in keys if k not in DIFFUSION_ZOO_CLASSIFIERS]
+    if unknown:
+        raise SculptError(f"unknown diffusion classifier(s) {unknown}; known: {', '.join(DIFFUSION_ZOO_CLASSIFIERS)}")
+    device = default_device()
+    results = {}
+    for key in keys:
+        names, n_labels, alpha_cond = DIFFUSION_ZOO_CLASSIFIERS[key]
+        bases = [resolve_base(n) for n in names]
+        cfg = DiffusionClassifierTrainConfig(steps=steps, n_labels=n_labels, alpha_cond=alpha_cond, seed=seed)
+        update, close = progress_factory(key, steps) if progress_factory else (None, lambda: None)
+        try:
+            clf = train_diffusion_classifier(score_models(bases, device), cfg, device=device, base_names=list(names),
+                                             sigma_data=max(data_scale(b.spec) for b in bases), progress=update)
+        finally:
+            close()
+        clf.meta.update(posterior_error(clf, [b.spec for b in bases]))
+        rel = f"zoo/diffusion/classifier_{key}.pt"
+        clf.save(assets_dir() / rel)
+        meta = clf.meta
+        entry = {"file": rel, "bases": list(names), "n_labels": n_labels, "alpha_cond": alpha_cond, "steps": steps,
+                 "seed": seed, "seconds": meta["seconds"], "loss_terminal": meta["loss_terminal"],
+                 "loss_nonterminal": meta["loss_nonterminal"], "posterior_tv_y1_mean": meta["posterior_tv_y1_mean"],
+                 **({"posterior_tv_joint_mean": meta["posterior_tv_joint_mean"]} if "posterior_tv_joint_mean" in meta else {})}
+        update_manifest(CLASSIFIER_SECTION, key, entry)
+        results[key] = entry
+    return results
+
+
+__all__ = ["CLASSIFIER_SECTION", "DIFFUSION_ZOO_CLASSIFIERS", "DIFFUSION_ZOO_SPECS", "base_fingerprints",
+           "build_diffusion_classifiers", "diffusion_classifier_entries", "find_diffusion_classifier",
+           "load_diffusion_classifier", "score_models", "EXACT_PREFIX", "ResolvedBase", "SECTION", "build_diffusion_zoo",
            "diffusion_model_entries", "diffusion_model_names", "evaluate_model", "load_diffusion_model",
            "resolve_base", "resolve_diffusion_model_path"]
