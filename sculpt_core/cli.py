@@ -8,9 +8,11 @@ command; each registered domain (:data:`sculpt_core.domains.DOMAINS`) adds its o
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from sculpt_core.core.cli import emit
+from sculpt_core.core.io import check_output_path
 from sculpt_core.domains import DOMAINS
 from sculpt_core.errors import SculptError
 
@@ -21,8 +23,16 @@ def cmd_zoo_list(args: argparse.Namespace) -> dict:
     return read_manifest()
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose usage errors are a SculptError (one ``error:`` line, exit 2) instead of a usage block;
+    sub-command parsers are of the same class."""
+
+    def error(self, message: str):
+        raise SculptError(f"{message} (see `{self.prog} --help`)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m sculpt_core", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m sculpt_core", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="domain", required=True)
     groups = {key: sub.add_parser(key, help=d.help).add_subparsers(dest="cmd", required=True) for key, d in DOMAINS.items()}
     zoo = sub.add_parser("zoo", help="shipped pre-trained models").add_subparsers(dest="cmd", required=True)
@@ -33,12 +43,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Exit status of a command stopped by Ctrl-C (128 + SIGINT, as a shell reports it).
+EXIT_INTERRUPTED = 130
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """Run one command: 0 with one JSON line on stdout; 2 with one ``error:`` line on stderr for bad input
+    (including a bad ``--out``, checked before any work); 130 with one line when interrupted by Ctrl-C (every
+    output is written atomically at the end, so nothing partial is left); 1 with one line for an internal
+    error (``SCULPT_DEBUG=1`` shows its traceback)."""
     try:
+        args = build_parser().parse_args(argv)
+        out = getattr(args, "out", None)
+        if isinstance(out, str):
+            check_output_path(out)
         emit(args.func(args))
     except SculptError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("error: interrupted (Ctrl-C); no partial output file was left behind", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except SystemExit as exc:  # --help
+        return exc.code if isinstance(exc.code, int) else 0
+    except Exception as exc:
+        if os.environ.get("SCULPT_DEBUG") == "1":
+            raise
+        print(f"error: internal error ({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}); "
+              "please report it with the command (SCULPT_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return 1
     return 0

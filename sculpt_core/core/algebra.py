@@ -24,10 +24,13 @@ and a temperature β on the result: target ∝ (combination)^β.
 from __future__ import annotations
 
 import math
+import numbers
+import operator
 from dataclasses import dataclass, field
 
 import torch
 
+from sculpt_core.core.metrics import log_normalize
 from sculpt_core.errors import SculptError
 
 KINDS = ("labels", "chained_hm", "linear", "mixture")
@@ -60,7 +63,7 @@ class Composition:
         if self.kind == "labels":
             if not self.labels:
                 raise SculptError("conditioning needs at least one observed label y1..yn")
-            bad = [y for y in self.labels if not (isinstance(y, int) and 1 <= y <= self.n_models)]
+            bad = [y for y in self.labels if not (isinstance(y, int) and not isinstance(y, bool) and 1 <= y <= self.n_models)]
             if bad:
                 raise SculptError(f"labels must be model indices in 1..{self.n_models}, got {list(self.labels)}")
             if self.alpha is not None:
@@ -115,11 +118,11 @@ class Composition:
     def log_target(self, log_p: torch.Tensor, log_z: torch.Tensor | None = None) -> torch.Tensor:
         """Normalised log target over all objects (``log_p`` is ``[m, n_objects]`` of normalised log p_i)."""
         log_q = self.log_combine(log_p, log_z)
-        total = torch.logsumexp(log_q.flatten(), dim=0)
-        if not torch.isfinite(total):
+        top = log_q.max() if log_q.numel() else torch.tensor(float("-inf"))
+        if bool(top == float("-inf")):
             what = "these models have disjoint support" if self.kind in ("labels", "chained_hm") else "all weights vanish"
             raise SculptError(f"{self.describe()} is undefined: {what}, so the composition has no mass anywhere")
-        return log_q - total
+        return log_normalize(log_q, self.describe())  # shifted by the maximum: exact for huge log Z_i too
 
     # ----- priors used by guidance --------------------------------------------------------------
     def prior_log_weights(self, log_z: torch.Tensor | None = None) -> torch.Tensor:
@@ -178,7 +181,21 @@ def _finite_positive(x: object) -> bool:
 # ----- constructors -------------------------------------------------------------------------------
 def conditioning(labels: tuple[int, ...] | list[int], n_models: int, alpha: float | None = None, beta: float = 1.0) -> Composition:
     """p(x | y_1..y_n) in the augmented model of ``n_models`` bases (labels are 1-based, repeats allowed)."""
-    return Composition("labels", n_models, tuple(int(y) for y in labels), alpha, beta=beta)
+    return Composition("labels", n_models, tuple(_label(y) for y in labels), alpha, beta=beta)
+
+
+def _label(y: object) -> int:
+    """A label as an int: integers (numpy's too) and integral floats such as 2.0 as they are; a fractional or
+    non-numeric label, or a bool, is refused (``int()`` would truncate 1.5 to 1)."""
+    if isinstance(y, bool):
+        raise SculptError(f"labels must be model numbers 1, 2, …; got {y!r}")
+    try:
+        as_int = operator.index(y)  # type: ignore[arg-type]
+    except TypeError:
+        if isinstance(y, numbers.Real) and math.isfinite(float(y)) and float(y).is_integer():
+            return int(y)
+        raise SculptError(f"labels must be whole model numbers 1, 2, …; got {y!r}") from None
+    return int(as_int)
 
 
 def harmonic_mean(alpha: float | None = None, beta: float = 1.0) -> Composition:

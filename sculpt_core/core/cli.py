@@ -4,11 +4,14 @@ domain registers its own sub-commands from ``sculpt_core/domains/<name>/cli.py``
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from typing import Callable
 
 from sculpt_core.core import algebra as A
+from sculpt_core.core.limits import MAX_SEED, check_int
+from sculpt_core.core.operators import parse_float, parse_int
 from sculpt_core.errors import SculptError
 
 Progress = tuple[Callable[[int, dict], None], Callable[[], None]]
@@ -34,14 +37,38 @@ def progress_bar(total: int, desc: str) -> Progress:
 
 
 def parse_list(text: str, kind: type, what: str) -> list:
-    """``"a,b,c"`` → ``[kind(a), kind(b), kind(c)]``; SculptError naming the option otherwise."""
-    try:
-        values = [kind(v) for v in text.split(",") if v.strip() != ""]
-    except ValueError:
-        raise SculptError(f"{what} must be a comma-separated list of {kind.__name__}s, got {text!r}") from None
+    """``"a,b,c"`` → ``[kind(a), kind(b), kind(c)]`` (items stripped, empty items skipped); ints and floats
+    are read strictly (:func:`parse_int`, :func:`parse_float`); SculptError naming the option otherwise."""
+    items = [v.strip() for v in str(text).split(",") if v.strip() != ""]
+    values = []
+    for item in items:
+        try:
+            values.append(parse_int(item, what) if kind is int else parse_float(item, what) if kind is float
+                          else kind(item))
+        except (ValueError, SculptError):
+            noun = {int: "integers (digits 0-9)", float: "finite decimal numbers"}.get(kind, f"{kind.__name__}s")
+            raise SculptError(f"{what} must be a comma-separated list of {noun}; {item!r} in {text!r} is not one") from None
     if not values:
         raise SculptError(f"{what} is empty")
     return values
+
+
+def int_arg(low: int, high: int, bound: str = "") -> Callable[[str], int]:
+    """An argparse ``type=`` for an integer option in [low, high] (ASCII digits; ``bound`` names what the upper
+    limit bounds), so a bad count is refused while the arguments are read, before any work."""
+
+    def parse(text: str) -> int:
+        try:
+            return check_int(parse_int(text, "value"), "value", low, high, bound)
+        except SculptError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    parse.__name__ = "int"
+    return parse
+
+
+#: argparse ``type=`` of every ``--seed``: an integer in [0, 2^63 − 1].
+seed_arg = int_arg(0, MAX_SEED, "seeds")
 
 
 def composition_from_args(n_models: int, y: str | None, alpha: float | None, weights: str | None,

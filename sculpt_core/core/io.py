@@ -87,8 +87,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> 
     """
     given = Path(path)
     target = Path(os.path.realpath(given)) if given.is_symlink() else given
-    if target.is_dir():
-        raise SculptError(f"cannot write {given}: it is a folder")
+    if target.is_dir() or os.fspath(path).endswith(tuple(s for s in (os.sep, os.altsep) if s)):
+        raise SculptError(f"cannot write {os.fspath(path)}: it is a folder")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(target), suffix=TEMP_SUFFIX, dir=target.parent)
@@ -125,6 +125,75 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 def write_text(path: str | os.PathLike, text: str) -> Path:
     """Atomically write UTF-8 ``text`` to ``path`` (newlines written as given)."""
     return write_bytes(path, text.encode("utf-8"))
+
+
+def check_output_path(path: str | os.PathLike, what: str = "--out") -> Path:
+    """Refuse, before any work, an output path that cannot be written: empty, a folder (or a name ending in
+    a path separator), below something that is not a folder, or in a folder where no file can be created
+    (probed by creating and removing a temporary file in the nearest existing folder; nothing else is
+    created). Returns the path."""
+    text = os.fspath(path)
+    if not str(text).strip():
+        raise SculptError(f"{what} is empty")
+    given = Path(text)
+    if str(text).endswith(tuple(s for s in (os.sep, os.altsep) if s)) or given.is_dir():
+        raise SculptError(f"cannot write {text}: it is a folder; give a file name")
+    folder = given.absolute().parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise SculptError(f"cannot write {text}: {folder} is not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".sculpt-write-check.", suffix=TEMP_SUFFIX, dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise SculptError(f"cannot write {text}: cannot create a file in {folder} ({_reason(exc)})") from None
+    return given
+
+
+NPY_HINT = "Save one numeric array with numpy.save(path, array)."
+
+
+def npy_from_bytes(data: bytes, what: str) -> np.ndarray:
+    """The single numeric array in the bytes of a ``.npy`` file (never unpickles); SculptError saying what the
+    bytes are instead: empty, an ``.npz`` archive (also when renamed to .npy), not NumPy at all (a text file
+    named .npy), an object array, or a truncated file."""
+    if not data:
+        raise SculptError(f"{what}: the file is empty. {NPY_HINT}")
+    if data[:4] == b"PK\x03\x04":
+        raise SculptError(f"{what}: this is an .npz archive (a zip of arrays), not a single .npy array. {NPY_HINT}")
+    if not data.startswith(b"\x93NUMPY"):
+        raise SculptError(f"{what}: not a .npy file (it does not start with the NumPy header). {NPY_HINT}")
+    try:
+        arr = np.load(io.BytesIO(data), allow_pickle=False)
+    except ValueError as exc:
+        if "pickle" in str(exc):
+            raise SculptError(f"{what}: holds an array of Python objects, which is never loaded (it would need "
+                              f"pickle). {NPY_HINT}") from None
+        raise SculptError(f"{what}: not a readable .npy array ({str(exc).splitlines()[0]}). {NPY_HINT}") from None
+    except Exception as exc:  # numpy raises OSError, EOFError, ... for truncated files
+        raise SculptError(f"{what}: not a readable .npy array ({type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0] if str(exc) else 'truncated'}). {NPY_HINT}") from None
+    if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "biuf":
+        raise SculptError(f"{what}: expected a numeric array, got {getattr(arr, 'dtype', type(arr).__name__)}")
+    return arr
+
+
+def read_npy(path: str | os.PathLike, what: str | None = None, max_bytes: int | None = None) -> np.ndarray:
+    """:func:`npy_from_bytes` of a file (SculptError if it is missing, unreadable or over ``max_bytes``)."""
+    from sculpt_core.core.limits import MAX_INPUT_BYTES, check_size
+
+    p = Path(path)
+    what = what or str(p)
+    if not p.is_file():
+        raise SculptError(f"{what}: file not found")
+    try:
+        check_size(p.stat().st_size, what, MAX_INPUT_BYTES if max_bytes is None else max_bytes)
+        data = p.read_bytes()
+    except OSError as exc:
+        raise SculptError(f"cannot read {what}: {_reason(exc)}") from None
+    return npy_from_bytes(data, what)
 
 
 def save_array(path: str | os.PathLike, arr: np.ndarray) -> Path:

@@ -65,28 +65,51 @@ def _split(text: str) -> list[str]:
     return [p for p in re.split(r"[,\s;]+", (text or "").strip()) if p]
 
 
+_INT = re.compile(r"[+-]?[0-9]+")
+_FLOAT = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
+
+
+def parse_int(text: str, what: str) -> int:
+    """An integer written with the ASCII digits 0-9 (``int()`` would also take ``"1_0"`` or Arabic-Indic
+    digits, and fails on superscripts that ``str.isdigit()`` accepts); SculptError naming ``what`` otherwise."""
+    token = str(text).strip()
+    if not _INT.fullmatch(token):
+        raise SculptError(f"{what} must be an integer written with the digits 0-9, got {text!r}")
+    return int(token)
+
+
+def parse_float(text: str, what: str) -> float:
+    """A finite decimal number (``1``, ``-0.5``, ``2e-3``); SculptError naming ``what`` otherwise."""
+    token = str(text).strip()
+    value = float(token) if _FLOAT.fullmatch(token) else math.nan
+    if not math.isfinite(value):
+        raise SculptError(f"{what} must be a finite decimal number, got {text!r}")
+    return value
+
+
 def parse_labels(text: str) -> tuple[int, ...]:
     """``"1,2,3"`` / ``"y1 y1 y2"`` → (1, 2, 3) / (1, 1, 2). Raises SculptError for anything else."""
     parts = _split(text)
     if not parts:
         raise SculptError("enter the observed labels, e.g. 1,2 (harmonic mean) or 1,1 (contrast)")
+    if len(parts) > MAX_LABELS:
+        raise SculptError(f"at most {MAX_LABELS} labels, got {len(parts)}")
     out = []
     for part in parts:
         token = part[1:] if part[:1] in ("y", "Y") else part
-        if not token.isdigit():
-            raise SculptError(f"labels must be model numbers like 1,2,3 (repeats allowed); {part!r} is not one")
+        if not (token.isascii() and token.isdigit()):  # "¹".isdigit() is True, and int("¹") fails
+            raise SculptError(f"labels must be model numbers like 1,2,3 (digits 0-9, repeats allowed); {part!r} is not one")
         out.append(int(token))
-    if len(out) > MAX_LABELS:
-        raise SculptError(f"at most {MAX_LABELS} labels, got {len(out)}")
     return tuple(out)
 
 
 def parse_weights(text: str, m: int) -> tuple[float, ...]:
     """``"1, 0.5"`` → (1.0, 0.5); one finite weight per model. Raises SculptError."""
     try:
-        weights = tuple(float(p) for p in _split(text))
-    except ValueError:
-        raise SculptError(f"weights must be numbers separated by commas, e.g. {','.join(['1'] * m)}; got {text!r}") from None
+        weights = tuple(parse_float(p, "a weight") for p in _split(text))
+    except SculptError:
+        raise SculptError(f"weights must be finite numbers separated by commas, e.g. {','.join(['1'] * m)}; "
+                          f"got {text!r}") from None
     if len(weights) != m:
         raise SculptError(f"give one weight per chosen model ({m}), got {len(weights)}: {text!r}")
     if any(not math.isfinite(w) for w in weights):
@@ -139,4 +162,4 @@ def composition_key(c: A.Composition) -> tuple:
 
 
 __all__ = ["ALPHA_RANGE", "OPERATORS", "OPERATOR_LABELS", "Operator", "TWO_MODEL_OPS", "alpha_applies",
-           "build_composition", "composition_key", "parse_labels", "parse_weights"]
+           "build_composition", "composition_key", "parse_float", "parse_int", "parse_labels", "parse_weights"]

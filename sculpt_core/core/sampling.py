@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 import torch
 
+from sculpt_core.core.limits import MAX_TRAJECTORIES, check_int, check_seed
 from sculpt_core.core.protocols import Env, Policy
 from sculpt_core.errors import SculptError
 
@@ -73,10 +74,19 @@ class ListStore:
             self.paths[i].append(next_states[k])
 
 
+def seeded_generator(seed: Any, device: torch.device | str | None = None) -> torch.Generator:
+    """A torch generator seeded with ``seed`` (an integer in [0, 2^63 − 1]; SculptError otherwise, where
+    torch would raise an overflow error)."""
+    gen = torch.Generator() if device is None else torch.Generator(device=device)
+    return gen.manual_seed(check_seed(seed))
+
+
 def check_rollout_args(n: Any, epsilon: float) -> None:
-    """SculptError unless ``n`` is a positive integer and 0 ≤ ε < 1."""
+    """SculptError unless ``n`` is a positive integer (at most :data:`~sculpt_core.core.limits.MAX_TRAJECTORIES`,
+    checked before the ``[n, T]`` buffers are allocated) and 0 ≤ ε < 1."""
     if not (isinstance(n, numbers.Integral) and not isinstance(n, bool) and n >= 1):
         raise SculptError(f"number of trajectories must be a positive integer, got {n!r}")
+    check_int(int(n), "number of trajectories", 1, MAX_TRAJECTORIES, "trajectories per roll-out")
     if not 0.0 <= epsilon < 1.0:
         raise SculptError(f"epsilon must be in [0, 1), got {epsilon}")
 
@@ -132,4 +142,5 @@ def rollout(
     return actions, lengths
 
 
-__all__ = ["ListStore", "Policy", "StateStore", "TensorStore", "check_rollout_args", "rollout", "sample_categorical"]
+__all__ = ["ListStore", "Policy", "StateStore", "TensorStore", "check_rollout_args", "rollout", "sample_categorical",
+           "seeded_generator"]
