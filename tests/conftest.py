@@ -51,8 +51,10 @@ def build_tiny_zoo(folder: Path) -> Path:
     clf, _ = train_grid_classifier([models[n] for n in pair], ClassifierTrainConfig(
         steps=2, trajectories_per_model=8, warmup=1, alphas_per_step=2, hidden=32, eval_every=2, alpha_cond=True))
     rel = "zoo/grid_classifiers/" + "+".join(pair) + ".pt"
-    save_classifier(folder / rel, clf, pair, {"steps": 2})
-    manifest["grid_classifiers"]["+".join(pair)] = {"file": rel, "bases": pair, "alpha_cond": True}
+    fingerprints = [models[n].fingerprint() for n in pair]
+    save_classifier(folder / rel, clf, pair, {"steps": 2}, fingerprints)
+    manifest["grid_classifiers"]["+".join(pair)] = {"file": rel, "bases": pair, "alpha_cond": True,
+                                                     "base_fingerprints": fingerprints}
     _copy_molecule_zoo(folder, manifest)
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return folder

@@ -19,6 +19,9 @@ import torch
 
 from sculpt_core.app.caches import assets_key, load_zoo_model, manifest_stamp, zoo_names, zoo_token
 from sculpt_core.core import algebra as A
+from sculpt_core.core.io import npy_from_bytes
+from sculpt_core.core.limits import MAX_UPLOAD_BYTES, check_size
+from sculpt_core.core.metrics import l1_distance
 from sculpt_core.core.operators import ALPHA_RANGE, OPERATORS, TWO_MODEL_OPS
 from sculpt_core.domains.grid.compose import GridBases, compose, prepare_bases, sample_points
 from sculpt_core.domains.grid.env import GridEnv
@@ -201,7 +204,7 @@ class ComposeView:
     @property
     def l1_bases(self) -> float | None:
         """L1 between the target from the learned bases and the true target: the base models' own share of error."""
-        return None if self.true_target is None else float(np.abs(self.target - self.true_target).sum())
+        return None if self.true_target is None else l1_distance(self.target, self.true_target)
 
     @property
     def label(self) -> str:
@@ -249,7 +252,7 @@ def delta_range_text(delta: np.ndarray) -> str:
 
 def base_l1_text(dist: np.ndarray, target: np.ndarray | None) -> str:
     """A base model's exact L1 to its true target, or 'unknown' when the reward is not known."""
-    return "unknown" if target is None else f"{float(np.abs(dist - target).sum()):.3g}"
+    return "unknown" if target is None else f"{l1_distance(dist, target):.3g}"
 
 
 # ----- downloads ------------------------------------------------------------------------------------------
@@ -270,24 +273,10 @@ def distribution_npy(p: np.ndarray) -> bytes:
 
 # ----- uploads and training configs ---------------------------------------------------------------------
 def load_uploaded_log_reward(data: bytes, filename: str = "upload") -> torch.Tensor:
-    """Bytes of an uploaded ``.npy`` → validated log-reward tensor (32, 32). Raises SculptError."""
-    if not data:
-        raise SculptError(f"{filename}: the file is empty")
-    hint = "Save a 32×32 float array with numpy.save(path, array)."
-    if data[:4] == b"PK\x03\x04":
-        raise SculptError(f"{filename}: this is an .npz archive, not a single .npy array. {hint}")
-    if not data.startswith(b"\x93NUMPY"):
-        raise SculptError(f"{filename}: not a readable .npy array (no NumPy header). {hint}")
-    try:
-        arr = np.load(io.BytesIO(data), allow_pickle=False)
-    except ValueError as exc:
-        if "pickle" in str(exc):
-            raise SculptError(f"{filename}: holds Python objects (pickled data), which are never loaded. {hint}") from None
-        raise SculptError(f"{filename}: not a readable .npy array ({exc}). {hint}") from None
-    except Exception as exc:  # numpy raises OSError, EOFError, ... for truncated files
-        raise SculptError(f"{filename}: not a readable .npy array ({type(exc).__name__}: {exc}). {hint}") from None
-    if not isinstance(arr, np.ndarray):
-        raise SculptError(f"{filename}: expected a single .npy array, got an archive")
+    """Bytes of an uploaded ``.npy`` → validated log-reward tensor (32, 32). Raises SculptError (also for an
+    upload over ``MAX_UPLOAD_BYTES``)."""
+    check_size(len(data), f"{filename}", MAX_UPLOAD_BYTES)
+    arr = npy_from_bytes(data, filename)
     return validate_log_reward(GridEnv(*GRID), arr, source=filename)
 
 

@@ -255,7 +255,7 @@ def test_missing_classifier_is_explained(tiny_zoo_contents, app_env):
 
 
 @pytest.mark.parametrize("name, payload, message", [
-    ("bad.npy", b"this is not numpy", "not a readable .npy"),
+    ("bad.npy", b"this is not numpy", "not a .npy file"),
     ("shape.npy", _npy(np.zeros((16, 16))), "expected shape (32, 32)"),
     ("nan.npy", _npy(np.full((32, 32), np.nan)), "NaN"),
     ("text.npy", _npy(np.array([["a"] * 32] * 32)), "numeric"),

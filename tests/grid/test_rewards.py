@@ -67,7 +67,7 @@ def test_bad_reward_inputs(tmp_path):
         R.validate_log_reward(env, np.full((8, 8), -np.inf))
     path = tmp_path / "r.npy"
     path.write_bytes(b"not an npy file")
-    with pytest.raises(SculptError, match="could not read"):
+    with pytest.raises(SculptError, match="not a .npy file"):
         R.load_log_reward_file(env, path)
     np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     with pytest.raises(SculptError):

@@ -89,8 +89,15 @@ class GridClassifier(nn.Module):
 
 
 # ----- persistence -----------------------------------------------------------------------------
-def save_classifier(path: str | Path, net: GridClassifier, base_names: list[str], meta: dict) -> Path:
-    """Weights + config + base names + metadata, written atomically (``core.checkpoint``)."""
+def save_classifier(path: str | Path, net: GridClassifier, base_names: list[str], meta: dict,
+                    base_fingerprints: list[str] | None = None) -> Path:
+    """Weights + config + base names + metadata, written atomically (``core.checkpoint``). ``base_fingerprints``
+    (``GridBaseModel.fingerprint()`` of each base, in order) go into ``meta["base_fingerprints"]``: a classifier
+    is only used with the exact bases it was trained on."""
+    if base_fingerprints is not None:
+        if len(base_fingerprints) != len(base_names):
+            raise SculptError(f"{len(base_fingerprints)} base fingerprints for {len(base_names)} bases")
+        meta = {**meta, "base_fingerprints": [str(f) for f in base_fingerprints]}
     return save_checkpoint(path, CLASSIFIER_KIND, {
         **network_payload(net),
         "bases": list(base_names),
@@ -104,4 +111,13 @@ def load_classifier(path: str | Path) -> tuple[GridClassifier, list[str], dict]:
     net = stored_config(path, data, lambda c: GridClassifier(GridClassifierConfig(**c)), "classifier")
     load_state_dict_checked(net, data["state_dict"], path)
     net.eval()
-    return net, [str(b) for b in data["bases"]], dict(data.get("meta", {}))
+    bases, meta = data["bases"], data.get("meta", {})
+    if not isinstance(bases, (list, tuple)) or not isinstance(meta, dict):
+        raise SculptError(f"{path}: 'bases' must be a list and 'meta' a dictionary")
+    if len(bases) != net.cfg.n_models:
+        raise SculptError(f"{path}: names {len(bases)} bases for a classifier of {net.cfg.n_models} models")
+    fps = meta.get("base_fingerprints")
+    if fps is not None and not (isinstance(fps, (list, tuple)) and len(fps) == len(bases)
+                                and all(isinstance(f, str) for f in fps)):
+        raise SculptError(f"{path}: 'base_fingerprints' must be one string per base model")
+    return net, [str(b) for b in bases], dict(meta)

@@ -8,9 +8,20 @@ from pathlib import Path
 
 import numpy as np
 
-from sculpt_core.core.cli import composition_from_args, parse_list, progress_bar
+from sculpt_core.core import algebra as A
+from sculpt_core.core.cli import composition_from_args, int_arg, parse_list, progress_bar, seed_arg
 from sculpt_core.core.io import save_array
+from sculpt_core.core.limits import MAX_BATCH, MAX_STEPS, MAX_TRAJECTORIES
 from sculpt_core.errors import SculptError
+
+STEPS = int_arg(1, MAX_STEPS, "training steps")
+
+
+def check_array_out(path: str, ndim: int) -> None:
+    """Refuse, before any work, a CSV ``--out`` for an array a CSV cannot hold (more than two dimensions)."""
+    if Path(path).suffix.lower() == ".csv" and ndim > 2:
+        raise SculptError(f"--out {path}: a CSV holds a 1-D or 2-D array, and this grid has {ndim} dimensions; "
+                          "write a .npy instead")
 
 
 # ----- grid dist ---------------------------------------------------------------------------------
@@ -21,6 +32,7 @@ def cmd_grid_dist(args: argparse.Namespace) -> dict:
 
     t0 = time.perf_counter()
     model = load_grid_model(args.base)
+    check_array_out(args.out, model.env.ndim)
     tables = model.tables(args.beta)
     p = log_terminal(model.env, tables.log_pf).exp()
     seconds = time.perf_counter() - t0
@@ -69,20 +81,21 @@ def cmd_grid_train(args: argparse.Namespace) -> dict:
 def cmd_grid_compose(args: argparse.Namespace) -> dict:
     from sculpt_core.domains.grid.compose import compose, prepare_bases
     from sculpt_core.domains.grid.classifier import load_classifier
-    from sculpt_core.domains.grid.zoo import load_grid_model
-    from sculpt_core.domains.grid.zoo import find_grid_classifier
+    from sculpt_core.domains.grid.zoo import check_classifier_bases, find_grid_classifier, load_grid_model
 
     names = parse_list(args.bases, str, "--bases")
     t0 = time.perf_counter()
     models = [load_grid_model(n) for n in names]
+    check_array_out(args.out, models[0].env.ndim)
     composition = composition_from_args(len(models), args.y, args.alpha, args.weights, args.result_beta)
     bases = prepare_bases(models, args.beta)
     classifier = None
     if args.method == "classifier":
         if args.classifier:
-            classifier, _, _ = load_classifier(args.classifier)
+            classifier, clf_bases, clf_meta = load_classifier(args.classifier)
+            check_classifier_bases(args.classifier, clf_bases, clf_meta, models)
         else:
-            found = find_grid_classifier([m.name for m in models])
+            found = find_grid_classifier([m.name for m in models], models)
             if found is None:
                 raise SculptError(f"no shipped classifier for bases {names}; train one with "
                                   "`python -m sculpt_core grid train-classifier` and pass --classifier")
@@ -113,12 +126,23 @@ def cmd_grid_train_classifier(args: argparse.Namespace) -> dict:
         close()
     bases = prepare_bases(models)
     l1s = {}
-    if len(models) in (2, 3) and (len(models) == 3) == (args.labels == 3):
-        l1s = {c.describe(): round(guided_l1(bases, net, c), 5) for c in paper_evaluation_compositions(len(models))}
+    if len(models) in (2, 3):  # the paper's compositions this classifier can guide (a 1-label one: mixtures only)
+        comps = [c for c in paper_evaluation_compositions(len(models)) if _guides(net, len(models), c)]
+        l1s = {c.describe(): round(guided_l1(bases, net, c), 5) for c in comps or [A.mixture(n_models=len(models))]}
     meta = {"bases": [m.name for m in models], "alpha_cond": alpha_cond, "n_labels": args.labels, "steps": args.steps,
             "train_seconds": round(info["seconds"], 1), "guided_l1": l1s}
-    save_classifier(args.out, net, [m.name for m in models], meta)
+    save_classifier(args.out, net, [m.name for m in models], meta, [m.fingerprint() for m in models])
     return {**meta, "out": args.out}
+
+
+def _guides(net, n_models: int, composition) -> bool:
+    from sculpt_core.core.methods import check_classifier_compat
+
+    try:
+        check_classifier_compat(net.cfg, n_models, composition)
+    except SculptError:
+        return False
+    return True
 
 
 def cmd_grid_rewards(args: argparse.Namespace) -> dict:
@@ -164,10 +188,10 @@ def register(commands: argparse._SubParsersAction, zoo: argparse._SubParsersActi
     src.add_argument("--reward-file", help=".npy array of log-rewards, shape (H, H)")
     p.add_argument("--temperature", type=float, default=1.0, help="target ∝ R^(1/T)")
     p.add_argument("--loss", choices=["tb", "db"], default="tb")
-    p.add_argument("--steps", type=int, default=3000)
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--seed", type=int, default=100)
-    p.add_argument("--height", type=int, default=32, help="grid side for paper rewards")
+    p.add_argument("--steps", type=STEPS, default=3000)
+    p.add_argument("--batch-size", type=int_arg(1, MAX_BATCH, "batch sizes"), default=256)
+    p.add_argument("--seed", type=seed_arg, default=100)
+    p.add_argument("--height", type=int_arg(2, 512), default=32, help="grid side for paper rewards")
     p.add_argument("--target-l1", type=float, default=None, help="stop early once exact L1 ≤ this")
     p.add_argument("--out", required=True, help="output checkpoint .pt")
     p.set_defaults(func=cmd_grid_train)
@@ -182,16 +206,18 @@ def register(commands: argparse._SubParsersAction, zoo: argparse._SubParsersActi
     p.add_argument("--classifier", default=None, help="classifier .pt (default: the shipped one for these bases)")
     p.add_argument("--beta", type=float, default=None, help="reward exponent of β-conditioned base models")
     p.add_argument("--result-beta", type=float, default=1.0, help="temperature on the composed result")
-    p.add_argument("--samples", type=int, default=20000, help="samples for trajectory-product reaching")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--samples", type=int_arg(1, MAX_TRAJECTORIES, "sampled trajectories"), default=20000,
+                   help=f"samples for trajectory-product reaching (1..{MAX_TRAJECTORIES:,})")
+    p.add_argument("--seed", type=seed_arg, default=0)
     p.add_argument("--out", required=True, help="output .npy (or .csv), indexed p[z0, z1]")
     p.set_defaults(func=cmd_grid_compose)
 
     p = commands.add_parser("train-classifier", help="train a guidance classifier for base models (Algorithm A.1)")
     p.add_argument("--bases", required=True, help="comma-separated zoo names or .pt paths")
-    p.add_argument("--labels", type=int, default=2, help="number of labels n (α-conditioned when 2 bases, 2 labels)")
-    p.add_argument("--steps", type=int, default=1500)
-    p.add_argument("--seed", type=int, default=100)
+    p.add_argument("--labels", type=int_arg(1, 12), default=2,
+                   help="number of labels n (α-conditioned when 2 bases, 2 labels; 1: mixtures and linear only)")
+    p.add_argument("--steps", type=STEPS, default=1500)
+    p.add_argument("--seed", type=seed_arg, default=100)
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_grid_train_classifier)
 
@@ -200,12 +226,12 @@ def register(commands: argparse._SubParsersAction, zoo: argparse._SubParsersActi
 
     p = zoo.add_parser("build-grid", help="re-train the shipped grid base models into assets/")
     p.add_argument("--names", default=None, help="comma-separated subset (default: all)")
-    p.add_argument("--steps", type=int, default=4000)
-    p.add_argument("--seed", type=int, default=100)
-    p.add_argument("--flow-hidden", type=int, default=128, help="width of the separate state-flow MLP (0: flow head on the policy trunk)")
-    p.add_argument("--betas-per-step", type=int, default=8, help="β values per training step (β-conditioned models)")
+    p.add_argument("--steps", type=STEPS, default=4000)
+    p.add_argument("--seed", type=seed_arg, default=100)
+    p.add_argument("--flow-hidden", type=int_arg(0, 4096), default=128, help="width of the separate state-flow MLP (0: flow head on the policy trunk)")
+    p.add_argument("--betas-per-step", type=int_arg(1, 256), default=8, help="β values per training step (β-conditioned models)")
     p.set_defaults(func=cmd_zoo_build_grid)
     p = zoo.add_parser("build-classifiers", help="re-train the shipped grid classifiers (Algorithm A.1)")
     p.add_argument("--keys", default=None, help="comma-separated subset, e.g. circle1+circle2+circle3")
-    p.add_argument("--steps", type=int, default=1500)
+    p.add_argument("--steps", type=STEPS, default=1500)
     p.set_defaults(func=cmd_zoo_build_classifiers)

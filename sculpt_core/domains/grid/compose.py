@@ -20,8 +20,9 @@ from sculpt_core.core.algebra import Composition
 from sculpt_core.core.exact import exact_reaching_log_policy, oracle_log_policy
 from sculpt_core.core.guidance import guided_log_policy
 from sculpt_core.core.methods import ClassifierGuidance, check_classifier_compat, check_models, dispatch
-from sculpt_core.core.metrics import l1_distance
+from sculpt_core.core.metrics import l1_distance, log_normalize
 from sculpt_core.core.reaching import TrajectoryProductPolicy, reaching_log_policy
+from sculpt_core.core.sampling import seeded_generator
 from sculpt_core.domains.grid.classifier import GridClassifier
 from sculpt_core.domains.grid.exact import GridSpace, log_reaching, log_terminal
 from sculpt_core.domains.grid.model import GridBaseModel, GridTables
@@ -57,8 +58,9 @@ class GridBases:
         if any(mod.log_reward is None for mod in self.models):
             return None
         scaled = torch.stack([mod.log_reward.double().flatten() * b for mod, b in zip(self.models, self.betas)])
-        log_z = torch.logsumexp(scaled, 1)
-        return scaled - log_z[:, None], log_z
+        log_p = torch.stack([log_normalize(row, f"the true target of {mod.name}") for row, mod in zip(scaled, self.models)])
+        top = scaled.max(1).values
+        return log_p, top + torch.logsumexp(scaled - top[:, None], 1)
 
 
 def prepare_bases(models: list[GridBaseModel], beta: float | None = None) -> GridBases:
@@ -203,11 +205,10 @@ def sample_composed(bases: GridBases, composition: Composition, n: int, seed: in
         return log_pb
 
     policy = TrajectoryProductPolicy(composition, fwd, [make_bwd(t) for t in bases.tables], bases.log_z)
-    gen = torch.Generator().manual_seed(seed)
-    return sample_trajectories(env, policy, n, gen)
+    return sample_trajectories(env, policy, n, seeded_generator(seed))
 
 
 def sample_points(env, log_pf: torch.Tensor, n: int, seed: int = 0) -> np.ndarray:
     """``n`` terminal cells ``[n, ndim]`` sampled from a policy table (vectorised roll-outs)."""
-    traj = sample_trajectories(env, TablePolicy(env, log_pf), n, torch.Generator().manual_seed(seed))
+    traj = sample_trajectories(env, TablePolicy(env, log_pf), n, seeded_generator(seed))
     return traj.terminal_states.numpy()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,7 @@ from sculpt_core.errors import SculptError
 from sculpt_core.domains.grid.exact import log_reaching
 from sculpt_core.core.checkpoint import load_checkpoint, load_state_dict_checked, network_payload, save_checkpoint, stored_config
 from sculpt_core.domains.grid.policy import GridPolicyConfig, GridPolicyNet
+from sculpt_core.core.metrics import log_normalize
 from sculpt_core.core.nets import thermometer
 
 CHECKPOINT_KIND = "sculpt.grid_base_model"
@@ -92,7 +94,16 @@ class GridBaseModel:
         if self.log_reward is None:
             return None
         scaled = self.log_reward.double().flatten() * self.beta_or_default(beta)
-        return scaled - torch.logsumexp(scaled, 0)
+        return log_normalize(scaled, f"the true target of {self.name}")
+
+    def fingerprint(self) -> str:
+        """Short sha256 of the network weights: ties a guidance classifier to the exact base models it was
+        trained on (a retrained or overwritten base with the same name no longer matches)."""
+        digest = hashlib.sha256()
+        for key, value in sorted(self.net.state_dict().items()):
+            digest.update(key.encode())
+            digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+        return digest.hexdigest()[:16]
 
     # ----- persistence --------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
@@ -116,6 +127,7 @@ class GridBaseModel:
             raise SculptError(f"{path}: stored log_reward has the wrong shape")
         if not isinstance(data["meta"], dict):
             raise SculptError(f"{path}: metadata is not a dictionary")
+        _check_meta(path, data["meta"], net.cfg.cond_dim)
         net.eval()
         model = cls(net, dict(data["meta"]), log_reward, str(data.get("name", Path(path).stem)))
         return model.to(device) if device is not None else model
@@ -124,3 +136,28 @@ class GridBaseModel:
         self.net.to(device)
         self.net.env = GridEnv(self.net.cfg.height, self.net.cfg.ndim, device)
         return self
+
+
+def _positive(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x > 0
+
+
+def _check_meta(path: str | Path, meta: dict, cond_dim: int) -> None:
+    """SculptError naming the file for metadata the model's methods would trip over: a temperature that is
+    not a positive finite number, a β-conditioning window that is not ``0 ≤ low < high`` with as many bins as
+    the network has inputs, an unknown loss."""
+    for key in ("temperature", "beta_default", "reward_temperature"):
+        if key in meta and not _positive(meta[key]):
+            raise SculptError(f"{path}: metadata {key!r} must be a positive finite number, got {meta[key]!r}")
+    if meta.get("loss") not in (None, "tb", "db"):
+        raise SculptError(f"{path}: metadata 'loss' must be 'tb' or 'db', got {meta['loss']!r}")
+    cond = meta.get("beta_cond")
+    if cond is None:
+        if cond_dim:
+            raise SculptError(f"{path}: the network is β-conditioned but the metadata has no 'beta_cond'")
+        return
+    ok = isinstance(cond, dict) and all(isinstance(cond.get(k), (int, float)) and not isinstance(cond.get(k), bool)
+                                        and math.isfinite(cond[k]) for k in ("low", "high", "bins"))
+    if not ok or not (0 <= cond["low"] < cond["high"]) or cond["bins"] != cond_dim:
+        raise SculptError(f"{path}: metadata 'beta_cond' must hold finite 0 ≤ low < high and bins = {cond_dim}, "
+                          f"got {cond!r}")

@@ -13,6 +13,8 @@ from typing import Callable
 import numpy as np
 import torch
 
+from sculpt_core.core.io import read_npy
+from sculpt_core.core.metrics import log_normalize
 from sculpt_core.domains.grid.env import GridEnv
 from sculpt_core.errors import SculptError
 
@@ -135,10 +137,7 @@ def load_log_reward_file(env: GridEnv | None, path: str | Path) -> torch.Tensor:
     path = Path(path)
     if not path.is_file():
         raise SculptError(f"reward file not found: {path}")
-    try:
-        arr = np.load(path, allow_pickle=False)
-    except Exception as exc:  # numpy raises several types for bad files
-        raise SculptError(f"could not read {path} as a .npy array: {exc}") from None
+    arr = read_npy(path, f"reward file {path}")
     if env is None:
         if arr.ndim < 1 or len(set(arr.shape)) != 1 or arr.shape[0] < 2:
             raise SculptError(f"{path}: expected a square log-reward array such as (H, H), got shape {arr.shape}")
@@ -150,5 +149,4 @@ def target_log_distribution(log_r: torch.Tensor, temperature: float = 1.0) -> to
     """log of the normalised target p(x) ∝ R(x)^(1/T)."""
     if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0):
         raise SculptError(f"temperature must be a positive finite number, got {temperature!r}")
-    scaled = log_r.double() / temperature
-    return scaled - torch.logsumexp(scaled.flatten(), dim=0)
+    return log_normalize(log_r.double() / temperature, "the target R^(1/T)")

@@ -65,6 +65,26 @@ class GridTrainConfig:
 
 ProgressFn = Callable[[int, dict], None]
 
+#: The largest |β · log R(x)| (β = 1/T, or the top of the β range) training accepts: the network and log Z are
+#: float32, so beyond this the loss loses every digit (cells at −inf, forbidden cells, are exempt).
+MAX_ABS_SCALED_LOG_REWARD = 1e4
+
+
+def check_training_scale(log_reward: torch.Tensor, temperature: float,
+                         beta_range: tuple[float, float] | None = None) -> None:
+    """SculptError, before training, when β · log R leaves [−1e4, 1e4] in some cell (a tiny temperature, or a
+    huge constant in the log-rewards), saying how to fix it, where training would diverge or learn nothing."""
+    finite = log_reward[torch.isfinite(log_reward)].double()
+    if not finite.numel():
+        return
+    beta = max(1.0 / temperature, beta_range[1] if beta_range else 0.0)
+    peak = float(finite.abs().max()) * beta
+    if not math.isfinite(peak) or peak > MAX_ABS_SCALED_LOG_REWARD:
+        raise SculptError(f"the scaled log-reward β·log R reaches {peak:.3g} (β = {beta:.3g}, max |log R| = "
+                          f"{float(finite.abs().max()):.3g}); training needs |β·log R| ≤ {MAX_ABS_SCALED_LOG_REWARD:g}: "
+                          "raise the temperature, or subtract a constant from the log-rewards (it does not change "
+                          "the distribution)")
+
 
 def train_grid_model(
     log_reward: torch.Tensor,
@@ -84,6 +104,7 @@ def train_grid_model(
         raise SculptError(f"log-reward must be a square grid array, got shape {tuple(log_reward.shape)}")
     if torch.isnan(log_reward).any() or torch.isposinf(log_reward).any():
         raise SculptError("log-reward contains NaN or +inf")
+    check_training_scale(log_reward, temperature, cfg.beta_range)
     device = torch.device(cfg.device) if cfg.device else torch.device("cpu")
     height, ndim = int(log_reward.shape[0]), int(log_reward.dim())
     torch.manual_seed(cfg.seed)

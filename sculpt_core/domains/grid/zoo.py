@@ -42,19 +42,62 @@ def _load_grid_model_cached(path: str, mtime: float) -> GridBaseModel:
     return GridBaseModel.load(path)
 
 
-def find_grid_classifier(base_names: list[str]):
+def find_grid_classifier(base_names: list[str], models: list[GridBaseModel] | None = None):
     """The shipped classifier trained for exactly these base models in this order, or None.
 
     Returns ``(classifier, manifest entry)``; a classifier for the same models in another order is not
-    reused (labels y_k refer to positions)."""
-    entry = read_manifest()["grid_classifiers"].get(classifier_key(base_names))
+    reused (labels y_k refer to positions). ``models`` (default: the zoo models of these names) must be the
+    exact bases it was trained on (:func:`check_classifier_bases`)."""
+    entries = read_manifest()["grid_classifiers"]
+    entry = entries.get(classifier_key(base_names))
     if entry is None:
         return None
+    if not isinstance(entry, dict) or not isinstance(entry.get("file"), str):
+        raise SculptError(f"manifest entry {classifier_key(base_names)!r} in 'grid_classifiers' has no 'file'")
     path = assets_dir() / entry["file"]
-    net, bases, _ = _load_classifier_cached(str(path.resolve()), path.stat().st_mtime)
+    if not path.is_file():
+        raise SculptError(f"classifier {classifier_key(base_names)!r} is listed in the manifest but {path} is missing")
+    net, bases, meta = _load_classifier_cached(str(path.resolve()), path.stat().st_mtime)
     if bases != list(base_names):
         raise SculptError(f"{path}: manifest says bases {base_names}, file says {bases}")
+    models = [load_grid_model(n) for n in base_names] if models is None else models
+    check_classifier_bases(path, bases, meta, models, entry.get("base_fingerprints"),
+                           rebuild=f"python -m sculpt_core zoo build-classifiers --keys {classifier_key(base_names)}")
     return net, entry
+
+
+def manifest_fingerprints(path: str | Path) -> list[str] | None:
+    """The base fingerprints the manifest records for the shipped classifier stored at ``path`` (None if
+    ``path`` is not a shipped classifier or the manifest records none)."""
+    target = Path(path).resolve()
+    for entry in read_manifest()["grid_classifiers"].values():
+        if isinstance(entry, dict) and isinstance(entry.get("file"), str) and \
+                (assets_dir() / entry["file"]).resolve() == target:
+            return entry.get("base_fingerprints")
+    return None
+
+
+def check_classifier_bases(path, clf_bases: list[str], meta: dict, models: list[GridBaseModel],
+                           recorded: list[str] | None = None, rebuild: str | None = None) -> None:
+    """SculptError unless ``models`` are the exact bases the classifier at ``path`` was trained on: the
+    weight fingerprints it records (``meta["base_fingerprints"]``, or ``recorded`` from the manifest for the
+    shipped classifiers saved before fingerprints existed) must match ``GridBaseModel.fingerprint()``. A
+    classifier with no fingerprints at all cannot be checked and is refused. ``rebuild``: the command that
+    re-trains it (default: ``grid train-classifier`` for these bases)."""
+    names = [m.name for m in models]
+    rebuild = rebuild or f"python -m sculpt_core grid train-classifier --bases {','.join(names)} --out clf.pt"
+    if len(clf_bases) != len(models):
+        raise SculptError(f"{path} was trained for {len(clf_bases)} base models ({','.join(clf_bases)}), "
+                          f"{len(models)} given")
+    fps = meta.get("base_fingerprints") or recorded or manifest_fingerprints(path)
+    if not fps or len(fps) != len(models):
+        raise SculptError(f"{path} records no weight fingerprints of the base models it was trained on, so it "
+                          f"cannot be checked against {','.join(names)}; retrain it with `{rebuild}`")
+    stale = [f"{m.name} is not its {clf_name}" for m, clf_name, fp in zip(models, clf_bases, fps)
+             if fp != m.fingerprint()]
+    if stale:
+        raise SculptError(f"{path} was trained on other base models ({'; '.join(stale)}: other weights, e.g. "
+                          f"retrained); use the classifier of these bases or train one with `{rebuild}`")
 
 
 @lru_cache(maxsize=16)
@@ -168,9 +211,11 @@ def build_grid_classifiers(
         seconds = time.perf_counter() - start
         l1s = {c.describe(): round(guided_l1(bases, net, c), 5) for c in comps}
         rel = f"zoo/grid/classifier_{key.replace('+', '__')}.pt"
-        entry = {"file": rel, "bases": names, "alpha_cond": alpha_cond, "n_labels": n_labels, "steps": steps,
-                 "train_seconds": round(seconds, 1), "guided_l1": l1s, "max_guided_l1": max(l1s.values())}
-        save_classifier(assets_dir() / rel, net, names, entry)
+        fingerprints = [m.fingerprint() for m in models]
+        entry = {"file": rel, "bases": names, "base_fingerprints": fingerprints, "alpha_cond": alpha_cond,
+                 "n_labels": n_labels, "steps": steps, "train_seconds": round(seconds, 1), "guided_l1": l1s,
+                 "max_guided_l1": max(l1s.values())}
+        save_classifier(assets_dir() / rel, net, names, entry, fingerprints)
         update_manifest("grid_classifiers", key, entry)
         results[key] = entry
     return results

@@ -16,7 +16,8 @@ from typing import Any
 import torch
 
 from sculpt_core.core.protocols import Policy
-from sculpt_core.core.sampling import ListStore, check_rollout_args, rollout
+from sculpt_core.core.limits import MAX_BATCH, MAX_MOLECULES, check_int
+from sculpt_core.core.sampling import ListStore, check_rollout_args, rollout, seeded_generator
 from sculpt_core.domains.molecules.env import FragmentEnv, FragState
 from sculpt_core.errors import SculptError
 
@@ -112,11 +113,13 @@ def sample_molecules(
         raise SculptError(f"number of molecules must be a positive integer, got {n!r}")
     if not (isinstance(batch_size, int) and batch_size >= 1):
         raise SculptError(f"batch size must be a positive integer, got {batch_size!r}")
+    check_int(n, "number of molecules", 1, MAX_MOLECULES, "molecules per sample")
+    check_int(batch_size, "batch size", 1, MAX_BATCH, "batch sizes")
     env = env if env is not None else getattr(policy, "env", None)
     if env is None:
         raise SculptError("sample_molecules needs the environment (policy.env or env=...)")
     limit = max_trajectories if max_trajectories is not None else 10 * n + 1000
-    gen = torch.Generator().manual_seed(int(seed))
+    gen = seeded_generator(seed)
     smiles: list[str] = []
     states: list[FragState] = []
     total = invalid = 0
