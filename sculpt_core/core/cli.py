@@ -71,6 +71,29 @@ def int_arg(low: int, high: int, bound: str = "") -> Callable[[str], int]:
 seed_arg = int_arg(0, MAX_SEED, "seeds")
 
 
+def positive_float(text: str) -> float:
+    """argparse ``type=`` of a positive finite number (learning rates, time limits, temperatures)."""
+    try:
+        value = parse_float(text, "value")
+    except SculptError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"value must be positive, got {text!r}")
+    return value
+
+
+def device_arg(text: str) -> str:
+    """argparse ``type=`` of ``--device``: the name as given, once :func:`sculpt_core.device.resolve_device`
+    has found that device on this machine (``--device cuda`` without a GPU is refused before any work)."""
+    from sculpt_core.device import resolve_device
+
+    try:
+        resolve_device(text, "device")
+    except SculptError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def composition_from_args(n_models: int, y: str | None, alpha: float | None, weights: str | None,
                           beta: float = 1.0) -> A.Composition:
     """The Composition named by --y/--alpha (labels) or --weights (linear scalarisation)."""

@@ -12,9 +12,14 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from sculpt_core.core.cli import composition_from_args, parse_list, progress_bar
+from sculpt_core.core.cli import (composition_from_args, device_arg, int_arg, parse_list, positive_float, progress_bar,
+                                  seed_arg)
+from sculpt_core.core.limits import MAX_BATCH, MAX_MOLECULES, MAX_STEPS
 from sculpt_core.domains.molecules.rewards import SAMPLE_COLUMNS
 from sculpt_core.errors import SculptError
+
+STEPS = int_arg(1, MAX_STEPS, "training steps")
+
 
 # ----- mol score -----------------------------------------------------------------------------------
 def cmd_mol_score(args: argparse.Namespace) -> dict:
@@ -131,7 +136,7 @@ def add_compose_sample_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scoring", choices=["fast", "exact", "topk"], default="fast",
                    help="successor values from the classifier's action head (fast), by scoring every successor graph "
                         "(exact), or the head then the --top-k most probable moves scored exactly (topk)")
-    p.add_argument("--top-k", type=int, default=64, help="moves per state re-scored exactly with --scoring topk")
+    p.add_argument("--top-k", type=int_arg(1, 100_000), default=64, help="moves per state re-scored exactly with --scoring topk")
 
 
 # ----- mol sample ------------------------------------------------------------------------------------------
@@ -279,25 +284,27 @@ def register(commands: argparse._SubParsersAction, zoo: argparse._SubParsersActi
     p = commands.add_parser("score", help="score SMILES with the sEH proxy, SA and QED rewards")
     p.add_argument("--in", dest="infile", required=True, help=".smi (one SMILES per line) or .csv with a 'smiles' column")
     p.add_argument("--out", required=True, help="output CSV: smiles,valid,proxy_raw,seh_reward,qed,sa_score,sa_reward")
-    p.add_argument("--batch-size", type=int, default=256, help="molecules per sEH proxy forward pass")
+    p.add_argument("--batch-size", type=int_arg(1, MAX_BATCH, "batch sizes"), default=256,
+                   help="molecules per sEH proxy forward pass")
     p.set_defaults(func=cmd_mol_score)
 
     p = commands.add_parser("train", help="train a β-conditioned base GFlowNet on sEH, SA or QED")
     p.add_argument("--reward", choices=["seh", "sa", "qed"], required=True)
-    p.add_argument("--steps", type=int, required=True)
+    p.add_argument("--steps", type=STEPS, required=True)
     p.add_argument("--out", required=True, help="output checkpoint .pt")
     p.add_argument("--beta-range", default="0,96", help="training range of the reward exponent β, 'low,high'")
-    p.add_argument("--seed", type=int, default=100)
-    p.add_argument("--batch-size", type=int, default=64, help="trajectories per step")
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--lr-log-z", type=float, default=3e-2)
-    p.add_argument("--hidden", type=int, default=64)
-    p.add_argument("--layers", type=int, default=4)
-    p.add_argument("--eval-every", type=int, default=100, help="steps between on-policy evaluations at β=32")
-    p.add_argument("--time-limit", type=float, default=None, help="stop after this many seconds")
-    p.add_argument("--save-every", type=int, default=250, help="write --out every this many steps (0: only at the end)")
+    p.add_argument("--seed", type=seed_arg, default=100)
+    p.add_argument("--batch-size", type=int_arg(1, MAX_BATCH, "batch sizes"), default=64, help="trajectories per step")
+    p.add_argument("--lr", type=positive_float, default=1e-3)
+    p.add_argument("--lr-log-z", type=positive_float, default=3e-2)
+    p.add_argument("--hidden", type=int_arg(1, 4096), default=64)
+    p.add_argument("--layers", type=int_arg(1, 64), default=4)
+    p.add_argument("--eval-every", type=STEPS, default=100, help="steps between on-policy evaluations at β=32")
+    p.add_argument("--time-limit", type=positive_float, default=None, help="stop after this many seconds")
+    p.add_argument("--save-every", type=int_arg(0, MAX_STEPS), default=250,
+                   help="write --out every this many steps (0: only at the end)")
     p.add_argument("--resume", default=None, help="continue training this checkpoint (the lr decay continues; Adam restarts)")
-    p.add_argument("--device", default=None, help="torch device (default: CUDA if available)")
+    p.add_argument("--device", type=device_arg, default=None, help="torch device (default: CUDA if available)")
     p.add_argument("--name", default=None, help="model name stored in the checkpoint (default: the reward)")
     p.set_defaults(func=cmd_mol_train)
 
@@ -305,10 +312,12 @@ def register(commands: argparse._SubParsersAction, zoo: argparse._SubParsersActi
     p.add_argument("--bases", required=True, help="comma-separated zoo names (assets manifest mol_models) or .pt paths")
     p.add_argument("--beta", type=float, default=32.0, help="reward exponent the base models are conditioned on")
     p.add_argument("--method", choices=list(SAMPLE_METHODS), default="base")
-    p.add_argument("--n", type=int, required=True, help="number of VALID molecules to collect")
+    p.add_argument("--n", type=int_arg(1, MAX_MOLECULES, "molecules per sample"), required=True,
+                   help=f"number of VALID molecules to collect (1..{MAX_MOLECULES:,})")
     p.add_argument("--out", required=True, help="output CSV: smiles,seh_reward,sa_reward,qed")
-    p.add_argument("--seed", type=int, default=100)
-    p.add_argument("--batch-size", type=int, default=128, help="trajectories sampled together")
+    p.add_argument("--seed", type=seed_arg, default=100)
+    p.add_argument("--batch-size", type=int_arg(1, MAX_BATCH, "batch sizes"), default=128,
+                   help="trajectories sampled together")
     add_compose_sample_args(p)  # --y --alpha --weights --u --classifier --scoring
     p.set_defaults(func=cmd_mol_sample)
 
@@ -316,20 +325,21 @@ def register(commands: argparse._SubParsersAction, zoo: argparse._SubParsersActi
     p.add_argument("--bases", required=True, help="comma-separated zoo names or .pt paths (label i = i-th base)")
     p.add_argument("--beta", type=float, default=32.0, help="reward exponent the bases are sampled at")
     p.add_argument("--alpha-cond", action="store_true", help="α-conditioned classifier (two bases)")
-    p.add_argument("--labels", type=int, default=None, help="number of labels y1..yn (default: 2, or 3 for 3 bases)")
-    p.add_argument("--steps", type=int, required=True)
+    p.add_argument("--labels", type=int_arg(1, 12), default=None, help="number of labels y1..yn (default: 2, or 3 for 3 bases)")
+    p.add_argument("--steps", type=STEPS, required=True)
     p.add_argument("--out", required=True, help="output checkpoint .pt")
-    p.add_argument("--batch-size", type=int, default=8, help="trajectories per base model and step")
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--warmup", type=int, default=800, help="steps of the non-terminal loss warm-up")
-    p.add_argument("--hidden", type=int, default=64)
-    p.add_argument("--layers", type=int, default=3)
+    p.add_argument("--batch-size", type=int_arg(1, MAX_BATCH, "batch sizes"), default=8,
+                   help="trajectories per base model and step")
+    p.add_argument("--lr", type=positive_float, default=1e-3)
+    p.add_argument("--warmup", type=int_arg(0, MAX_STEPS), default=800, help="steps of the non-terminal loss warm-up")
+    p.add_argument("--hidden", type=int_arg(1, 4096), default=64)
+    p.add_argument("--layers", type=int_arg(1, 64), default=3)
     p.add_argument("--no-action-head", action="store_true", help="no fast action head (exact successor scoring only)")
-    p.add_argument("--distill-actions", type=int, default=2,
+    p.add_argument("--distill-actions", type=int_arg(0, 10_000), default=2,
                    help="moves per state on which the action head is distilled from the state head (0: off)")
-    p.add_argument("--seed", type=int, default=100)
-    p.add_argument("--time-limit", type=float, default=None, help="stop after this many seconds")
-    p.add_argument("--device", default=None, help="torch device (default: CUDA if available)")
+    p.add_argument("--seed", type=seed_arg, default=100)
+    p.add_argument("--time-limit", type=positive_float, default=None, help="stop after this many seconds")
+    p.add_argument("--device", type=device_arg, default=None, help="torch device (default: CUDA if available)")
     p.add_argument("--init", default=None, help="continue from this classifier (path or shipped name; same bases, "
                                                 "β and architecture); steps and seconds add up")
     p.set_defaults(func=cmd_mol_train_classifier)

@@ -19,7 +19,7 @@ a ``[B]`` tensor, one exponent per state):
 from __future__ import annotations
 
 import hashlib
-
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -181,6 +181,11 @@ class MolBaseModel:
         load_state_dict_checked(net, data["state_dict"], path)
         if not isinstance(data["meta"], dict):
             raise SculptError(f"{path}: metadata is not a dictionary")
+        rng = data["meta"].get("beta_range")
+        if rng is not None and not (isinstance(rng, (list, tuple)) and len(rng) == 2 and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in rng)
+                and 0 <= rng[0] < rng[1]):
+            raise SculptError(f"{path}: metadata 'beta_range' must be two finite numbers 0 ≤ low < high, got {rng!r}")
         lib = library_from_dict(data["library"], str(path))
         if lib.n_frags != cfg.n_frags:
             raise SculptError(f"{path}: library has {lib.n_frags} fragments, the network {cfg.n_frags}")

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from sculpt_core.core import io as core_io
+from sculpt_core.core.limits import MAX_INPUT_BYTES, MAX_SCORED_MOLECULES, MAX_SMILES_CHARS, check_size
 from sculpt_core.errors import SculptError
 from sculpt_core.domains.molecules import seh_proxy
 
@@ -56,9 +57,12 @@ def parse_smiles(smiles: Any):
 
     if not isinstance(smiles, str) or not smiles.strip():
         return None
+    text = smiles.strip()
+    if len(text) > MAX_SMILES_CHARS or any(c.isspace() for c in text):
+        return None  # over the bound (scoring time grows faster than linearly), or "CCO\nCC": RDKit would score CCO
     with rdBase.BlockLogs():
         try:
-            mol = Chem.MolFromSmiles(smiles.strip())
+            mol = Chem.MolFromSmiles(text)
         except Exception:
             return None
     if mol is None or mol.GetNumAtoms() == 0:
@@ -183,6 +187,7 @@ def read_smiles_file(path: str | Path) -> list[str]:
     (matched case-insensitively) or a file with no SMILES at all. Bad SMILES themselves are kept.
     """
     import csv
+    import io
 
     path = Path(path)
     if not path.is_file():
@@ -191,6 +196,7 @@ def read_smiles_file(path: str | Path) -> list[str]:
     if suffix != ".csv" and suffix not in SMILES_SUFFIXES:
         raise SculptError(f"unsupported input {path.name}: use a .smi file or a .csv with a 'smiles' column")
     try:
+        check_size(path.stat().st_size, str(path), MAX_INPUT_BYTES)
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
         raise SculptError(f"{path} is not UTF-8 text") from None
@@ -198,7 +204,7 @@ def read_smiles_file(path: str | Path) -> list[str]:
         raise SculptError(f"cannot read {path}: {exc.strerror or exc}") from None
     if suffix == ".csv":
         try:
-            reader = csv.reader(text.splitlines())
+            reader = csv.reader(io.StringIO(text, newline=""))  # a quoted field may hold a newline
             header = next(reader, None)
             if not header:
                 raise SculptError(f"{path} is empty: expected a CSV with a 'smiles' column")
@@ -213,6 +219,12 @@ def read_smiles_file(path: str | Path) -> list[str]:
         smiles = [line.split()[0] for line in text.splitlines() if line.strip()]
     if not smiles:
         raise SculptError(f"no SMILES in {path}")
+    if len(smiles) > MAX_SCORED_MOLECULES:
+        raise SculptError(f"{path} holds {len(smiles):,} SMILES; the bound is {MAX_SCORED_MOLECULES:,} per file")
+    long = next((i for i, s in enumerate(smiles) if len(s) > MAX_SMILES_CHARS), None)
+    if long is not None:
+        raise SculptError(f"{path}: SMILES {long + 1} has {len(smiles[long]):,} characters; the bound is "
+                          f"{MAX_SMILES_CHARS:,} (a 9-fragment molecule has about 100)")
     return smiles
 
 

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sculpt_core.core.io import write_bytes
+from sculpt_core.core.limits import MAX_BATCH, check_int
 from sculpt_core.errors import SculptError
 
 # ----- where the weights live ----------------------------------------------------------------------
@@ -398,6 +399,7 @@ class SEHProxy(nn.Module):
     @torch.no_grad()
     def predict_mols(self, mols: Sequence, batch_size: int = 256) -> np.ndarray:
         """float32 proxy_raw per molecule; NaN for molecules the proxy cannot featurise (None, Z > 56, …)."""
+        check_int(batch_size, "batch size", 1, MAX_BATCH, "batch sizes")
         device = self.lin0.weight.device
         result = np.full(len(mols), np.nan, dtype=np.float32)
         graphs: list[MolGraph] = []
@@ -408,7 +410,7 @@ class SEHProxy(nn.Module):
                 where.append(i)
             except SculptError:
                 continue
-        for start in range(0, len(graphs), max(1, batch_size)):
+        for start in range(0, len(graphs), batch_size):
             chunk = batch_graphs(graphs[start:start + batch_size]).to(device)
             result[where[start:start + batch_size]] = self(chunk).float().cpu().numpy()
         return result

@@ -42,7 +42,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from sculpt_core.device import default_device
+from sculpt_core.device import resolve_device
 from sculpt_core.domains.molecules.env import FragmentEnv
 from sculpt_core.errors import SculptError
 from sculpt_core.domains.molecules.sampling import sample_trajectories
@@ -192,7 +192,7 @@ def train_mol_model(
         name, thr, fn = reward_name or "custom", (0.5 if threshold is None else threshold), reward
     else:
         raise SculptError("reward must be a reward name or a callable mols -> rewards")
-    device = torch.device(cfg.device) if cfg.device else default_device()
+    device = resolve_device(cfg.device)  # None: the default; an absent or unknown device: SculptError
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     if model is None:

@@ -38,7 +38,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from sculpt_core.device import default_device
+from sculpt_core.device import resolve_device
 from sculpt_core.errors import SculptError
 from sculpt_core.domains.molecules.sampling import sample_trajectories
 from sculpt_core.core.labels import rest_label_log_weights
@@ -265,7 +265,7 @@ def train_mol_classifier(
     m, env = bases.m, bases.env
     if m < 2:
         raise SculptError("a classifier needs at least two base models")
-    device = torch.device(cfg.device) if cfg.device else default_device()
+    device = resolve_device(cfg.device)  # None: the default; an absent or unknown device: SculptError
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     ccfg = MolClassifierConfig(env.n_frags, env.max_frags, m, cfg.n_labels, cfg.alpha_cond, cfg.hidden, cfg.n_layers,
