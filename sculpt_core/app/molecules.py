@@ -153,10 +153,10 @@ def classifier_for(models: Sequence[MolBaseModel], beta: float) -> tuple[Any, st
     from sculpt_core.domains.molecules.zoo import find_mol_classifier
 
     names = [m.name for m in models]
-    if find_mol_classifier(names) is None:
-        return None, ("no classifier is shipped for " + " + ".join(names) + " (in this order); train one with "
-                      f"`python -m sculpt_core mol train-classifier --bases {','.join(names)} --beta {beta:g}`")
     try:
+        if find_mol_classifier(names) is None:
+            return None, ("no classifier is shipped for " + " + ".join(names) + " (in this order); train one with "
+                          f"`python -m sculpt_core mol train-classifier --bases {','.join(names)} --beta {beta:g}`")
         clf, _, meta = load_classifier_for(list(models), beta, None)
     except SculptError as exc:
         return None, str(exc)

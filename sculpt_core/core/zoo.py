@@ -32,11 +32,26 @@ LOCK_TIMEOUT_S = 120.0
 
 
 def _checked(data: Any, path: Path) -> dict[str, Any]:
-    """The manifest with the default sections added; SculptError if it is not a JSON object."""
+    """The manifest with the default sections added; SculptError naming what is wrong if it is not a JSON
+    object of sections, each an object of name → entry object, an entry's ``file`` a relative path inside the
+    assets folder."""
     if not isinstance(data, dict):
         raise SculptError(f"{path} is not a manifest (expected a JSON object, got {type(data).__name__})")
     for section in DEFAULT_SECTIONS:
         data.setdefault(section, {})
+    for section, entries in data.items():
+        if not isinstance(entries, dict):
+            raise SculptError(f"{path}: section {section!r} must be an object of name → entry, got "
+                              f"{type(entries).__name__}")
+        for name, entry in entries.items():
+            if not isinstance(entry, dict):
+                raise SculptError(f"{path}: entry {name!r} of section {section!r} must be an object, got "
+                                  f"{type(entry).__name__}")
+            file = entry.get("file")
+            if file is not None and not (isinstance(file, str) and file.strip() and not Path(file).is_absolute()
+                                         and ".." not in Path(file).parts):
+                raise SculptError(f"{path}: entry {name!r} of section {section!r}: 'file' must be a path inside "
+                                  f"the assets folder, got {file!r}")
     return data
 
 
@@ -72,10 +87,9 @@ def resolve_checkpoint(name_or_path: str, section: str, what: str, hint: str = "
 
     Shared by every kind of shipped file (grid and molecule models, classifiers)."""
     entries = read_manifest().get(section, {})
-    entries = entries if isinstance(entries, dict) else {}
     if name_or_path in entries:
         entry = entries[name_or_path]
-        if not isinstance(entry, dict) or "file" not in entry:
+        if "file" not in entry:
             raise SculptError(f"manifest entry {name_or_path!r} in {section!r} has no 'file'")
         path = assets_dir() / entry["file"]
         if not path.is_file():

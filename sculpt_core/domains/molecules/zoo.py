@@ -61,12 +61,16 @@ def resolve_mol_classifier(name_or_path: str) -> Path:
 
 def find_mol_classifier(base_names: Sequence[str]) -> Path | None:
     """The shipped classifier trained for exactly these bases in this order (manifest key ``a+b[+c]``), or None."""
-    entries = read_manifest().get(MANIFEST_SECTION, {})
-    entry = entries.get("+".join(base_names)) if isinstance(entries, dict) else None
-    if not isinstance(entry, dict) or "file" not in entry:
+    key = "+".join(base_names)
+    entry = read_manifest().get(MANIFEST_SECTION, {}).get(key)
+    if entry is None:
         return None
+    if "file" not in entry:
+        raise SculptError(f"manifest entry {key!r} in {MANIFEST_SECTION!r} has no 'file'")
     path = assets_dir() / entry["file"]
-    return path if path.is_file() else None
+    if not path.is_file():
+        raise SculptError(f"molecule classifier {key!r} is listed in the manifest but {path} is missing")
+    return path
 
 
 def load_classifier_for(models: list, beta: float, name_or_path: str | None):
