@@ -16,6 +16,44 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
+#: In CI (``CI=true``) nothing may be skipped: a skip there (missing ``../shared`` data, no chromium, a missing
+#: shipped asset) hides a failure of something the product needs, so it FAILS the run with the skip's reason.
+#: Outside CI skips stay skips, and every skip reason names what is missing. The one exception are skips the
+#: run asked for itself, whose reason starts with ``NOT_APPLICABLE`` (e.g. SCULPT_TEST_REAL_ZOO=1).
+IN_CI = os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+NOT_APPLICABLE = "not applicable to this run: "
+
+
+def _skip_reason(longrepr) -> str:
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        return str(longrepr[2]).removeprefix("Skipped: ")
+    return str(longrepr)
+
+
+def _fail_skip_in_ci(report, where: str) -> None:
+    reason = _skip_reason(report.longrepr)
+    if reason.startswith(NOT_APPLICABLE):
+        return
+    report.outcome = "failed"
+    report.longrepr = (f"{where} was skipped, but CI=true allows no skips (the product needs it): {reason}. "
+                       "Install what is missing (bash .ci/setup; the shared data in ../shared) or fix the test.")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if IN_CI and report.skipped and not hasattr(report, "wasxfail"):
+        _fail_skip_in_ci(report, item.nodeid)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    outcome = yield
+    report = outcome.get_result()
+    if IN_CI and report.skipped:  # a module-level skip (importorskip, allow_module_level=True)
+        _fail_skip_in_ci(report, collector.nodeid or str(collector.path))
+
 
 def build_tiny_zoo(folder: Path) -> Path:
     """Train the tiny zoo into ``folder`` (manifest.json + zoo/grid/*.pt + one classifier); a few seconds."""
@@ -88,7 +126,7 @@ def tiny_zoo_contents(tiny_zoo) -> None:
     """For tests that assert the tiny zoo's exact contents (model count, names, which classifier is missing):
     skipped under SCULPT_TEST_REAL_ZOO=1, where the shipped zoo has other contents."""
     if tiny_zoo is None:
-        pytest.skip("asserts the tiny zoo's contents; SCULPT_TEST_REAL_ZOO=1 uses the shipped zoo")
+        pytest.skip(NOT_APPLICABLE + "asserts the tiny zoo's contents; SCULPT_TEST_REAL_ZOO=1 uses the shipped zoo")
 
 
 @pytest.fixture

@@ -98,7 +98,15 @@ def test_grid_page_with_empty_zoo_warns(app_env, tmp_path, monkeypatch):
     monkeypatch.setenv("SCULPT_ASSETS", str(tmp_path))
     at = _grid(app_env)
     assert any("zoo is empty" in w.value for w in at.warning)
-    assert at.form_submit_button  # training is still offered
+    assert at.multiselect(key="g_bases").options == [] and not at.get("plotly_chart") and not _metrics(at)
+    # training is still offered, and works: the trained model becomes the first base and is drawn
+    at.selectbox(key="tb_reward").set_value("circle1")
+    at.text_input(key="tb_name").set_value("mine")
+    at.form_submit_button[0].click().run()
+    _ok(at)
+    assert not _errors(at), _errors(at)
+    assert at.multiselect(key="g_bases").value == ["mine"] and at.get("plotly_chart")
+    assert any("Trained mine" in s.value for s in at.success)
 
 
 @pytest.mark.parametrize("method", ["oracle", "classifier", "reaching", "ensemble", "compare"])

@@ -4,6 +4,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 from sculpt_core.cli import main
 from sculpt_core.domains.grid.env import GridEnv
@@ -38,7 +39,25 @@ def test_dist_of_checkpoint_matches_exact_policy(tmp_path, capsys):
     model = random_model(height=6, seed=1)
     model.save(tmp_path / "r.pt")
     assert run_cli(["grid", "dist", "--base", str(tmp_path / "r.pt"), "--out", str(tmp_path / "p.csv")], capsys)[0] == 0
-    assert np.loadtxt(tmp_path / "p.csv", delimiter=",").shape == (6, 6)
+    p = np.loadtxt(tmp_path / "p.csv", delimiter=",")
+    assert p.shape == (6, 6)
+    # the written table is the exact terminal distribution of the policy, p[z0, z1]: by a brute-force sum over
+    # every trajectory of the in-memory model (not the DP the command uses)
+    log_pf = model.tables().log_pf.numpy()
+    env = model.env
+    brute = np.zeros((6, 6))
+
+    def walk(z, logp):
+        idx = env.flat_index(torch.tensor([z]))[0].item()
+        brute[z] += np.exp(logp + log_pf[idx, env.stop_action])
+        for d in range(2):
+            if z[d] < 5:
+                walk(tuple(c + (k == d) for k, c in enumerate(z)), logp + log_pf[idx, d])
+
+    walk((0, 0), 0.0)
+    np.testing.assert_allclose(p, brute, rtol=1e-9, atol=1e-15)
+    assert not np.allclose(p, p.T, atol=1e-6)  # an uneven policy, so a transposed table would be caught too
+    np.testing.assert_allclose(p.sum(), 1.0, atol=1e-12)
 
 
 @pytest.mark.parametrize("args, message", [

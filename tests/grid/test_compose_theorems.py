@@ -82,12 +82,17 @@ def test_reaching_distortion_formula_holds_for_nonlinear_operators(bases2):
 
 
 def test_flow_u_equals_exact_u_for_balanced_models(bases2):
-    """With a state flow equal to the policy's own flow, "Model F" reaching equals exact reaching."""
-    for t in bases2.tables:
-        t.log_flow = t.exact_log_u(bases2.env) + 2.5
-    a = compose(bases2, A.harmonic_mean(), "reaching", u_source="flow")
-    b = compose(bases2, A.harmonic_mean(), "reaching", u_source="exact")
+    """With a state flow equal to the policy's own flow, "Model F" reaching equals exact reaching. The bases are
+    evaluated afresh (the module's ``bases2`` is shared by other tests and must not change)."""
+    bases = prepare_bases(bases2.models)
+    untrained = compose(bases, A.harmonic_mean(), "reaching", u_source="flow")
+    for t in bases.tables:
+        t.log_flow = t.exact_log_u(bases.env) + 2.5
+    a = compose(bases, A.harmonic_mean(), "reaching", u_source="flow")
+    b = compose(bases, A.harmonic_mean(), "reaching", u_source="exact")
     assert l1_distance(a.p, b.p) < 1e-12
+    assert l1_distance(untrained.p, b.p) > 1e-3  # the random flow head is not the policy's flow: the u source matters
+    assert all(not torch.equal(t.log_flow, u.log_flow) for t, u in zip(bases.tables, bases2.tables))
 
 
 def test_trajectory_product_u_matches_exact_for_a_balanced_model():

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -94,16 +96,35 @@ def test_bins_bad_input():
         mm.table1_bins(np.zeros((4, 3)), thresholds=(0.5, 0.5))
 
 
+def _readme_paper_table1() -> dict[str, tuple[int, ...]]:
+    """The paper column of the README's Table 1 (a second, independent transcription of the paper's rows)."""
+    keys = {"p_SEH": "p_seh", "p_SA": "p_sa", "p_QED": "p_qed"}
+    rows = {}
+    for line in (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8").splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) < 3:
+            continue
+        label = cells[0]
+        key = keys.get(label) or (label[1] if re.fullmatch(r"\([a-g]\) y = .*", label) else None)
+        if key is not None and re.fullmatch(r"[0-9]+( [0-9]+){7}", cells[-1]):
+            rows[key] = tuple(int(v) for v in cells[-1].split())
+    return rows
+
+
 def test_paper_table1_constant():
     assert set(mm.PAPER_TABLE1) == {"p_seh", "p_sa", "p_qed", "a", "b", "c", "d", "e", "f", "g"}
     assert set(mm.PAPER_TABLE1_LABELS) == set(mm.PAPER_TABLE1)
     for row in mm.PAPER_TABLE1.values():
         assert len(row) == 8 and sum(row) == 100
-    assert mm.PAPER_TABLE1["d"] == (0, 7, 2, 11, 2, 19, 10, 49)
-    ours = {"d": mm.table1_bins(np.ones((4, 3))), "custom": mm.table1_bins(np.zeros((4, 3)))}
-    rows = mm.table1_side_by_side(ours)
-    assert rows[0]["paper_all_high"] == pytest.approx(0.49) and rows[0]["ours"][-1] == 100
-    assert rows[1]["paper"] is None and rows[1]["ours"][0] == 100
+    assert _readme_paper_table1() == mm.PAPER_TABLE1  # the code's constant and the README's table agree
+    # side by side: hand-made rewards with known bins (thresholds 0.5 / 0.6 / 0.25; columns LLL..HHH, first letter
+    # sEH): two molecules high in sEH only (HLL, column 4), one high in all three (HHH), one low in all (LLL)
+    rewards = np.array([[0.9, 0.1, 0.1], [0.7, 0.5, 0.2], [0.6, 0.7, 0.3], [0.1, 0.1, 0.1]])
+    rows = mm.table1_side_by_side({"d": mm.table1_bins(rewards), "custom": mm.table1_bins(np.zeros((4, 3)))})
+    assert rows[0]["ours"] == [25, 0, 0, 0, 50, 0, 0, 25] and rows[0]["ours_all_high"] == pytest.approx(0.25)
+    assert rows[0]["paper"] == list(mm.PAPER_TABLE1["d"]) and rows[0]["paper_all_high"] == pytest.approx(0.49)
+    assert rows[0]["label"] == mm.PAPER_TABLE1_LABELS["d"]
+    assert rows[1]["paper"] is None and rows[1]["paper_all_high"] is None and rows[1]["ours"][0] == 100
 
 
 # ------------------------------------------------------------------------------------------ reward stats
