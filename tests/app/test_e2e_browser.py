@@ -1,5 +1,5 @@
 """End to end in a real headless browser: start the app, open the grid page, move α, see the figure change; open
-the molecule page and see it sample and draw.
+the molecule page and see it sample and draw; open the diffusion page, move α and the time slider.
 
 Needs Debian's ``chromium`` (``apt-get install -y chromium chromium-driver``) and the ``playwright`` Python
 package (its own browser downloads are not used). Skips with the reason when either is missing.
@@ -131,7 +131,7 @@ def test_move_alpha_changes_figure(app_url, browser):
         # pages/-folder ones (see sculpt_core.app.navigation)
         assert page.title() == PAGE_TITLE
         menu = [t.split("\n")[-1] for t in page.locator("[data-testid='stSidebarNav'] a").all_inner_texts()]
-        assert menu == ["Home", "Grid Sculpting", "Molecule Sculpting"], menu
+        assert menu == ["Home", "Grid Sculpting", "Molecule Sculpting", "Diffusion Sculpting"], menu
         OUT.mkdir(exist_ok=True)
         page.screenshot(path=str(OUT / "e2e_grid_before.png"), full_page=True)
         alpha_before, fp_before = _alpha_value(page), _fingerprint(page)
@@ -180,5 +180,67 @@ def test_molecule_page_samples_and_draws(app_url, browser):
         assert page.locator("[data-testid='stImage'] img").count() >= 1  # the molecule gallery
         assert _metric_text(page, "molecules / s").strip() not in ("", "n/a")
         page.screenshot(path=str(OUT / "e2e_molecules.png"), full_page=True)
+    finally:
+        page.close()
+
+
+TARGET_FINGERPRINT_JS = """(index) => {
+  const plots = document.querySelectorAll("[data-testid='stPlotlyChart'] .js-plotly-plot");
+  const plot = plots[index];
+  if (!plot || !plot.data || !plot.data.length) return null;
+  const heat = plot.data.filter(t => t.type === "heatmap");
+  const z = heat.length ? heat[heat.length - 1].z : null;  // the last panel: the exact composed target
+  if (!z) return null;
+  if (typeof z.bdata === "string") return z.bdata;
+  let s = 0, k = 1;
+  for (const row of z) for (const v of row) { s += (Number.isFinite(v) ? v : 0) * (k % 97 + 1); k += 1; }
+  return s.toPrecision(12);
+}"""
+
+SNAPSHOT_RANGE_JS = """() => {
+  const plots = document.querySelectorAll("[data-testid='stPlotlyChart'] .js-plotly-plot");
+  const plot = plots[plots.length - 1];
+  return plot && plot.layout && plot.layout.xaxis ? plot.layout.xaxis.range[1] : null;
+}"""
+
+
+def test_diffusion_page_alpha_and_time_slider(app_url, browser):
+    page = browser.new_page(viewport={"width": 1500, "height": 1800})
+    try:
+        page.goto(app_url + "/diffusion_sculpting?n=400&steps=30", wait_until="domcontentloaded")
+        page.wait_for_selector("[data-testid='stPlotlyChart']", timeout=90_000)
+        _wait_idle(page, 90_000)
+        assert page.locator("[data-testid='stException']").count() == 0
+        l1_before = _metric_text(page, "binned L1")
+        assert _metric_text(page, "L1 noise floor").strip() not in ("", "n/a")
+        fp_before = page.evaluate(TARGET_FINGERPRINT_JS, 0)
+        assert fp_before is not None, "no exact target heatmap found"
+        OUT.mkdir(exist_ok=True)
+        page.screenshot(path=str(OUT / "e2e_diffusion_before.png"), full_page=True)
+
+        thumb = page.locator(".st-key-d_alpha").get_by_role("slider")
+        thumb.focus()
+        for _ in range(20):
+            page.keyboard.press("ArrowLeft")
+        _wait_idle(page)
+        page.wait_for_function(f"(before) => ({TARGET_FINGERPRINT_JS})(0) !== before", arg=fp_before, timeout=60_000)
+        _wait_idle(page, 90_000)
+        alpha = float(thumb.evaluate("e => e.value || e.getAttribute('aria-valuenow')"))
+        assert alpha < 0.5 and f"alpha={alpha:g}" in page.url
+        assert _metric_text(page, "binned L1") != l1_before or page.evaluate(TARGET_FINGERPRINT_JS, 0) != fp_before
+        assert page.get_by_text("Preview (").count() == 0  # the quick preview was replaced by the full run
+        assert page.locator("[data-testid='stException']").count() == 0
+
+        # the time slider: back to t ≈ 1, where the particles spread over the prior (σ(1) ≈ 9.85)
+        end_range = page.evaluate(SNAPSHOT_RANGE_JS)
+        time_thumb = page.locator(".st-key-d_t").get_by_role("slider")
+        time_thumb.focus()
+        page.keyboard.press("Home")
+        _wait_idle(page)
+        page.wait_for_function(f"(before) => ({SNAPSHOT_RANGE_JS})() !== before", arg=end_range, timeout=30_000)
+        _wait_idle(page)
+        assert page.evaluate(SNAPSHOT_RANGE_JS) > 8 > end_range
+        assert page.locator("[data-testid='stException']").count() == 0
+        page.screenshot(path=str(OUT / "e2e_diffusion_after.png"), full_page=True)
     finally:
         page.close()
