@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 
 import torch
@@ -53,6 +54,8 @@ def run(specs, models, comp, method, n, steps, classifier=None) -> dict:
                              classifier=classifier)
     seconds = time.perf_counter() - t0
     fig = evaluate(x, exact, 3.5, 40)
+    print(f"{comp.describe()} {method}: L1 {fig['l1']:.4f} (floor {fig['l1_floor']:.4f}) {seconds:.1f} s",
+          file=sys.stderr, flush=True)
     return {"l1": fig["l1"], "l1_floor": fig["l1_floor"], "ratio": round(fig["l1"] / fig["l1_floor"], 3),
             "emd": fig["emd"], "emd_floor": fig["emd_floor"], "seconds": round(seconds, 2)}
 

@@ -227,6 +227,21 @@ def test_superdiff_and_keeps_the_tracked_densities_equal(specs):
         build_field("superdiff", models, A.contrast(), ExactLabelPosterior(ExactComposition(specs[:2], A.contrast())))
 
 
+@pytest.mark.parametrize("sigma", [0.5, 3.0, SDE.prior_std])
+def test_diffused_draws_have_the_diffused_targets_moments(specs, sigma):
+    """sample_diffused (coarser cells at large σ) has the mean and covariance of the exact draws plus σ² I."""
+    exact = ExactComposition(specs[:2], A.contrast(alpha=0.3))
+    gen = torch.Generator().manual_seed(3)
+    n = 200_000
+    x0 = exact.sample(n, gen)
+    xt = exact.sample_diffused(n, sigma, gen)
+    mean0, cov0 = x0.mean(0), torch.cov(x0.T)
+    se = math.sqrt((cov0.diagonal().max() + sigma ** 2) / n)
+    assert torch.allclose(xt.mean(0), mean0, atol=5 * se)
+    cov_t = torch.cov(xt.T) - sigma ** 2 * torch.eye(2, dtype=torch.float64)
+    assert torch.allclose(cov_t, cov0, atol=6 * math.sqrt(2 / n) * (cov0.diagonal().max() + sigma ** 2))
+
+
 def test_samples_are_seeded(specs):
     a, _ = sample_method(specs[:2], A.harmonic_mean(), "score-sum", 50, 20, seed=5, device="cpu")
     b, _ = sample_method(specs[:2], A.harmonic_mean(), "score-sum", 50, 20, seed=5, device="cpu")

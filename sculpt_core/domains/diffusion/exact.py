@@ -106,7 +106,7 @@ class ExactComposition:
         self.box = torch.stack([means.min(0).values - SUPPORT_STDS * s_max,
                                 means.max(0).values + SUPPORT_STDS * s_max], 1).tolist()  # [[lo, hi], [lo, hi]]
         self._grids: dict[tuple[int, int], tuple] = {}
-        self._cells = None
+        self._cells: dict[float, tuple] = {}
         self.log_space_rows = 0  # how many particle evaluations needed the log-space sum (diagnostics)
 
     @property
@@ -279,21 +279,22 @@ class ExactComposition:
                    "quadrature_error": float((q - q_coarse).abs().sum())}
         return q.cpu().numpy(), figures
 
-    def _cell_table(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Log-masses of the fine sampling cells over the support box (2×2 Gauss–Legendre per cell), flat."""
-        if self._cells is None:
-            h = min(0.02, self.s_min / 4)
+    def _cell_table(self, h: float | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Log-masses of the sampling cells of spacing ``h`` over the support box (2×2 Gauss–Legendre per cell),
+        flat; default spacing min(0.02, s_min/4), the exact draws' own resolution. Cached per spacing."""
+        h = min(0.02, self.s_min / 4) if h is None else h
+        if h not in self._cells:
             edges = [torch.linspace(lo, hi, int(math.ceil((hi - lo) / h)) + 1, dtype=torch.float64) for lo, hi in self.box]
             log_m = self.integrate_cells(edges[0], edges[1], 2)
             if not bool(torch.isfinite(torch.logsumexp(log_m.flatten(), 0))):
                 raise SculptError(f"{self.composition.describe()} is undefined: it has no mass anywhere")
-            self._cells = (log_m.flatten(), edges[0].to(self.device), edges[1].to(self.device))
-        return self._cells
+            self._cells[h] = (log_m.flatten(), edges[0].to(self.device), edges[1].to(self.device))
+        return self._cells[h]
 
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """``n`` draws ``[n, 2]`` of the target: a cell of the fine grid over the support box (spacing
-        min(0.02, s_min/4), mass by Gauss–Legendre) by its mass, then a uniform point inside the cell."""
-        log_m, e1, e2 = self._cell_table()
+    def sample(self, n: int, generator: torch.Generator | None = None, h: float | None = None) -> torch.Tensor:
+        """``n`` draws ``[n, 2]`` of the target: a cell of the grid over the support box (spacing ``h``, default
+        min(0.02, s_min/4); mass by Gauss–Legendre) by its mass, then a uniform point inside the cell."""
+        log_m, e1, e2 = self._cell_table(h)
         p = torch.exp(log_m - log_m.max())
         idx = torch.multinomial(p, n, replacement=True, generator=generator)
         n2 = len(e2) - 1
@@ -304,6 +305,10 @@ class ExactComposition:
         return torch.stack([x, y], 1)
 
     def sample_diffused(self, n: int, sigma: float, generator: torch.Generator | None = None) -> torch.Tensor:
-        """``n`` draws of the diffused target q_t: x_0 ~ q, then x_0 + σ_t ε (the forward process itself)."""
-        x0 = self.sample(n, generator)
+        """``n`` draws of the diffused target q_t: x_0 ~ q, then x_0 + σ_t ε (the forward process itself).
+        x_0 comes from cells of spacing min(s_feat/2, max(0.02, σ_t/20)): the cell masses stay exact to the
+        quadrature (2×2 Gauss–Legendre on cells below the narrowest feature), and the within-cell position error,
+        at most a cell, is below 1/20 of the noise added (at t = 1, 14–28× fewer cells than the exact draws)."""
+        h = min(self.s_feat / 2, max(0.02, sigma / 20))
+        x0 = self.sample(n, generator, h if h > min(0.02, self.s_min / 4) else None)
         return x0 + sigma * torch.randn(n, 2, dtype=torch.float64, device=x0.device, generator=generator)
