@@ -61,5 +61,7 @@ if session_models:
 st.page_link("pages/grid_sculpting.py", label="Open the Grid Sculpting lab →", icon=":material/grid_on:")
 st.page_link("pages/molecule_sculpting.py", label="Open the Molecule Sculpting lab (sEH, SA, QED fragment GFlowNets) →",
              icon=":material/science:")
+st.page_link("pages/distribution_map.py", label="Open the Distribution Map (EMD t-SNE maps, the paper's Fig. 4) →",
+             icon=":material/scatter_plot:")
 st.page_link("pages/diffusion_sculpting.py", label="Open the Diffusion Sculpting lab (2-D diffusion models, exact densities) →",
              icon=":material/blur_on:")

@@ -104,7 +104,7 @@ def _copy_molecule_zoo(folder: Path, manifest: dict) -> None:
     import shutil
 
     real = json.loads((ROOT / "assets" / "manifest.json").read_text())
-    for section in ("mol_models", "mol_classifiers"):
+    for section in ("mol_models", "mol_classifiers", "maps"):
         for name, entry in real.get(section, {}).items():
             src = ROOT / "assets" / entry["file"]
             if src.is_file():

@@ -34,6 +34,7 @@ def run_app() -> None:
         st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
         st.Page("pages/grid_sculpting.py", title="Grid Sculpting", icon=":material/grid_on:"),
         st.Page("pages/molecule_sculpting.py", title="Molecule Sculpting", icon=":material/science:"),
+        st.Page("pages/distribution_map.py", title="Distribution Map", icon=":material/scatter_plot:"),
         st.Page("pages/diffusion_sculpting.py", title="Diffusion Sculpting", icon=":material/blur_on:"),
     ]
     st.navigation(pages).run()

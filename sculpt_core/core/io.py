@@ -213,6 +213,25 @@ def save_array(path: str | os.PathLike, arr: np.ndarray) -> Path:
     return write_bytes(path, buf.getvalue())
 
 
+def load_array(path: str | os.PathLike) -> np.ndarray:
+    """A numeric array from a ``.npy`` (never pickles) or ``.csv`` (comma-separated rows) file, the counterpart of
+    :func:`save_array`; SculptError for a missing, unreadable or non-numeric file."""
+    p = Path(path)
+    if not p.is_file():
+        raise SculptError(f"input file not found: {p}")
+    try:
+        if p.suffix.lower() == ".csv":
+            arr = np.loadtxt(p, delimiter=",", dtype=np.float64, ndmin=1)
+        else:
+            arr = np.load(p, allow_pickle=False)
+    except Exception as exc:  # numpy raises several types for bad files
+        raise SculptError(f"could not read {p} as a {'CSV' if p.suffix.lower() == '.csv' else '.npy'} array: "
+                          f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "biuf":
+        raise SculptError(f"{p} does not hold a numeric array")
+    return arr
+
+
 def csv_text(header: Sequence[str], rows: Iterable[Sequence[Any]], cell: Callable[[Any], str] = str,
              lineterminator: str = "\r\n") -> str:
     """A CSV document (header + rows, each value formatted by ``cell``) as text; rows end with

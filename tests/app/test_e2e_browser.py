@@ -131,7 +131,7 @@ def test_move_alpha_changes_figure(app_url, browser):
         # pages/-folder ones (see sculpt_core.app.navigation)
         assert page.title() == PAGE_TITLE
         menu = [t.split("\n")[-1] for t in page.locator("[data-testid='stSidebarNav'] a").all_inner_texts()]
-        assert menu == ["Home", "Grid Sculpting", "Molecule Sculpting", "Diffusion Sculpting"], menu
+        assert menu == ["Home", "Grid Sculpting", "Molecule Sculpting", "Distribution Map", "Diffusion Sculpting"], menu
         OUT.mkdir(exist_ok=True)
         page.screenshot(path=str(OUT / "e2e_grid_before.png"), full_page=True)
         alpha_before, fp_before = _alpha_value(page), _fingerprint(page)
@@ -242,5 +242,37 @@ def test_diffusion_page_alpha_and_time_slider(app_url, browser):
         assert page.evaluate(SNAPSHOT_RANGE_JS) > 8 > end_range
         assert page.locator("[data-testid='stException']").count() == 0
         page.screenshot(path=str(OUT / "e2e_diffusion_after.png"), full_page=True)
+    finally:
+        page.close()
+
+
+MAP_JS = """() => {
+  const plot = document.querySelector("[data-testid='stPlotlyChart'] .js-plotly-plot");
+  if (!plot || !plot.data) return null;
+  const points = plot.data.reduce((s, t) => s + (t.hovertext ? t.hovertext.length : 0), 0);
+  const title = plot.layout && plot.layout.title ? (plot.layout.title.text || plot.layout.title) : "";
+  return {points: points, title: String(title)};
+}"""
+
+
+def test_distribution_map_opens_on_fig4_and_switches_embedding(app_url, browser):
+    page = browser.new_page(viewport={"width": 1500, "height": 1600})
+    try:
+        page.goto(app_url + "/distribution_map", wait_until="domcontentloaded")
+        page.wait_for_selector("[data-testid='stPlotlyChart']", timeout=60_000)
+        _wait_idle(page)
+        assert page.locator("[data-testid='stException']").count() == 0
+        shown = page.evaluate(MAP_JS)
+        assert shown["points"] == 13 and "t-SNE" in shown["title"], shown  # the paper's 13 distributions
+        assert _metric_text(page, "d(SEH, SA)").strip() not in ("", "n/a")
+        OUT.mkdir(exist_ok=True)
+        page.screenshot(path=str(OUT / "e2e_map_tsne.png"), full_page=True)
+        page.locator("[data-testid='stSidebar']").get_by_text("MDS (metric, SMACOF)").click()
+        _wait_idle(page)
+        page.wait_for_function(f"() => {{ const s = ({MAP_JS})(); return s && s.title.includes('MDS'); }}",
+                               timeout=30_000)
+        assert page.evaluate(MAP_JS)["points"] == 13
+        assert page.locator("[data-testid='stException']").count() == 0
+        page.screenshot(path=str(OUT / "e2e_map_mds.png"), full_page=True)
     finally:
         page.close()

@@ -248,7 +248,9 @@ def register(commands: argparse._SubParsersAction, zoo: argparse._SubParsersActi
     p = commands.add_parser("specs", help="print the built-in Gaussian-mixture specs")
     p.set_defaults(func=cmd_specs)
 
+    from sculpt_core.domains.diffusion.maps import add_emd_command
 
+    add_emd_command(commands)  # diffusion emd: pairwise EMDs of sample sets (distribution maps)
 
     p = commands.add_parser("train", help="train a score network on a spec by denoising score matching")
     p.add_argument("--spec", required=True, help="built-in spec name (ring, band, column) or JSON spec path")

@@ -175,7 +175,7 @@ def cmd_zoo_build_classifiers(args: argparse.Namespace) -> dict:
 
 
 def register(commands: argparse._SubParsersAction, zoo: argparse._SubParsersAction) -> None:
-    """Add ``grid dist|train|compose|train-classifier|rewards`` and ``zoo build-grid|build-classifiers``."""
+    """Add ``grid dist|train|compose|train-classifier|rewards|emd`` and ``zoo build-grid|build-classifiers``."""
     p = commands.add_parser("dist", help="write the exact terminal distribution of a zoo model or checkpoint")
     p.add_argument("--base", required=True, help="zoo model name or path to a .pt checkpoint")
     p.add_argument("--beta", type=float, default=None, help="reward exponent (β-conditioned models only)")
@@ -223,6 +223,15 @@ def register(commands: argparse._SubParsersAction, zoo: argparse._SubParsersActi
 
     p = commands.add_parser("rewards", help="list the paper's grid rewards")
     p.set_defaults(func=cmd_grid_rewards)
+
+    from sculpt_core.domains.grid.maps import cmd_grid_emd
+
+    p = commands.add_parser("emd", help="pairwise earth mover's distances between exact grid distributions")
+    p.add_argument("--dists", required=True, help="comma-separated .npy/.csv probability tables (grid dist/compose --out)")
+    p.add_argument("--out", required=True, help="output .npy (or .csv): the (k, k) float64 distance matrix")
+    p.add_argument("--solver", choices=["exact", "sinkhorn"], default="exact")
+    p.add_argument("--reg", type=float, default=0.01, help="Sinkhorn ε relative to the mean ground cost")
+    p.set_defaults(func=cmd_grid_emd)
 
     p = zoo.add_parser("build-grid", help="re-train the shipped grid base models into assets/")
     p.add_argument("--names", default=None, help="comma-separated subset (default: all)")

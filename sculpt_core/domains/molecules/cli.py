@@ -280,7 +280,7 @@ def cmd_mol_train_classifier(args: argparse.Namespace) -> dict[str, Any]:
 
 # ----- registration ---------------------------------------------------------------------------------------
 def register(commands: argparse._SubParsersAction, zoo: argparse._SubParsersAction) -> None:
-    """Add ``mol score|train|sample|train-classifier`` (the molecule zoo has no builder command)."""
+    """Add ``mol score|train|sample|train-classifier|emd`` and ``zoo build-mol-map`` (the paper's Fig. 4 map)."""
     p = commands.add_parser("score", help="score SMILES with the sEH proxy, SA and QED rewards")
     p.add_argument("--in", dest="infile", required=True, help=".smi (one SMILES per line) or .csv with a 'smiles' column")
     p.add_argument("--out", required=True, help="output CSV: smiles,valid,proxy_raw,seh_reward,qed,sa_score,sa_reward")
@@ -343,3 +343,23 @@ def register(commands: argparse._SubParsersAction, zoo: argparse._SubParsersActi
     p.add_argument("--init", default=None, help="continue from this classifier (path or shipped name; same bases, "
                                                 "β and architecture); steps and seconds add up")
     p.set_defaults(func=cmd_mol_train_classifier)
+
+    from sculpt_core.domains.molecules.maps import cmd_mol_emd, cmd_zoo_build_mol_map
+
+    p = commands.add_parser("emd", help="pairwise earth mover's distances between molecule sample sets")
+    p.add_argument("--in", dest="infiles", required=True, help="comma-separated .csv (smiles column) or .smi files")
+    p.add_argument("--out", required=True, help="output .npy (or .csv): the (k, k) float64 distance matrix")
+    p.add_argument("--solver", choices=["exact", "sinkhorn"], default="exact")
+    p.add_argument("--reg", type=float, default=0.01, help="Sinkhorn ε relative to the mean ground cost")
+    p.set_defaults(func=cmd_mol_emd)
+
+    p = zoo.add_parser("build-mol-map", help="sample the paper's Fig. 4 distributions and store their EMD matrix")
+    p.add_argument("--n", type=int, default=2000, help="valid molecules per distribution (the paper: ~5000)")
+    p.add_argument("--seed", type=int, default=0, help="distribution i is sampled with seed + i")
+    p.add_argument("--beta", type=float, default=32.0)
+    p.add_argument("--scoring", choices=["fast", "exact", "topk"], default="fast")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--work-dir", default=None, help="keep each set's SMILES here (an interrupted build resumes)")
+    p.add_argument("--embeddings-only", action="store_true",
+                   help="only recompute the stored t-SNE/MDS coordinates of the existing map")
+    p.set_defaults(func=cmd_zoo_build_mol_map)

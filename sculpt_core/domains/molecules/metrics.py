@@ -17,15 +17,14 @@ from __future__ import annotations
 import functools
 import itertools
 import math
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Union
 
 import numpy as np
-import ot
 from rdkit import Chem, DataStructs, rdBase
 from rdkit.Chem import rdFingerprintGenerator
 
+from sculpt_core.core.maps import emd
 from sculpt_core.errors import SculptError
 
 MolLike = Union[str, Chem.Mol, None]
@@ -359,20 +358,9 @@ def _cost_from_fps(fa: list, fb: list, max_entries: int) -> np.ndarray:
 
 
 def _emd_from_cost(cost: np.ndarray, num_iter_max: int | None, strict: bool = True) -> float:
-    """Exact EMD (``ot.emd2``) with uniform weights; raises (``strict``) or warns if the optimum was not reached."""
-    n, m = cost.shape
-    a = np.full(n, 1.0 / n)
-    b = np.full(m, 1.0 / m)
-    iters = int(num_iter_max) if num_iter_max is not None else max(100_000, 50 * n * m)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # POT warns on max-iter; handled below
-        value, log = ot.emd2(a, b, np.ascontiguousarray(cost, dtype=np.float64), numItermax=iters, log=True)
-    if int(log.get("result_code", 1)) != 1:
-        msg = f"EMD solver stopped before optimality ({log.get('warning')}); raise num_iter_max (was {iters})."
-        if strict:
-            raise SculptError(msg)
-        warnings.warn(msg + " Returning the cost of the unfinished plan (not the EMD).", RuntimeWarning, stacklevel=3)
-    return float(value)
+    """Exact EMD with uniform weights (:func:`sculpt_core.core.maps.emd`): raises (``strict``) or warns if the
+    optimum was not reached."""
+    return emd(cost, num_iter_max=num_iter_max, strict=strict)
 
 
 def emd_between(samples_a: Sequence[Sample], samples_b: Sequence[Sample], radius: int = 3, n_bits: int = 2048,

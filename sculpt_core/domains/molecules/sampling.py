@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -105,10 +105,11 @@ def sample_molecules(
     env: FragmentEnv | None = None,
     epsilon: float = 0.0,
     max_trajectories: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> MolSampleSet:
     """Collect ``n`` VALID molecules (trajectories whose molecule fails RDKit sanitisation are dropped and
     counted). ``env`` defaults to ``policy.env``. Gives up with SculptError after ``max_trajectories``
-    (default ``10·n + 1000``) roll-outs."""
+    (default ``10·n + 1000``) roll-outs. ``progress(valid so far, n)`` is called after each batch."""
     if not (isinstance(n, int) and n >= 1):
         raise SculptError(f"number of molecules must be a positive integer, got {n!r}")
     if not (isinstance(batch_size, int) and batch_size >= 1):
@@ -136,6 +137,8 @@ def sample_molecules(
             elif len(smiles) < n:
                 smiles.append(smi)
                 states.append(s)
+        if progress is not None:
+            progress(len(smiles), n)
     return MolSampleSet(smiles, states, total, invalid, time.perf_counter() - t0)
 
 

@@ -1,0 +1,135 @@
+"""Grid distribution maps: exact earth mover's distances between exact distributions on the 32×32 grid.
+
+* A distribution is a probability table ``p[z0, z1]`` (``grid dist`` / ``grid compose`` write them); the ground
+  cost between cells is their Euclidean distance in cell units, ``‖z − z'‖₂``.
+* Exact EMD, fast: the cost is a metric, so the optimal transport between p and q moves only the difference
+  ``(p − q)⁺ → (q − p)⁺`` (mass both share stays in place at cost 0; Kantorovich–Rubinstein). The network simplex
+  then runs on the two disjoint supports (e.g. 250 × 780 cells instead of 1024 × 1024): 15–25 ms a pair on one
+  core instead of 150 ms, and the same value as ``ot.emd2(p, q, C)`` on the full tables (tested).
+* :func:`map_distributions` computes the distributions of a map (bases and compositions by any grid method,
+  α sweeps included) exactly, in milliseconds each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import time
+from typing import Any, Sequence
+
+import numpy as np
+
+from sculpt_core.core.maps import MapItem, Progress, emd, pairwise_matrix, sinkhorn
+from sculpt_core.errors import SculptError
+
+
+@functools.lru_cache(maxsize=4)
+def cell_cost(shape: tuple[int, ...]) -> np.ndarray:
+    """Euclidean distances between all cells of a grid of ``shape`` (row-major flat index), float64, read-only."""
+    coords = np.stack(np.meshgrid(*[np.arange(h) for h in shape], indexing="ij"), -1).reshape(-1, len(shape))
+    diff = coords[:, None, :].astype(np.float64) - coords[None, :, :]
+    cost = np.sqrt((diff ** 2).sum(-1))
+    cost.setflags(write=False)
+    return cost
+
+
+def check_distribution(p: Any, what: str = "distribution") -> np.ndarray:
+    """A probability table as float64 summing to 1; SculptError if it is not finite, non-negative and non-zero."""
+    arr = np.asarray(p, dtype=np.float64)
+    if arr.ndim < 1 or arr.size < 2:
+        raise SculptError(f"{what}: expected a probability table such as (32, 32), got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)) or (arr < 0).any():
+        raise SculptError(f"{what}: probabilities must be finite and non-negative")
+    total = float(arr.sum())
+    if total <= 0:
+        raise SculptError(f"{what}: all probabilities are zero")
+    return arr / total
+
+
+def load_distribution(path: str) -> np.ndarray:
+    """A probability table from ``.npy`` / ``.csv`` (as ``grid dist --out`` writes), checked and normalised."""
+    from sculpt_core.core.io import load_array
+
+    return check_distribution(load_array(path), str(path))
+
+
+def grid_emd(p: np.ndarray, q: np.ndarray, solver: str = "exact", reg: float = 0.01) -> float:
+    """EMD between two probability tables of the same shape, Euclidean ground cost in cell units. ``exact``: the
+    network simplex on the difference's supports (equal to the full problem); ``sinkhorn``: entropic, on the
+    full tables (ε = ``reg`` × mean cost)."""
+    p, q = check_distribution(p, "first distribution"), check_distribution(q, "second distribution")
+    if p.shape != q.shape:
+        raise SculptError(f"distributions live on different grids: {p.shape} and {q.shape}")
+    cost = cell_cost(tuple(p.shape))
+    a, b = p.reshape(-1), q.reshape(-1)
+    if solver == "sinkhorn":
+        return sinkhorn(cost, a, b, reg)
+    if solver != "exact":
+        raise SculptError(f"unknown transport solver {solver!r}; choose 'exact' or 'sinkhorn'")
+    d = a - b
+    pos, neg = d > 0, d < 0
+    mass_pos, mass_neg = float(d[pos].sum()), float(-d[neg].sum())
+    if not pos.any() or not neg.any() or max(mass_pos, mass_neg) <= 1e-15:
+        return 0.0
+    sub = np.ascontiguousarray(cost[np.ix_(pos, neg)])
+    return emd(sub, d[pos], -d[neg]) * (mass_pos + mass_neg) / 2.0
+
+
+def emd_matrix(dists: Sequence[np.ndarray], solver: str = "exact", reg: float = 0.01,
+               progress: Progress | None = None, workers: int | None = None) -> np.ndarray:
+    """Symmetric ``(k, k)`` EMD matrix between probability tables of one grid (``workers``: processes, see
+    ``core.maps.pairwise_matrix``; default 2 on a multi-core machine)."""
+    tables = [check_distribution(p, f"distribution {i + 1}") for i, p in enumerate(dists)]
+    shapes = {t.shape for t in tables}
+    if len(shapes) > 1:
+        raise SculptError(f"distributions live on different grids: {sorted(shapes)}")
+    return pairwise_matrix(len(tables), lambda i, j: grid_emd(tables[i], tables[j], solver, reg), progress,
+                           workers)
+
+
+def map_distributions(names: Sequence[str], items: Sequence[MapItem], beta: float | None = None,
+                      classifier: Any = None, u_source: str = "exact",
+                      progress: Progress | None = None) -> list[np.ndarray]:
+    """The exact probability table of every item over the grid models ``names`` (a composition's ``method`` is
+    one of oracle, classifier, reaching, ensemble; classifier needs ``classifier``)."""
+    from sculpt_core.domains.grid.compose import compose, prepare_bases
+    from sculpt_core.domains.grid.zoo import load_grid_model
+
+    bases = prepare_bases([load_grid_model(n) for n in names], beta)
+    out: list[np.ndarray] = []
+    t0 = time.perf_counter()
+    for i, item in enumerate(items):
+        if item.base is not None:
+            p = bases.log_p[item.base].exp().reshape(bases.env.shape).numpy()
+        else:
+            clf = classifier if item.method == "classifier" else None
+            p = compose(bases, item.composition(bases.m), item.method, clf, u_source).p
+        out.append(check_distribution(p, item.label))
+        if progress is not None:
+            spent = time.perf_counter() - t0
+            progress(i + 1, len(items), spent / (i + 1) * (len(items) - i - 1))
+    return out
+
+
+def cmd_grid_emd(args: argparse.Namespace) -> dict[str, Any]:
+    """``grid emd --dists p.npy,q.npy[,…] --out d.npy``."""
+    from sculpt_core.core.cli import parse_list
+    from sculpt_core.core.io import save_array
+
+    paths = parse_list(args.dists, str, "--dists")
+    if len(paths) < 2:
+        raise SculptError("--dists needs at least two distributions, e.g. --dists p.npy,q.npy")
+    if args.solver == "sinkhorn" and not args.reg > 0:
+        raise SculptError(f"--reg must be positive, got {args.reg}")
+    dists = [load_distribution(p) for p in paths]
+    t0 = time.perf_counter()
+    matrix = emd_matrix(dists, args.solver, args.reg)
+    seconds = time.perf_counter() - t0
+    save_array(args.out, matrix)
+    return {"k": len(dists), "shape": list(dists[0].shape), "solver": args.solver,
+            "reg": args.reg if args.solver == "sinkhorn" else None, "matrix": np.round(matrix, 4).tolist(),
+            "seconds": round(seconds, 3), "out": args.out}
+
+
+__all__ = ["cell_cost", "check_distribution", "cmd_grid_emd", "emd_matrix", "grid_emd", "load_distribution",
+           "map_distributions"]
