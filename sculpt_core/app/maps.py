@@ -25,7 +25,7 @@ import numpy as np
 import streamlit as st
 
 from sculpt_core.core.io import csv_text
-from sculpt_core.core.maps import TSNE_DEFAULTS, Embedding, MapItem, embed
+from sculpt_core.core.maps import TSNE_DEFAULTS, Embedding, MapItem, embed, sinkhorn_check
 from sculpt_core.errors import SculptError
 
 DOMAINS: dict[str, str] = {"grid": "Grid (exact distributions)", "molecules": "Molecules (sample sets)",
@@ -272,9 +272,7 @@ def compute_map(domain: str, names: Sequence[str], items: Sequence[MapItem], n: 
                             "distance_seconds": round(time.perf_counter() - t1, 2)}
     if solver == "sinkhorn" and len(sets) >= 2:
         exact = float(emd_matrix(sets[:2], solver="exact")[0, 1])
-        info["sinkhorn_check"] = {"pair": f"{items[0].label} ↔ {items[1].label}", "exact": exact,
-                                  "sinkhorn": float(matrix[0, 1]),
-                                  "relative_error": (float(matrix[0, 1]) - exact) / exact if exact > 0 else None}
+        info["sinkhorn_check"] = sinkhorn_check(matrix[0, 1], exact, f"{items[0].label} ↔ {items[1].label}")
     what = "exact distributions" if domain == "grid" else f"{size} samples per set"
     title = f"{DOMAINS[domain].split(' (')[0]}: {' + '.join(names)}, {what}"
     return MapResult(title, domain, [it.label for it in items], matrix, [it.spec() for it in items], info)

@@ -202,6 +202,12 @@ def transport(cost: np.ndarray, a: np.ndarray | None = None, b: np.ndarray | Non
     raise SculptError(f"unknown transport solver {solver!r}; choose 'exact' or 'sinkhorn'")
 
 
+def sinkhorn_check(approx: float, exact: float, pair: str) -> dict:
+    """How far a Sinkhorn value is from the exact EMD of the same pair (JSON-ready)."""
+    return {"pair": pair, "exact": round(float(exact), 6), "sinkhorn": round(float(approx), 6),
+            "relative_error": round((float(approx) - float(exact)) / float(exact), 6) if exact > 0 else None}
+
+
 # ----- matrices ----------------------------------------------------------------------------------------------
 _PAIR_JOB: Callable[[int, int], float] | None = None  # the distance a forked worker evaluates
 
@@ -387,4 +393,4 @@ def embed(d: np.ndarray, method: str = "tsne", seed: int = 0, bases: Sequence[in
 
 __all__ = ["EMBED_METHODS", "Embedding", "MapItem", "Progress", "TSNE_DEFAULTS", "check_distance_matrix",
            "default_workers", "emd", "embed", "label_text", "mds_embedding", "orient", "pairwise_matrix",
-           "parse_alphas", "plan_items", "sinkhorn", "transport", "tsne_embedding"]
+           "parse_alphas", "plan_items", "sinkhorn", "sinkhorn_check", "transport", "tsne_embedding"]

@@ -143,6 +143,8 @@ def test_molecule_emd_command(tmp_path, capsys):
     assert record["n"] == [3, 3, 3] and record["solver"] == "exact"
     code, out, _ = run(["mol", "emd", "--in", ins, "--out", str(tmp_path / "s.npy"), "--solver", "sinkhorn"], capsys)
     assert code == 0 and np.load(tmp_path / "s.npy")[0, 1] >= d[0, 1] - 1e-6
+    check = json.loads(out)["sinkhorn_check"]  # the approximation's error against the exact first pair
+    assert check["exact"] == pytest.approx(d[0, 1], abs=1e-6) and check["relative_error"] >= -1e-6
     for files, msg in ((str(tmp_path / "a.csv"), "at least two"), (f"{tmp_path / 'a.csv'},{tmp_path / 'c.csv'}", "smiles"),
                        (f"{tmp_path / 'a.csv'},{tmp_path / 'bad.smi'}", "no valid molecule"),
                        (f"{tmp_path / 'a.csv'},{tmp_path / 'x.smi'}", "not found")):

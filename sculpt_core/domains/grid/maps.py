@@ -19,7 +19,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from sculpt_core.core.maps import MapItem, Progress, emd, pairwise_matrix, sinkhorn
+from sculpt_core.core.maps import MapItem, Progress, emd, pairwise_matrix, sinkhorn, sinkhorn_check
 from sculpt_core.errors import SculptError
 
 
@@ -125,9 +125,13 @@ def cmd_grid_emd(args: argparse.Namespace) -> dict[str, Any]:
     t0 = time.perf_counter()
     matrix = emd_matrix(dists, args.solver, args.reg)
     seconds = time.perf_counter() - t0
+    check = None
+    if args.solver == "sinkhorn":  # the exact value of the first pair, to show the approximation's error
+        check = sinkhorn_check(matrix[0, 1], emd_matrix(dists[:2])[0, 1], f"{paths[0]} ↔ {paths[1]}")
     save_array(args.out, matrix)
     return {"k": len(dists), "shape": list(dists[0].shape), "solver": args.solver,
-            "reg": args.reg if args.solver == "sinkhorn" else None, "matrix": np.round(matrix, 4).tolist(),
+            "reg": args.reg if args.solver == "sinkhorn" else None, "sinkhorn_check": check,
+            "matrix": np.round(matrix, 4).tolist(),
             "seconds": round(seconds, 3), "out": args.out}
 
 
