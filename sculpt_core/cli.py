@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 
 from sculpt_core.core.cli import emit
@@ -28,6 +29,8 @@ class ArgumentParser(argparse.ArgumentParser):
     sub-command parsers are of the same class."""
 
     def error(self, message: str):
+        # "argument --n: value must be ≥ 1" (an int_arg refusal) reads "--n must be ≥ 1"
+        message = re.sub(r"^argument ([^:]+): value ", r"\1 ", message)
         raise SculptError(f"{message} (see `{self.prog} --help`)")
 
 

@@ -56,7 +56,7 @@ class Composition:
         """Raise SculptError for anything that does not define a distribution."""
         if self.kind not in KINDS:
             raise SculptError(f"unknown composition kind {self.kind!r}; one of {', '.join(KINDS)}")
-        if not (isinstance(self.n_models, int) and self.n_models >= 1):
+        if not (isinstance(self.n_models, int) and not isinstance(self.n_models, bool) and self.n_models >= 1):
             raise SculptError(f"a composition needs at least one base model, got {self.n_models!r}")
         if not _finite_positive(self.beta):
             raise SculptError(f"β must be a positive finite number, got {self.beta!r}")
@@ -77,7 +77,7 @@ class Composition:
         else:
             if len(self.weights) != self.n_models:
                 raise SculptError(f"{self.kind} needs one weight per model ({self.n_models}), got {len(self.weights)}")
-            if any(not (isinstance(w, (int, float)) and math.isfinite(w)) for w in self.weights):
+            if any(not (isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w)) for w in self.weights):
                 raise SculptError(f"weights must be finite numbers, got {list(self.weights)}")
             if any(w < 0 for w in self.weights) or sum(self.weights) <= 0:
                 raise SculptError(f"weights must be non-negative with a positive sum, got {list(self.weights)}")
@@ -175,7 +175,7 @@ class Composition:
 
 
 def _finite_positive(x: object) -> bool:
-    return isinstance(x, (int, float)) and math.isfinite(x) and x > 0
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x > 0
 
 
 # ----- constructors -------------------------------------------------------------------------------

@@ -88,7 +88,7 @@ def device_arg(text: str) -> str:
     from sculpt_core.device import resolve_device
 
     try:
-        resolve_device(text, "device")
+        resolve_device(text, "value")
     except SculptError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return text

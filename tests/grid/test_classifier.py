@@ -63,3 +63,45 @@ def test_classifier_round_trip_and_errors(models2, tmp_path):
         compose(b3, A.conditioning((1, 2), 3), "classifier", net)
     with pytest.raises(SculptError, match="at least two"):
         train_grid_classifier(models2[:1], ClassifierTrainConfig(steps=1))
+
+
+def test_classifier_is_tied_to_its_bases_by_fingerprint(models2, tmp_path):
+    """A classifier records its bases' weight fingerprints and is refused for any other bases, including a
+    retrained (or overwritten) base of the same name; one without fingerprints cannot be checked and is refused."""
+    from sculpt_core.domains.grid.zoo import check_classifier_bases
+
+    net, _ = train_grid_classifier(models2, ClassifierTrainConfig(steps=2, alpha_cond=True, hidden=16))
+    fps = [m.fingerprint() for m in models2]
+    path = save_classifier(tmp_path / "c.pt", net, ["m41", "m42"], {}, fps)
+    _, bases, meta = load_classifier(path)
+    assert meta["base_fingerprints"] == fps and len(set(fps)) == 2
+    check_classifier_bases(path, bases, meta, models2)  # the bases it was trained on
+    retrained = random_model(8, seed=99, scale=1.0, name="m41")  # same name, other weights
+    for others in ([retrained, models2[1]], models2[::-1]):
+        with pytest.raises(SculptError, match="trained on other base models"):
+            check_classifier_bases(path, bases, meta, others)
+    with pytest.raises(SculptError, match="trained for 2 base models"):
+        check_classifier_bases(path, bases, meta, models2[:1])
+    old = save_classifier(tmp_path / "old.pt", net, ["m41", "m42"], {})
+    with pytest.raises(SculptError, match="records no weight fingerprints"):
+        check_classifier_bases(old, *load_classifier(old)[1:], models2)
+    with pytest.raises(SculptError, match="1 base fingerprints for 2 bases"):
+        save_classifier(tmp_path / "x.pt", net, ["m41", "m42"], {}, fps[:1])
+
+
+def test_shipped_classifiers_match_the_shipped_bases_and_refuse_others(monkeypatch):
+    """The manifest records the shipped classifiers' base fingerprints (computed from the shipped bases, which
+    the classifier files predate); they fit the shipped bases, and an overwritten base makes them refuse."""
+    from sculpt_core.core.zoo import read_manifest
+    from sculpt_core.domains.grid import zoo
+
+    monkeypatch.delenv("SCULPT_ASSETS", raising=False)
+    entries = read_manifest()["grid_classifiers"]
+    assert entries and all(len(e["base_fingerprints"]) == len(e["bases"]) for e in entries.values())
+    for key, entry in entries.items():
+        net, _ = zoo.find_grid_classifier(entry["bases"])
+        assert net.cfg.n_models == len(entry["bases"])
+    pair = entries["circle1+circle2"]["bases"]
+    impostor = random_model(32, seed=5, name="circle1")
+    with pytest.raises(SculptError, match="circle1 is not its circle1"):
+        zoo.find_grid_classifier(pair, [impostor, zoo.load_grid_model("circle2")])

@@ -56,7 +56,7 @@ def cmd_grid_dist(args: argparse.Namespace) -> dict:
 def cmd_grid_train(args: argparse.Namespace) -> dict:
     from sculpt_core.domains.grid.env import GridEnv
     from sculpt_core.domains.grid.rewards import grid_log_reward, load_log_reward_file
-    from sculpt_core.domains.grid.train import GridTrainConfig, train_grid_model
+    from sculpt_core.domains.grid.train import GridTrainConfig, check_train_inputs, train_grid_model
 
     if args.reward_file:
         log_r = load_log_reward_file(None, args.reward_file)
@@ -67,6 +67,7 @@ def cmd_grid_train(args: argparse.Namespace) -> dict:
         name = args.reward
     cfg = GridTrainConfig(loss=args.loss, steps=args.steps, seed=args.seed, batch_size=args.batch_size,
                           eval_every=max(1, min(100, args.steps // 20)), target_l1=args.target_l1)
+    check_train_inputs(log_r, args.temperature, cfg)  # before the progress bar opens
     update, close = progress_bar(cfg.steps, f"train {name}")
     try:
         model, info = train_grid_model(log_r, args.temperature, cfg, name, progress=update)
@@ -109,16 +110,21 @@ def cmd_grid_compose(args: argparse.Namespace) -> dict:
 
 def cmd_grid_train_classifier(args: argparse.Namespace) -> dict:
     from sculpt_core.domains.grid.compose import prepare_bases
-    from sculpt_core.domains.grid.classifier import save_classifier
+    from sculpt_core.domains.grid.classifier import GridClassifierConfig, save_classifier
     from sculpt_core.domains.grid.train_classifier import ClassifierTrainConfig, guided_l1, train_grid_classifier
     from sculpt_core.domains.grid.zoo import load_grid_model
     from sculpt_core.domains.grid.zoo import paper_evaluation_compositions
 
     names = parse_list(args.bases, str, "--bases")
     models = [load_grid_model(n) for n in names]
+    if len(models) < 2:
+        raise SculptError("a classifier needs at least two base models in --bases")
     alpha_cond = len(models) == 2 and args.labels == 2
     cfg = ClassifierTrainConfig(steps=args.steps, n_labels=args.labels, alpha_cond=alpha_cond, seed=args.seed,
                                 eval_every=max(1, args.steps // 20))
+    env = models[0].env  # the classifier's shape is checked before the progress bar opens
+    GridClassifierConfig(env.height, env.ndim, len(models), args.labels, alpha_cond, cfg.hidden)
+    prepare_bases(models)  # the bases share one grid
     update, close = progress_bar(cfg.steps, "classifier")
     try:
         net, info = train_grid_classifier(models, cfg, progress=update)

@@ -70,6 +70,18 @@ ProgressFn = Callable[[int, dict], None]
 MAX_ABS_SCALED_LOG_REWARD = 1e4
 
 
+def check_train_inputs(log_reward: torch.Tensor, temperature: float, cfg: GridTrainConfig) -> None:
+    """Everything :func:`train_grid_model` checks before it starts (callers with a progress bar call it before
+    opening the bar): a positive finite temperature, a square log-reward without NaN or +inf, its scale."""
+    if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0):
+        raise SculptError(f"temperature must be a positive finite number, got {temperature!r}")
+    if log_reward.dim() < 1 or len(set(log_reward.shape)) != 1:
+        raise SculptError(f"log-reward must be a square grid array, got shape {tuple(log_reward.shape)}")
+    if torch.isnan(log_reward).any() or torch.isposinf(log_reward).any():
+        raise SculptError("log-reward contains NaN or +inf")
+    check_training_scale(log_reward, temperature, cfg.beta_range)
+
+
 def check_training_scale(log_reward: torch.Tensor, temperature: float,
                          beta_range: tuple[float, float] | None = None) -> None:
     """SculptError, before training, when β · log R leaves [−1e4, 1e4] in some cell (a tiny temperature, or a
@@ -98,13 +110,7 @@ def train_grid_model(
     ``log_reward`` is log R per cell, shape ``(H,)*ndim``. Returns the model and a metrics dict
     (final exact L1, loss, steps run, wall time, L1 history).
     """
-    if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0):
-        raise SculptError(f"temperature must be a positive finite number, got {temperature!r}")
-    if log_reward.dim() < 1 or len(set(log_reward.shape)) != 1:
-        raise SculptError(f"log-reward must be a square grid array, got shape {tuple(log_reward.shape)}")
-    if torch.isnan(log_reward).any() or torch.isposinf(log_reward).any():
-        raise SculptError("log-reward contains NaN or +inf")
-    check_training_scale(log_reward, temperature, cfg.beta_range)
+    check_train_inputs(log_reward, temperature, cfg)
     device = torch.device(cfg.device) if cfg.device else torch.device("cpu")
     height, ndim = int(log_reward.shape[0]), int(log_reward.dim())
     torch.manual_seed(cfg.seed)

@@ -254,6 +254,13 @@ def cmd_mol_train_classifier(args: argparse.Namespace) -> dict[str, Any]:
         if init_bases != [m.name for m in models] or float(init_meta.get("beta", args.beta)) != float(args.beta):
             raise SculptError(f"--init {args.init} was trained for bases {','.join(init_bases)} at β = "
                               f"{init_meta.get('beta')}, not {','.join(m.name for m in models)} at β = {args.beta:g}")
+    from sculpt_core.domains.molecules.classifier import MolClassifierConfig
+    from sculpt_core.domains.molecules.compose import prepare_mol_bases
+
+    prepare_mol_bases(models, args.beta)  # checked before the progress bar opens: one library, β in range
+    env = models[0].env
+    MolClassifierConfig(env.n_frags, env.max_frags, len(models), labels, args.alpha_cond, args.hidden, args.layers,
+                        not args.no_action_head)
     update, close = progress_bar(cfg.steps, "mol classifier")
     try:
         net, info = train_mol_classifier(models, args.beta, cfg, progress=update, init=init)
