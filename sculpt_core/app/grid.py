@@ -252,7 +252,12 @@ def delta_range_text(delta: np.ndarray) -> str:
 
 def base_l1_text(dist: np.ndarray, target: np.ndarray | None) -> str:
     """A base model's exact L1 to its true target, or 'unknown' when the reward is not known."""
-    return "unknown" if target is None else f"{l1_distance(dist, target):.3g}"
+    if target is None:
+        return "unknown"
+    try:
+        return f"{l1_distance(dist, target):.3g}"
+    except SculptError as exc:  # never an L1 outside [0, 2]
+        return f"not shown ({exc})"
 
 
 # ----- downloads ------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ checkpoint readable. Loading never executes code from the file; anything malform
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
@@ -63,6 +64,25 @@ def stored_config(path: str | Path, data: dict[str, Any], make: Callable[[dict[s
         return make(cfg)
     except (TypeError, SculptError) as exc:
         raise SculptError(f"{path}: invalid {what} configuration ({exc})") from None
+
+
+#: What :func:`check_meta_numbers` accepts for each kind of metadata number.
+_META_KINDS = {"positive": (lambda x: x > 0, "a positive finite number"),
+               "nonnegative": (lambda x: x >= 0, "a finite number ≥ 0"),
+               "finite": (lambda x: True, "a finite number"),
+               "count": (lambda x: x >= 0 and float(x).is_integer(), "a whole number ≥ 0")}
+
+
+def check_meta_numbers(path: str | Path, meta: dict[str, Any], kinds: dict[str, str]) -> None:
+    """SculptError naming the file and key when a metadata number the code computes with is not of its kind
+    (``kinds``: key → "positive" | "nonnegative" | "finite" | "count"); absent keys are fine."""
+    for key, kind in kinds.items():
+        if key not in meta or meta[key] is None:
+            continue
+        value = meta[key]
+        ok, what = _META_KINDS[kind]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not ok(value):
+            raise SculptError(f"{path}: metadata {key!r} must be {what}, got {value!r}")
 
 
 def load_state_dict_checked(module: torch.nn.Module, state: Any, path: str | Path) -> None:

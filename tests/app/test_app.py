@@ -269,7 +269,9 @@ def test_missing_classifier_is_explained(tiny_zoo_contents, app_env):
     ("text.npy", _npy(np.array([["a"] * 32] * 32)), "numeric"),
     ("objects.npy", _pickled_npy(), "never loaded"),
     ("archive.npy", _npz(), ".npz archive"),
-], ids=["garbage", "shape", "nan", "text", "pickled", "npz"])
+    ("huge.npy", _npy(np.full((32, 32), 1.8e19)), "subtract a constant"),
+    ("big.npy", _npy(np.zeros((400, 400))), "the bound is 1 MiB"),
+], ids=["garbage", "shape", "nan", "text", "pickled", "npz", "huge constant", "over the bound"])
 def test_bad_upload_shows_error(app_env, name, payload, message):
     at = _grid(app_env)
     at.radio(key="tb_source").set_value("upload a log-reward .npy")

@@ -316,3 +316,30 @@ def test_cli_errors_exit_2(tmp_path, capsys):
     code, out, err = _cli(["mol", "sample", "--bases", "x", "--n", "5", "--out", str(tmp_path / "s.csv"),
                            "--method", "magic"], capsys)  # argparse: unknown method, one line too
     assert code == 2 and err.startswith("error:") and "invalid choice" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("meta, message", [
+    ({"beta_range": ["a", 64]}, "'beta_range'"), ({"beta_range": [64.0, 0.0]}, "'beta_range'"),
+    ({"steps": "many"}, "'steps'"), ({"steps": 2.5}, "'steps'"), ({"train_seconds": float("nan")}, "'train_seconds'"),
+])
+def test_checkpoint_metadata_is_checked_on_load(tiny_env, tmp_path, meta, message):
+    path = MolBaseModel.create(tiny_env, hidden=8, n_layers=1, meta=meta).save(tmp_path / "m.pt")
+    with pytest.raises(SculptError, match=message):
+        MolBaseModel.load(path)
+
+
+def test_cli_bounds_and_devices_are_checked_before_work(tmp_path, capsys):
+    cases = [
+        (["mol", "sample", "--bases", "seh", "--n", str(10**9)], "--n must be at most 100,000"),
+        (["mol", "sample", "--bases", "seh", "--n", "5", "--seed", str(2**70)], "--seed must be at most 2^63"),
+        (["mol", "sample", "--bases", "seh", "--n", "5", "--batch-size", str(10**9)], "65,536"),
+        (["mol", "train", "--reward", "sa", "--steps", "1", "--device", "tpu:7"], "'tpu:7' is not a device"),
+        (["mol", "train", "--reward", "sa", "--steps", "1", "--lr", "nan"], "--lr must be a finite"),
+        (["mol", "train-classifier", "--bases", "seh,sa", "--steps", "1", "--device", "cuda:99"], "cuda:99"),
+    ]
+    if not torch.cuda.is_available():
+        cases.append((["mol", "train", "--reward", "sa", "--steps", "1", "--device", "cuda"], "CUDA is not available"))
+    for args, message in cases:
+        code, out, err = _cli(args + ["--out", str(tmp_path / "o.csv")], capsys)
+        assert code == 2 and out == "" and len(err.strip().splitlines()) == 1 and message in err, (args, err)
+    assert list(tmp_path.iterdir()) == []

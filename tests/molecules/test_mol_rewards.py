@@ -333,11 +333,39 @@ def test_cli_without_weights_still_scores_sa_and_qed(tmp_path, capsys, no_weight
     ("empty.csv", "", "empty"),
     ("blank.smi", "\n  \n", "no SMILES"),
     ("mols.sdf", "CCO\n", "unsupported input"),
+    ("long.smi", "CCO\n" + "C" * 100_000 + "\n", "SMILES 2 has 100,000 characters; the bound is 1,000"),
+    ("binary.smi", "\udcff", "not UTF-8"),
 ])
 def test_cli_bad_inputs_exit_2(name, content, message, tmp_path, capsys):
     path = tmp_path / name
     if content is not None:
-        path.write_text(content)
+        path.write_bytes(content.encode("utf-8", "surrogateescape"))
     code, out, err = run_cli(["mol", "score", "--in", str(path), "--out", str(tmp_path / "o.csv")], capsys)
     assert code == 2 and err.startswith("error:") and message in err and "Traceback" not in err and out == ""
     assert not (tmp_path / "o.csv").exists()
+
+
+def test_cli_reads_csv_as_csv(tmp_path, capsys, no_weights):
+    """A quoted field may hold a newline (and commas): it stays one field, written back as given, and a SMILES
+    with whitespace inside is invalid rather than scored by its first word ("CCO\nCC" is not ethanol)."""
+    table = tmp_path / "in.csv"
+    table.write_text('name,smiles\n"two\nlines",c1ccccc1\nb,"CCO\nCC"\n"x,y",CCO\n', encoding="utf-8")
+    code, out, _ = run_cli(["mol", "score", "--in", str(table), "--out", str(tmp_path / "o.csv")], capsys)
+    assert code == 0 and json.loads(out)["n"] == 3 and json.loads(out)["invalid"] == 1
+    rows = read_out(tmp_path / "o.csv")
+    assert [r["smiles"] for r in rows] == ["c1ccccc1", "CCO\nCC", "CCO"]
+    assert [r["valid"] for r in rows] == ["true", "false", "true"]
+
+
+@pytest.mark.parametrize("value, message", [("0", "--batch-size must be ≥ 1"), ("-3", "--batch-size must be ≥ 1"),
+                                            ("1000000000", "65,536")])
+def test_cli_batch_size_is_checked_first(value, message, tmp_path, capsys):
+    smi = tmp_path / "in.smi"
+    smi.write_text("CCO\n")
+    code, out, err = run_cli(["mol", "score", "--in", str(smi), "--out", str(tmp_path / "o.csv"), "--batch-size", value],
+                             capsys)
+    assert code == 2 and message in err and "no molecules to batch" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_parse_smiles_refuses_over_long_and_split_strings():
+    assert M.parse_smiles("C" * 1001) is None and M.parse_smiles("CCO CC") is None and M.parse_smiles(" CCO ") is not None

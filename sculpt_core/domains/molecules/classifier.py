@@ -36,7 +36,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
-from sculpt_core.core.checkpoint import load_checkpoint, load_state_dict_checked, network_payload, save_checkpoint, stored_config
+from sculpt_core.core.checkpoint import check_meta_numbers, load_checkpoint, load_state_dict_checked, network_payload, save_checkpoint, stored_config
 from sculpt_core.domains.molecules.fragments import MAX_STEMS
 from sculpt_core.domains.molecules.env import FragmentEnv, FragState
 from sculpt_core.domains.molecules.graphs import EDGE_COLS, FragGraphBatch, scatter_logits
@@ -299,6 +299,11 @@ def load_mol_classifier(path: str | Path, device: torch.device | str | None = No
     load_state_dict_checked(net, data["state_dict"], path)
     if not isinstance(data.get("meta", {}), dict):
         raise SculptError(f"{path}: metadata is not a dictionary")
+    meta = data.get("meta", {})
+    check_meta_numbers(path, meta, {"beta": "nonnegative", "steps": "count", "seconds": "nonnegative"})
+    fps = meta.get("base_fingerprints")
+    if fps is not None and not (isinstance(fps, (list, tuple)) and all(isinstance(f, str) for f in fps)):
+        raise SculptError(f"{path}: 'base_fingerprints' must be a list of strings")
     net.eval()
     if device is not None:
         net.to(device)

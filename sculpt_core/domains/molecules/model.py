@@ -29,7 +29,7 @@ import torch
 from sculpt_core.domains.molecules.fragments import FragmentLibrary
 from sculpt_core.domains.molecules.env import FragmentEnv, FragState
 from sculpt_core.errors import SculptError
-from sculpt_core.core.checkpoint import load_checkpoint, load_state_dict_checked, network_payload, save_checkpoint, stored_config
+from sculpt_core.core.checkpoint import check_meta_numbers, load_checkpoint, load_state_dict_checked, network_payload, save_checkpoint, stored_config
 from sculpt_core.domains.molecules.policy import MolPolicyConfig, MolPolicyNet
 
 CHECKPOINT_KIND = "sculpt.mol_base_model"
@@ -186,6 +186,7 @@ class MolBaseModel:
                 isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in rng)
                 and 0 <= rng[0] < rng[1]):
             raise SculptError(f"{path}: metadata 'beta_range' must be two finite numbers 0 ≤ low < high, got {rng!r}")
+        check_meta_numbers(path, data["meta"], {"steps": "count", "train_seconds": "nonnegative"})
         lib = library_from_dict(data["library"], str(path))
         if lib.n_frags != cfg.n_frags:
             raise SculptError(f"{path}: library has {lib.n_frags} fragments, the network {cfg.n_frags}")
