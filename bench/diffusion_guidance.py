@@ -9,7 +9,9 @@
   n = 20000, 500 Euler–Maruyama steps. ``ok_classifier``: classifier L1 ≤ 2 × floor + 0.05 on every
   ring ⊗ band operator.
 - ``speed``: 20000 particles × 500 steps with one learned score MLP (the ``base`` method's reverse SDE alone),
-  and, as the baseline of the same run, the same steps with the exact closed-form score of its spec.
+  and, as the baseline of the same run, the same steps with the exact closed-form score of its spec; wall and
+  CPU seconds (the process's CPU time over all its threads: what the run costs when other work shares the cores);
+  float32 and bfloat16 hidden layers (``--precision bf16``), with the ring's own L1 / floor at each.
 - ``classifier_training``: a fresh ring ⊗ band classifier (two labels, not α-conditioned) trained for
   ``--train-steps`` steps: its seconds, posterior error and the harmonic mean's L1 with it (to the target or not).
 
@@ -96,10 +98,15 @@ def speed(n: int, steps: int) -> dict:
     gen = make_generator(0, "cpu")
     x1 = SDE.prior_sample(n, gen)
     res = {}
-    for name, model in (("learned_mlp", base.model), ("baseline_exact_score", ExactScoreModel(base.spec))):
-        t0 = time.perf_counter()
+    for name, model in (("learned_mlp", base.model), ("learned_mlp_bf16", base.model.with_precision("bf16")),
+                        ("baseline_exact_score", ExactScoreModel(base.spec))):
+        t0, c0 = time.perf_counter(), time.process_time()
         reverse_sample(BaseField(model), x1, steps, "em", SDE, gen)
         res[f"{name}_seconds"] = round(time.perf_counter() - t0, 2)
+        res[f"{name}_cpu_seconds"] = round(time.process_time() - c0, 2)  # all threads: robust to other load
+    for precision in ("fp32", "bf16"):  # what the precision costs in accuracy: the base's own L1 / floor
+        fig = run([base.spec], [base.model.with_precision(precision)], A.mixture([1.0]), "base", n, steps)
+        res[f"ring_base_l1_over_floor_{precision}"] = fig["ratio"]
     res.update({"n": n, "steps": steps, "target_seconds": 5.0})
     return res
 

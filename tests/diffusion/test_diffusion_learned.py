@@ -83,6 +83,21 @@ def test_learned_model_is_a_score_model_in_every_method(pair, trained):
         sample_method([pair, tilt], A.harmonic_mean(), "score-sum", 10, steps=2, device="cpu", models=[trained])
 
 
+def test_fast_score_path_and_bf16_precision_match_the_network(trained):
+    """score() (time embedding folded into the first layer) is the network's forward; bf16 stays within 2%."""
+    x = torch.randn(256, 2, generator=torch.Generator().manual_seed(4)) * 2
+    for t in (0.001, 0.05, 0.5, 1.0):
+        with torch.no_grad():
+            ref = trained.net(x, torch.full((256,), t))
+        fast = trained.score(x.double(), t).float()
+        assert torch.allclose(fast, ref, rtol=1e-4, atol=1e-4 * float(ref.abs().max()))
+        half = trained.with_precision("bf16").score(x.double(), t).float()
+        assert float((half - ref).norm() / ref.norm()) < 0.02
+    assert trained.precision == "fp32"  # a view: the model itself is unchanged
+    with pytest.raises(SculptError, match="precision"):
+        trained.with_precision("fp8")
+
+
 def test_checkpoint_round_trip(tmp_path, trained, pair):
     path = trained.save(tmp_path / "sub" / "m.pt")
     back = ScoreBaseModel.load(path)

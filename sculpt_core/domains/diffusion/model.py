@@ -14,6 +14,7 @@ protocol of ``compose.py``: every composition method runs on it in place of ``Ex
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ from sculpt_core.domains.diffusion.spec import GaussianMixture, spec_from_dict
 from sculpt_core.errors import SculptError
 
 CHECKPOINT_KIND = "sculpt.diffusion_score_model"
+PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -106,16 +108,20 @@ class ScoreNet(nn.Module):
         sigma = self.sigma(t)
         return self.scaled(x, sigma) / sigma[:, None]
 
-    def score_at(self, x: torch.Tensor, t: float) -> torch.Tensor:
+    def score_at(self, x: torch.Tensor, t: float, bf16: bool = False) -> torch.Tensor:
         """s(x, t) ``[N, 2]`` with every particle at the same time ``t``: the same function as ``forward``, but
         the time embedding is computed once and folded into the first layer's bias (what a sampler step needs;
-        about twice as fast as ``forward`` on 20000 particles)."""
+        about twice as fast as ``forward`` on 20000 particles). ``bf16``: the hidden layers in bfloat16 (see
+        :attr:`ScoreBaseModel.precision`)."""
         sigma = float(self.sde.marginal_std(float(t)))
         c_in = 1.0 / math.sqrt(sigma ** 2 + self.cfg.sigma_data ** 2)
         emb = noise_embedding(torch.tensor([sigma], dtype=self.freqs.dtype, device=self.freqs.device), self.freqs)[0]
         first = self.body[0]
         bias = torch.addmv(first.bias, first.weight[:, 2:], emb)
         h = torch.addmm(bias, x, first.weight[:, :2].T * c_in)
+        if bf16:  # hidden layers in bfloat16 (positions and the first layer stay float32): ~3x faster with AMX
+            with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16):
+                return self.body[1:](h).float() / sigma
         return self.body[1:](h) / sigma
 
 
@@ -129,10 +135,19 @@ class ScoreBaseModel:
     net: ScoreNet
     meta: dict[str, Any] = field(default_factory=dict)
     name: str = "model"
+    #: ``fp32`` (default) or ``bf16``: the hidden layers in bfloat16 when sampling, for CPUs with bfloat16
+    #: matrix units (AMX, AVX-512 BF16) or GPUs; about 0.5% relative error on the score (``bench/diffusion_guidance.py``).
+    precision: str = "fp32"
 
     @property
     def sde(self) -> VESDE:
         return self.net.sde
+
+    def with_precision(self, precision: str) -> ScoreBaseModel:
+        """A view of this model (same network) that samples in ``precision`` (one of :data:`PRECISIONS`)."""
+        if precision not in PRECISIONS:
+            raise SculptError(f"unknown precision {precision!r}; one of {', '.join(PRECISIONS)}")
+        return dataclasses.replace(self, precision=precision)
 
     @property
     def device(self) -> torch.device:
@@ -143,7 +158,7 @@ class ScoreBaseModel:
         dev = self.device
         with torch.no_grad():
             xin = x.detach().to(device=dev, dtype=torch.float32)
-            out = self.net.score_at(xin, float(t))
+            out = self.net.score_at(xin, float(t), bf16=self.precision == "bf16")
         return out.to(device=x.device, dtype=x.dtype)
 
     def spec(self) -> GaussianMixture | None:
