@@ -19,6 +19,8 @@ from sculpt_core.domains.molecules.rewards import SAMPLE_COLUMNS
 from sculpt_core.errors import SculptError
 
 STEPS = int_arg(1, MAX_STEPS, "training steps")
+#: ``mol score`` inputs longer than this are scored chunk by chunk behind a progress bar.
+SCORE_CHUNK = 2000
 
 
 # ----- mol score -----------------------------------------------------------------------------------
@@ -29,7 +31,17 @@ def cmd_mol_score(args: argparse.Namespace) -> dict:
     smiles = read_smiles_file(args.infile)
     t0 = time.perf_counter()
     reason = seh_unavailable_reason()
-    records = score_smiles(smiles, seh=reason is None, batch_size=args.batch_size)
+    if len(smiles) <= SCORE_CHUNK:
+        records = score_smiles(smiles, seh=reason is None, batch_size=args.batch_size)
+    else:  # a long list: scored in chunks behind a progress bar (Ctrl-C stops it, nothing is written)
+        records = []
+        update, close = progress_bar(len(smiles), "score")
+        try:
+            for start in range(0, len(smiles), SCORE_CHUNK):
+                records += score_smiles(smiles[start:start + SCORE_CHUNK], seh=reason is None, batch_size=args.batch_size)
+                update(len(records), {})
+        finally:
+            close()
     seconds = time.perf_counter() - t0
     write_scores_csv(args.out, records)
     n_valid = sum(r["valid"] for r in records)
@@ -201,7 +213,12 @@ def cmd_mol_sample(args: argparse.Namespace) -> dict:
     if len(libs) > 1:
         raise SculptError("the base models were trained on different fragment libraries")
     policy = SAMPLE_METHODS[args.method](models, args)
-    samples = sample_molecules(policy, args.n, seed=args.seed, batch_size=args.batch_size, env=models[0].env)
+    update, close = progress_bar(args.n, f"sample {args.method}")
+    try:
+        samples = sample_molecules(policy, args.n, seed=args.seed, batch_size=args.batch_size, env=models[0].env,
+                                   progress=lambda valid, n: update(valid, {}))
+    finally:
+        close()
     t0 = time.perf_counter()
     reason = seh_unavailable_reason()
     scored = score_smiles(samples.smiles, seh=reason is None)
