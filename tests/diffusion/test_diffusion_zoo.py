@@ -12,6 +12,7 @@ import torch
 
 from helpers import PAIR
 from sculpt_core.cli import main
+from sculpt_core.core import algebra as A
 from sculpt_core.core.zoo import read_manifest
 from sculpt_core.domains.diffusion.spec import BUILTIN_SPECS
 from sculpt_core.domains.diffusion.zoo import (
@@ -146,3 +147,30 @@ def test_shipped_diffusion_models_load_and_sample_near_the_floor(monkeypatch):
         assert model.meta["spec_name"] == entry["spec"], name
         assert entry["l1_over_floor"] <= 1.6, (name, entry)
         assert entry["eval_n"] == 20000 and entry["eval_steps"] == 500, name
+
+
+def test_shipped_classifiers_load_and_belong_to_the_shipped_bases(monkeypatch):
+    from sculpt_core.domains.diffusion.sampling import sample_method
+    from sculpt_core.domains.diffusion.zoo import (
+        DIFFUSION_ZOO_CLASSIFIERS,
+        base_fingerprints,
+        diffusion_classifier_entries,
+        find_diffusion_classifier,
+        load_diffusion_classifier,
+        resolve_base,
+    )
+
+    monkeypatch.delenv("SCULPT_ASSETS", raising=False)  # the shipped zoo, not the module's tiny one
+    entries = diffusion_classifier_entries()
+    assert set(entries) == set(DIFFUSION_ZOO_CLASSIFIERS)
+    for key, (names, n_labels, alpha_cond, _settings) in DIFFUSION_ZOO_CLASSIFIERS.items():
+        clf = load_diffusion_classifier(find_diffusion_classifier(list(names)))
+        bases = [resolve_base(n) for n in names]
+        clf.check_bases(base_fingerprints(bases))  # raises if a base was retrained after the classifier
+        assert (clf.cfg.n_models, clf.cfg.n_labels, clf.cfg.alpha_cond) == (len(names), n_labels, alpha_cond)
+        assert 0 < entries[key]["posterior_tv_y1_mean"] < 0.05
+        comp = A.conditioning(tuple(range(1, len(names) + 1)), len(names))
+        x, _ = sample_method([b.spec for b in bases], comp, "classifier", 64, 10, models=[b.model for b in bases],
+                             classifier=clf)
+        assert bool(torch.isfinite(x).all())
+    assert find_diffusion_classifier(["band", "ring"]) is None  # order matters: labels name bases by position

@@ -280,7 +280,7 @@ def register(commands: argparse._SubParsersAction, zoo: argparse._SubParsersActi
 
     p = zoo.add_parser("build-diffusion-classifiers", help="re-train the shipped diffusion guidance classifiers")
     p.add_argument("--names", default=None, help="comma-separated subset of ring+band, ring+band+column (default: all)")
-    p.add_argument("--steps", type=int, default=1500, help="optimiser steps per classifier")
+    p.add_argument("--steps", type=int, default=None, help="optimiser steps per classifier (default: each one's own)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_zoo_build_diffusion_classifiers)
 
