@@ -568,3 +568,20 @@ def test_backward_importance_sampling_recovers_exact_marginals(env, dp, tables, 
         log_marginals(bases3, xs, 0)
     with pytest.raises(SculptError, match="empty graph"):
         log_marginals(bases3, [env.initial_states(1)[0]], 2)
+
+
+def test_a_classifier_without_fingerprints_is_never_used_on_trust(env, tmp_path):
+    from sculpt_core.domains.molecules.classifier import MolClassifier, MolClassifierConfig
+    from sculpt_core.domains.molecules.zoo import load_classifier_for
+
+    models = [MolBaseModel.create(env, hidden=8, n_layers=1, meta={"beta_range": [0.0, 64.0]}, name=f"b{i}")
+              for i in range(2)]
+    net = MolClassifier(MolClassifierConfig(env.n_frags, env.max_frags, 2, 2, hidden=8, n_layers=1), env)
+    old = save_mol_classifier(tmp_path / "old.pt", net, ["b0", "b1"], {"beta": 24.0})
+    with pytest.raises(SculptError, match="records no weight fingerprints"):
+        load_classifier_for(models, 24.0, str(old))
+    tied = save_mol_classifier(tmp_path / "tied.pt", net, ["b0", "b1"],
+                               {"beta": 24.0, "base_fingerprints": [m.fingerprint() for m in models]})
+    assert load_classifier_for(models, 24.0, str(tied))[1] == ["b0", "b1"]
+    with pytest.raises(SculptError, match="other versions"):
+        load_classifier_for(models[::-1], 24.0, str(tied))

@@ -89,9 +89,13 @@ def load_classifier_for(models: list, beta: float, name_or_path: str | None):
     if len(clf_bases) != len(models):
         raise SculptError(f"{path} was trained for {len(clf_bases)} base models ({','.join(clf_bases)}), "
                           f"{len(models)} given")
-    stale = [f"{m.name} (classifier trained on {clf_name})" for m, clf_name, fp in
-             zip(models, clf_bases, meta.get("base_fingerprints") or [None] * len(models))
-             if fp is not None and fp != m.fingerprint()]
+    fingerprints = meta.get("base_fingerprints")
+    if not fingerprints or len(fingerprints) != len(models):  # cannot be checked: never used on trust
+        raise SculptError(f"{path} records no weight fingerprints of the base models it was trained on, so it "
+                          f"cannot be checked against {','.join(names)}; retrain it with `python -m sculpt_core mol "
+                          f"train-classifier --bases {','.join(names)}`")
+    stale = [f"{m.name} (classifier trained on {clf_name})" for m, clf_name, fp in zip(models, clf_bases, fingerprints)
+             if fp != m.fingerprint()]
     if stale:
         raise SculptError(f"{path} was trained on other versions of these base models: {', '.join(stale)}; "
                           f"retrain it with `python -m sculpt_core mol train-classifier --bases {','.join(names)}`")
