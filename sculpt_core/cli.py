@@ -46,6 +46,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Characters ``str.splitlines`` breaks at: in an error message (which may quote a user's text, such as a CSV
+#: header) they are shown escaped, so the message stays one line.
+_LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+
+
+def one_line(text: str) -> str:
+    """``text`` with every line-break character written as its escape (``\\n``, ``\\x1e``, …)."""
+    return "".join(c.encode("unicode_escape").decode("ascii") if c in _LINE_BREAKS else c for c in text.strip())
+
+
 #: Exit status of a command stopped by Ctrl-C (128 + SIGINT, as a shell reports it).
 EXIT_INTERRUPTED = 130
 
@@ -62,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
             check_output_path(out)
         emit(args.func(args))
     except SculptError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted (Ctrl-C); no partial output file was left behind", file=sys.stderr)
