@@ -135,6 +135,10 @@ def spec_from_json(text: str, name: str) -> tuple[dict, GaussianMixture]:
     if not (text or "").strip():
         raise SculptError("paste a JSON spec first, e.g. {\"weights\": [1, 1], \"means\": [[-1, 0], [1, 0]], "
                           "\"stds\": [0.4, 0.4]}")
+    from sculpt_core.core.limits import MAX_UPLOAD_BYTES
+
+    if len(text.encode("utf-8", errors="replace")) > MAX_UPLOAD_BYTES:
+        raise SculptError(f"a spec must be at most {MAX_UPLOAD_BYTES // 2**20} MiB of JSON")
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -261,6 +265,10 @@ def parse_query(params: Mapping[str, Any], zoo: Sequence[str], methods: Sequence
         return None if value is None else str(value)
 
     if (raw := get("specs")) is not None:
+        from sculpt_core.core.limits import MAX_UPLOAD_BYTES
+
+        if len(raw) > MAX_UPLOAD_BYTES:
+            raw = "{}"  # a link this long is not one the page wrote: ignore its specs
         try:
             data = json.loads(raw)
             if not isinstance(data, dict):

@@ -101,18 +101,28 @@ def plan_items(names: Sequence[str], label_sets: Sequence[Sequence[int]] = (), s
     return items
 
 
+MAX_ALPHAS = 1000  # α values of one sweep
+
+
 def parse_alphas(text: str) -> list[float]:
     """``"0.05:0.95:0.1"`` (start:stop:step, stop included) or ``"0.1, 0.5, 0.9"`` → the α values."""
     text = (text or "").strip()
     try:
         if ":" in text:
             start, stop, step = (float(v) for v in text.split(":"))
-            if step <= 0:
+            if not (math.isfinite(start) and math.isfinite(stop) and math.isfinite(step)) or step <= 0:
                 raise ValueError
             count = int(math.floor((stop - start) / step + 1e-9)) + 1
+            if count > MAX_ALPHAS:
+                raise SculptError(f"{text!r} makes {count} α values; at most {MAX_ALPHAS}")
             return [round(start + i * step, 10) for i in range(max(count, 0))]
-        return [float(v) for v in text.replace(";", ",").split(",") if v.strip()]
-    except ValueError:
+        values = [float(v) for v in text.replace(";", ",").split(",") if v.strip()]
+        if len(values) > MAX_ALPHAS:
+            raise SculptError(f"{len(values)} α values; at most {MAX_ALPHAS}")
+        return values
+    except SculptError:
+        raise
+    except (ValueError, OverflowError):
         raise SculptError(f"α values must be 'start:stop:step' or a comma-separated list, got {text!r}") from None
 
 

@@ -145,3 +145,12 @@ def test_pairwise_matrix_in_worker_processes_equals_one_process():
     two = MP.pairwise_matrix(9, dist, progress=lambda *a: seen.append(a[0]), workers=2)
     np.testing.assert_array_equal(two, MP.pairwise_matrix(9, dist, workers=1))
     assert seen == list(range(1, 37))
+
+
+@pytest.mark.parametrize("text, message", [("0:1:1e-9", "at most 1000"), ("0:inf:1", "start:stop:step"),
+                                           ("1e400:1:1", "start:stop:step"), (",".join(["0.5"] * 1001), "at most")])
+def test_alpha_sweeps_are_bounded_and_finite(text, message):
+    from sculpt_core.core.maps import parse_alphas
+
+    with pytest.raises(SculptError, match=message):
+        parse_alphas(text)

@@ -336,6 +336,8 @@ def test_cli_density_and_sample_round_trip(tmp_path, capsys):
     (["--bases", "ring,band", "--y", "1,2", "--sampler", "rk9"], "unknown sampler"),
     (["--bases", "ring,band", "--y", "1,2", "--method", "base", "--model", "3"], "--model"),
     (["--bases", "ring,band", "--y", "1,2", "--extent", "-1"], "--extent"),
+    (["--bases", "ring,band", "--y", "1,2", "--bins", "401"], "--bins must be in 1..400"),
+    (["--bases", "ring,band", "--y", "1,2", "--seed", str(2 ** 70)], "--seed must be at most"),
 ])
 def test_cli_bad_input_exits_2_with_one_error_line(tmp_path, capsys, extra, message, monkeypatch):
     monkeypatch.chdir(tmp_path)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from sculpt_core.core import algebra as A
-from sculpt_core.core.cli import composition_from_args, parse_list, progress_bar
+from sculpt_core.core.cli import composition_from_args, parse_list, progress_bar, seed_arg
 from sculpt_core.core.io import save_array
 from sculpt_core.errors import SculptError
 
@@ -55,8 +55,10 @@ def _bases_and_composition(args: argparse.Namespace, bases: list | None = None):
 def _check_extent(extent: float, bins: int) -> None:
     if not (math.isfinite(extent) and extent > 0):
         raise SculptError(f"--extent must be a positive number, got {extent!r}")
-    if not 1 <= bins <= 1000:
-        raise SculptError(f"--bins must be in 1..1000, got {bins}")
+    from sculpt_core.domains.diffusion.exact import MAX_BINS
+
+    if not 1 <= bins <= MAX_BINS:
+        raise SculptError(f"--bins must be in 1..{MAX_BINS}, got {bins}")
 
 
 def _describe(specs, comp) -> dict:
@@ -242,7 +244,7 @@ def register(commands: argparse._SubParsersAction, zoo: argparse._SubParsersActi
     p.add_argument("--model", type=int, default=1, help="which base the `base` method samples (1-based)")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
                    help="learned score networks' hidden layers in float32 or bfloat16 (faster on CPUs with AMX)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_arg, default=0)
     p.add_argument("--extent", type=float, default=3.5, help="half-width L of the evaluation square")
     p.add_argument("--bins", type=int, default=40, help="bins per axis of the binned L1")
     p.add_argument("--out", required=True, help="output .npy (or .csv): the (N, 2) float64 samples")
@@ -261,7 +263,7 @@ def register(commands: argparse._SubParsersAction, zoo: argparse._SubParsersActi
     p.add_argument("--steps", type=int, default=10000, help="Adam steps (a fresh batch of the spec each step)")
     p.add_argument("--batch", type=int, default=1024, help="samples per step")
     p.add_argument("--lr", type=float, default=2e-3, help="initial learning rate (cosine decay to 5%%)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_arg, default=0)
     p.set_defaults(func=cmd_train)
 
     p = commands.add_parser("train-classifier", help=(
@@ -274,18 +276,18 @@ def register(commands: argparse._SubParsersAction, zoo: argparse._SubParsersActi
     p.add_argument("--trajectories", type=int, default=2048, help="reverse trajectories per base and pool")
     p.add_argument("--pool-steps", type=int, default=200, help="reverse-SDE steps of the training trajectories")
     p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_arg, default=0)
     p.add_argument("--out", required=True, help="output checkpoint (.pt), written atomically")
     p.set_defaults(func=cmd_train_classifier)
 
     p = zoo.add_parser("build-diffusion-classifiers", help="re-train the shipped diffusion guidance classifiers")
     p.add_argument("--names", default=None, help="comma-separated subset of ring+band, ring+band+column (default: all)")
     p.add_argument("--steps", type=int, default=None, help="optimiser steps per classifier (default: each one's own)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_arg, default=0)
     p.set_defaults(func=cmd_zoo_build_diffusion_classifiers)
 
     p = zoo.add_parser("build-diffusion", help="re-train the shipped diffusion score models into assets/")
     p.add_argument("--names", default=None, help="comma-separated subset of ring, band, column (default: all)")
     p.add_argument("--steps", type=int, default=10000, help="DSM steps per model")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_arg, default=0)
     p.set_defaults(func=cmd_zoo_build_diffusion)

@@ -36,6 +36,7 @@ LOG_2PI = math.log(2 * math.pi)
 GRID_RESOLUTION = 2.0  # grid spacing h ≤ min(σ_t, s_feat) / GRID_RESOLUTION
 SUPPORT_STDS = 8.0  # support box: component means ± SUPPORT_STDS · largest scale
 CHUNK = 1 << 22  # elements per intermediate tensor (memory bound)
+MAX_BINS = 400  # bins per axis of a binned target: 400² bins × 16² quadrature points is ~40M evaluations
 
 
 # ----- closed-form mixtures -----------------------------------------------------------------------
@@ -263,8 +264,8 @@ class ExactComposition:
         per bin and axis, an upper estimate of the error of the returned table)."""
         if not (extent > 0 and math.isfinite(extent)):
             raise SculptError(f"the extent must be a positive number, got {extent!r}")
-        if not (isinstance(bins, int) and 1 <= bins <= 1000):
-            raise SculptError(f"bins must be an integer in 1..1000, got {bins!r}")
+        if not (isinstance(bins, int) and 1 <= bins <= MAX_BINS):
+            raise SculptError(f"bins must be an integer in 1..{MAX_BINS}, got {bins!r}")
         edges = torch.linspace(-extent, extent, bins + 1, dtype=torch.float64)
         fine = self.integrate_cells(edges, edges, nodes)
         coarse = self.integrate_cells(edges, edges, max(2, nodes // 2))
