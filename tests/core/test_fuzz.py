@@ -490,9 +490,7 @@ def test_cli_diffusion_cheap_commands(cli_files, data):
             "--seed": SEEDS, "--model": (["1", "2"], INTS), "--gamma": (["1", "0.5"], REALS),
             "--bins": (["4"], INTS), "--extent": (["3.5"], REALS), "--out": _outs(f, (".npy", ".csv"))},
             always=("--n", "--steps", "--bins", "--out"))
-    # before_work=False: `diffusion sample` still checks some compositions (e.g. --weights 1,1 for one base)
-    # after its progress bar has opened (reported to the diffusion work; the error itself is one clear line)
-    code, _, _ = _run(argv, "cli diffusion", before_work=False)
+    code, _, _ = _run(argv, "cli diffusion")
     _check_array(argv, code, distribution=argv[1] == "density")
 
 

@@ -337,6 +337,7 @@ def test_cli_density_and_sample_round_trip(tmp_path, capsys):
     (["--bases", "ring,band", "--y", "1,2", "--method", "base", "--model", "3"], "--model"),
     (["--bases", "ring,band", "--y", "1,2", "--extent", "-1"], "--extent"),
     (["--bases", "ring,band", "--y", "1,2", "--bins", "401"], "--bins must be in 1..400"),
+    (["--bases", "ring", "--weights", "1,1"], "defined for 2 models, 1 chosen"),
     (["--bases", "ring,band", "--y", "1,2", "--seed", str(2 ** 70)], "--seed must be at most"),
 ])
 def test_cli_bad_input_exits_2_with_one_error_line(tmp_path, capsys, extra, message, monkeypatch):

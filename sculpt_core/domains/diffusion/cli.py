@@ -15,6 +15,7 @@ import numpy as np
 from sculpt_core.core import algebra as A
 from sculpt_core.core.cli import composition_from_args, parse_list, progress_bar, seed_arg
 from sculpt_core.core.io import save_array
+from sculpt_core.core.methods import check_models
 from sculpt_core.errors import SculptError
 
 
@@ -47,6 +48,7 @@ def _bases_and_composition(args: argparse.Namespace, bases: list | None = None):
     bases = _resolve_bases(args) if bases is None else bases
     specs = [b.spec for b in bases]
     comp = composition_from_args(len(specs), args.y, args.alpha, args.weights)
+    check_models(len(specs), comp)  # e.g. two mixture weights for one base: refused before any work
     if comp.kind == "linear":  # specs are normalised (Z_i = 1): linear scalarisation is the mixture
         comp = A.mixture(list(comp.weights))
     return specs, comp
