@@ -95,3 +95,18 @@ def load_state_dict_checked(module: torch.nn.Module, state: Any, path: str | Pat
         raise SculptError(f"{path}: weights do not fit the stored architecture ({str(exc).splitlines()[0][:200]})") from None
     if any(not torch.isfinite(p).all() for p in module.state_dict().values()):
         raise SculptError(f"{path}: weights contain NaN or infinite values")
+
+
+def weights_fingerprint(net: "torch.nn.Module", extra: tuple = ()) -> str:
+    """Short sha256 of a network's weights (keys sorted), then of the ``extra`` tensors: ties a guidance
+    classifier to the exact base models it was trained on (a retrained base with the same name no longer matches)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for key, value in sorted(net.state_dict().items()):
+        digest.update(key.encode())
+        digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+    for value in extra:
+        digest.update(value.detach().cpu().double().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+

@@ -19,9 +19,7 @@ by autograd, from one forward pass.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,9 +28,9 @@ import torch
 from torch import nn
 
 from sculpt_core.core.algebra import Composition
-from sculpt_core.core.checkpoint import load_checkpoint, load_state_dict_checked, network_payload, save_checkpoint, stored_config
+from sculpt_core.core.checkpoint import load_checkpoint, load_state_dict_checked, network_payload, save_checkpoint, stored_config, weights_fingerprint
 from sculpt_core.core.methods import ClassifierGuidance, check_classifier_compat
-from sculpt_core.domains.diffusion.model import embedding_frequencies, noise_embedding
+from sculpt_core.domains.diffusion.model import check_time_features, embedding_frequencies, noise_embedding
 from sculpt_core.domains.diffusion.sde import VESDE
 from sculpt_core.errors import SculptError
 
@@ -68,12 +66,7 @@ class DiffusionClassifierConfig:
             raise SculptError(f"classifier sizes out of range: hidden {self.hidden}, layers {self.n_hidden}")
         if self.alpha_cond and (self.n_models != 2 or self.n_labels < 2):
             raise SculptError("an α-conditioned classifier needs two bases and at least two labels (eq. 7)")
-        for name in ("max_freq", "sigma_data", "sde_sigma", "t_eps"):
-            v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
-                raise SculptError(f"classifier {name} must be a positive number, got {v!r}")
-        if self.sde_sigma <= 1 or self.t_eps >= 1:
-            raise SculptError(f"classifier SDE needs sigma > 1 and t_eps < 1, got {self.sde_sigma}, {self.t_eps}")
+        check_time_features(self, "classifier")
         return self
 
     @property
@@ -173,17 +166,11 @@ class GuidanceClassifier:
 
 def base_fingerprint(model: Any) -> str:
     """Short sha256 of what defines a base: a learned model's weights, or an exact spec's parameters."""
-    digest = hashlib.sha256()
     net = getattr(model, "net", None)
     if net is not None:
-        for key, value in sorted(net.state_dict().items()):
-            digest.update(key.encode())
-            digest.update(value.detach().cpu().contiguous().numpy().tobytes())
-    else:
-        spec = getattr(model, "spec", model)
-        for t in (spec.weights, spec.means, spec.covs):
-            digest.update(t.detach().cpu().double().contiguous().numpy().tobytes())
-    return digest.hexdigest()[:16]
+        return weights_fingerprint(net)
+    spec = getattr(model, "spec", model)
+    return weights_fingerprint(torch.nn.Module(), (spec.weights, spec.means, spec.covs))
 
 
 class ClassifierPosterior:

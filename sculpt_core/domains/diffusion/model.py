@@ -51,12 +51,7 @@ class ScoreNetConfig:
         if not (1 <= self.hidden <= 4096 and 1 <= self.n_hidden <= 16 and self.embed_dim <= 512):
             raise SculptError(f"score-net sizes out of range: hidden {self.hidden}, layers {self.n_hidden}, "
                               f"embedding {self.embed_dim}")
-        for name in ("max_freq", "sigma_data", "sde_sigma", "t_eps"):
-            v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
-                raise SculptError(f"score-net {name} must be a positive number, got {v!r}")
-        if self.sde_sigma <= 1 or self.t_eps >= 1:
-            raise SculptError(f"score-net SDE needs sigma > 1 and t_eps < 1, got {self.sde_sigma}, {self.t_eps}")
+        check_time_features(self, "score-net")
         return self
 
     @property
@@ -65,6 +60,17 @@ class ScoreNetConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def check_time_features(cfg: Any, what: str) -> None:
+    """SculptError unless a time-conditioned network's ``max_freq``, ``sigma_data``, ``sde_sigma`` and ``t_eps``
+    are positive numbers with sigma > 1 and t_eps < 1 (score nets and guidance classifiers share them)."""
+    for name in ("max_freq", "sigma_data", "sde_sigma", "t_eps"):
+        v = getattr(cfg, name)
+        if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+            raise SculptError(f"{what} {name} must be a positive number, got {v!r}")
+    if cfg.sde_sigma <= 1 or cfg.t_eps >= 1:
+        raise SculptError(f"{what} SDE needs sigma > 1 and t_eps < 1, got {cfg.sde_sigma}, {cfg.t_eps}")
 
 
 def embedding_frequencies(embed_dim: int, max_freq: float) -> torch.Tensor:

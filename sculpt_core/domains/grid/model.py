@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +12,7 @@ import torch
 from sculpt_core.domains.grid.env import GridEnv
 from sculpt_core.errors import SculptError
 from sculpt_core.domains.grid.exact import log_reaching
-from sculpt_core.core.checkpoint import load_checkpoint, load_state_dict_checked, network_payload, save_checkpoint, stored_config
+from sculpt_core.core.checkpoint import load_checkpoint, load_state_dict_checked, network_payload, save_checkpoint, stored_config, weights_fingerprint
 from sculpt_core.domains.grid.policy import GridPolicyConfig, GridPolicyNet
 from sculpt_core.core.metrics import log_normalize
 from sculpt_core.core.nets import thermometer
@@ -99,11 +98,7 @@ class GridBaseModel:
     def fingerprint(self) -> str:
         """Short sha256 of the network weights: ties a guidance classifier to the exact base models it was
         trained on (a retrained or overwritten base with the same name no longer matches)."""
-        digest = hashlib.sha256()
-        for key, value in sorted(self.net.state_dict().items()):
-            digest.update(key.encode())
-            digest.update(value.detach().cpu().contiguous().numpy().tobytes())
-        return digest.hexdigest()[:16]
+        return weights_fingerprint(self.net)
 
     # ----- persistence --------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:

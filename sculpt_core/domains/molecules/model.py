@@ -18,7 +18,6 @@ a ``[B]`` tensor, one exponent per state):
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +28,7 @@ import torch
 from sculpt_core.domains.molecules.fragments import FragmentLibrary
 from sculpt_core.domains.molecules.env import FragmentEnv, FragState
 from sculpt_core.errors import SculptError
-from sculpt_core.core.checkpoint import check_meta_numbers, load_checkpoint, load_state_dict_checked, network_payload, save_checkpoint, stored_config
+from sculpt_core.core.checkpoint import check_meta_numbers, load_checkpoint, load_state_dict_checked, network_payload, save_checkpoint, stored_config, weights_fingerprint
 from sculpt_core.domains.molecules.policy import MolPolicyConfig, MolPolicyNet
 
 CHECKPOINT_KIND = "sculpt.mol_base_model"
@@ -155,11 +154,7 @@ class MolBaseModel:
     def fingerprint(self) -> str:
         """Short sha256 of the network weights: ties a guidance classifier to the exact base models it was
         trained on (a retrained base with the same name no longer matches)."""
-        digest = hashlib.sha256()
-        for key, value in sorted(self.net.state_dict().items()):
-            digest.update(key.encode())
-            digest.update(value.detach().cpu().contiguous().numpy().tobytes())
-        return digest.hexdigest()[:16]
+        return weights_fingerprint(self.net)
 
     # ----- persistence -------------------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
