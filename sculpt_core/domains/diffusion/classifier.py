@@ -78,13 +78,19 @@ class DiffusionClassifierConfig:
 
 
 class DiffusionClassifier(nn.Module):
-    """log Q(y_1..y_n | x_t, t) ``[N, m, …, m]`` (see the module docstring)."""
+    """log Q(y_1..y_n | x_t, t) ``[N, m, …, m]`` (see the module docstring); an MLP trunk on 2-D points.
+    Subclasses (``images/classifier.py``) replace :meth:`build_trunk` and :meth:`trunk_logits` only."""
 
     def __init__(self, cfg: DiffusionClassifierConfig) -> None:
         super().__init__()
         self.cfg = cfg.validate()
         self.sde = cfg.sde
         self.register_buffer("freqs", embedding_frequencies(cfg.embed_dim, cfg.max_freq))
+        self.build_trunk(cfg)
+        n = cfg.n_labels
+        self._perms = [] if (cfg.alpha_cond or n == 1) else [p for p in itertools.permutations(range(1, n + 1))][1:]
+
+    def build_trunk(self, cfg: DiffusionClassifierConfig) -> None:
         dim = 2 + cfg.embed_dim + (1 if cfg.alpha_cond else 0)
         layers: list[nn.Module] = []
         for _ in range(cfg.n_hidden):
@@ -92,23 +98,28 @@ class DiffusionClassifier(nn.Module):
             dim = cfg.hidden
         layers.append(nn.Linear(dim, cfg.n_models ** cfg.n_labels))
         self.body = nn.Sequential(*layers)
-        n = cfg.n_labels
-        self._perms = [] if (cfg.alpha_cond or n == 1) else [p for p in itertools.permutations(range(1, n + 1))][1:]
+
+    def trunk_logits(self, x: torch.Tensor, sigma: torch.Tensor, alpha_feature: torch.Tensor | None) -> torch.Tensor:
+        """Unnormalised logits ``[N, m^n]`` at preconditioned inputs (``x`` raw, ``sigma`` ``[N]``)."""
+        c_in = torch.rsqrt(sigma ** 2 + self.cfg.sigma_data ** 2)
+        parts = [x * c_in[:, None], noise_embedding(sigma, self.freqs.to(x.dtype))]
+        if alpha_feature is not None:
+            parts.append(alpha_feature)
+        return self.body(torch.cat(parts, 1))
 
     def forward(self, x: torch.Tensor, t: torch.Tensor | float, logit_alpha: torch.Tensor | float | None = None
                 ) -> torch.Tensor:
-        """The joint log-posterior ``[N, m, …, m]`` at positions ``x`` ``[N, 2]`` and times ``t`` (``[N]`` or one float)."""
+        """The joint log-posterior ``[N, m, …, m]`` at positions ``x`` ``[N, *D]`` and times ``t`` (``[N]`` or one float)."""
         cfg = self.cfg
         n = len(x)
         tt = torch.as_tensor(t, dtype=x.dtype, device=x.device).reshape(-1).expand(n)
         sigma = self.sde.marginal_std(tt)
-        c_in = torch.rsqrt(sigma ** 2 + cfg.sigma_data ** 2)
-        parts = [x * c_in[:, None], noise_embedding(sigma, self.freqs.to(x.dtype))]
+        alpha_feature = None
         if cfg.alpha_cond:
             if logit_alpha is None:
                 logit_alpha = 0.0
-            parts.append(torch.as_tensor(logit_alpha, dtype=x.dtype, device=x.device).reshape(-1, 1).expand(n, 1))
-        logits = self.body(torch.cat(parts, 1)).reshape((n,) + (cfg.n_models,) * cfg.n_labels)
+            alpha_feature = torch.as_tensor(logit_alpha, dtype=x.dtype, device=x.device).reshape(-1, 1).expand(n, 1)
+        logits = self.trunk_logits(x, sigma, alpha_feature).reshape((n,) + (cfg.n_models,) * cfg.n_labels)
         if self._perms:
             logits = (logits + sum(logits.permute(0, *p) for p in self._perms)) / (1 + len(self._perms))
         return torch.log_softmax(logits.flatten(1), 1).reshape(logits.shape)
@@ -145,7 +156,7 @@ class GuidanceClassifier:
     def load(cls, path: str | Path, device: torch.device | str | None = None) -> GuidanceClassifier:
         """Read a checkpoint written by :meth:`save` (``weights_only``); SculptError on anything malformed."""
         data = load_checkpoint(path, CHECKPOINT_KIND, required=("config", "state_dict", "meta"))
-        net = stored_config(path, data, lambda c: DiffusionClassifier(DiffusionClassifierConfig(**c)))
+        net = stored_config(path, data, classifier_from_config)
         load_state_dict_checked(net, data["state_dict"], path)
         if not isinstance(data["meta"], dict):
             raise SculptError(f"{path}: metadata is not a dictionary")
@@ -164,8 +175,20 @@ class GuidanceClassifier:
                               "them); retrain it with `python -m sculpt_core diffusion train-classifier`")
 
 
+def classifier_from_config(c: dict) -> DiffusionClassifier:
+    """The network a stored configuration describes: an image classifier when it names an image size."""
+    if "image_size" in c:
+        from sculpt_core.domains.diffusion.images.classifier import ImageClassifierConfig, ImageDiffusionClassifier
+
+        return ImageDiffusionClassifier(ImageClassifierConfig.from_dict(c))
+    return DiffusionClassifier(DiffusionClassifierConfig(**c))
+
+
 def base_fingerprint(model: Any) -> str:
-    """Short sha256 of what defines a base: a learned model's weights, or an exact spec's parameters."""
+    """Short sha256 of what defines a base: its own ``fingerprint()`` when it has one (an image base: weights and
+    data-set index), a learned model's weights, or an exact spec's parameters."""
+    if callable(getattr(model, "fingerprint", None)):
+        return model.fingerprint()
     net = getattr(model, "net", None)
     if net is not None:
         return weights_fingerprint(net)
@@ -182,7 +205,7 @@ class ClassifierPosterior:
         self.guide = ClassifierGuidance.of(composition, classifier.cfg)
 
     def weights_and_grad(self, x: torch.Tensor, t: float) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(log mixture weights ``[N, m]``, ∇_x log Q(y_obs | x_t) ``[N, 2]`` or None) in the dtype of ``x``."""
+        """(log mixture weights ``[N, m]``, ∇_x log Q(y_obs | x_t) ``[N, *D]`` or None) in the dtype of ``x``."""
         net, guide = self.classifier.net, self.guide
         xin = x.detach().to(device=self.classifier.device, dtype=torch.float32)
         if not guide.guided:

@@ -89,7 +89,14 @@ def cmd_sample(args: argparse.Namespace) -> dict:
     from sculpt_core.domains.diffusion.metrics import evaluate
     from sculpt_core.domains.diffusion.sampling import SAMPLERS, check_sample_args, sample_method
 
+    from sculpt_core.domains.diffusion.images.cli import cmd_sample_images, is_image_request
+
+    if is_image_request(_base_names(args)):
+        return cmd_sample_images(args)
     t0 = time.perf_counter()
+    args.n = 20000 if args.n is None else args.n
+    args.steps = 500 if args.steps is None else args.steps
+    args.prior = "exact" if args.prior is None else args.prior
     if args.method not in METHODS:
         raise SculptError(f"unknown method {args.method!r}; one of {', '.join(METHODS)}")
     if args.sampler not in SAMPLERS:
@@ -167,6 +174,15 @@ def cmd_train_classifier(args: argparse.Namespace) -> dict:
     )
     from sculpt_core.domains.diffusion.zoo import score_models
 
+    from sculpt_core.domains.diffusion.images.cli import cmd_train_classifier_images, is_image_request
+
+    if is_image_request(_base_names(args)):
+        return cmd_train_classifier_images(args)
+    args.steps = 1500 if args.steps is None else args.steps
+    args.batch = 1024 if args.batch is None else args.batch
+    args.trajectories = 2048 if args.trajectories is None else args.trajectories
+    args.pool_steps = 200 if args.pool_steps is None else args.pool_steps
+    args.lr = 2e-3 if args.lr is None else args.lr
     if Path(args.out).is_dir():
         raise SculptError(f"cannot write {args.out}: it is a folder")
     names = _base_names(args)
@@ -236,11 +252,11 @@ def register(commands: argparse._SubParsersAction, zoo: argparse._SubParsersActi
     p.add_argument("--method", default="oracle", help="oracle | classifier | superdiff | score-sum | base")
     p.add_argument("--classifier", default=None,
                    help="guidance classifier checkpoint of the classifier method (default: the zoo's for --bases)")
-    p.add_argument("--n", type=int, default=20000, help="number of particles")
-    p.add_argument("--steps", type=int, default=500, help="reverse-time steps from t = 1 to ε")
+    p.add_argument("--n", type=int, default=None, help="number of particles (default 20000; images: 64)")
+    p.add_argument("--steps", type=int, default=None, help="reverse-time steps from t = 1 to ε (default 500; images: 200)")
     p.add_argument("--sampler", default="em", help="em (Euler–Maruyama) | pc (predictor–corrector) | ode (probability flow)")
-    p.add_argument("--prior", default="exact", choices=["exact", "gaussian"],
-                   help="start: the target's own law at t = 1 (exact) or N(0, σ(1)² I) (gaussian)")
+    p.add_argument("--prior", default=None, choices=["exact", "gaussian"],
+                   help="start: the target's own law at t = 1 (exact, the 2-D default) or N(0, σ(1)² I) (gaussian, images)")
     p.add_argument("--gamma", type=float, default=1.0,
                    help="guidance scale γ on ∇ log Q(y | x_t) (oracle, classifier); γ = 1 is the theory")
     p.add_argument("--model", type=int, default=1, help="which base the `base` method samples (1-based)")
@@ -249,7 +265,8 @@ def register(commands: argparse._SubParsersAction, zoo: argparse._SubParsersActi
     p.add_argument("--seed", type=seed_arg, default=0)
     p.add_argument("--extent", type=float, default=3.5, help="half-width L of the evaluation square")
     p.add_argument("--bins", type=int, default=40, help="bins per axis of the binned L1")
-    p.add_argument("--out", required=True, help="output .npy (or .csv): the (N, 2) float64 samples")
+    p.add_argument("--out", required=True, help="output .npy (or .csv): the (N, 2) float64 samples; images: an "
+                   "(N, 3, H, W) float32 .npy in [0, 1] (channel 0 red, 1 green)")
     p.set_defaults(func=cmd_sample)
 
     p = commands.add_parser("specs", help="print the built-in Gaussian-mixture specs")
@@ -258,6 +275,10 @@ def register(commands: argparse._SubParsersAction, zoo: argparse._SubParsersActi
     from sculpt_core.domains.diffusion.maps import add_emd_command
 
     add_emd_command(commands)  # diffusion emd: pairwise EMDs of sample sets (distribution maps)
+
+    from sculpt_core.domains.diffusion.images.cli import register as register_images
+
+    register_images(commands, zoo)  # diffusion train-images, zoo build-diffusion-images
 
     p = commands.add_parser("train", help="train a score network on a spec by denoising score matching")
     p.add_argument("--spec", required=True, help="built-in spec name (ring, band, column) or JSON spec path")
@@ -273,11 +294,11 @@ def register(commands: argparse._SubParsersAction, zoo: argparse._SubParsersActi
     p.add_argument("--bases", required=True, help="comma-separated bases, as for sample (zoo names, specs, checkpoints)")
     p.add_argument("--alpha-cond", action="store_true", help="condition on α (two bases, two labels; eq. 7)")
     p.add_argument("--labels", type=int, default=None, help="labels y1..yn the classifier knows (default: one per base)")
-    p.add_argument("--steps", type=int, default=1500, help="optimiser steps")
-    p.add_argument("--batch", type=int, default=1024, help="(trajectory, step) pairs per base and step")
-    p.add_argument("--trajectories", type=int, default=2048, help="reverse trajectories per base and pool")
-    p.add_argument("--pool-steps", type=int, default=200, help="reverse-SDE steps of the training trajectories")
-    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--steps", type=int, default=None, help="optimiser steps (default 1500)")
+    p.add_argument("--batch", type=int, default=None, help="(trajectory, step) pairs per base and step (default 1024; images 96)")
+    p.add_argument("--trajectories", type=int, default=None, help="reverse trajectories per base and pool (default 2048; images 192)")
+    p.add_argument("--pool-steps", type=int, default=None, help="reverse-SDE steps of the training trajectories (default 200; images 100)")
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default 2e-3; images 1e-3)")
     p.add_argument("--seed", type=seed_arg, default=0)
     p.add_argument("--out", required=True, help="output checkpoint (.pt), written atomically")
     p.set_defaults(func=cmd_train_classifier)

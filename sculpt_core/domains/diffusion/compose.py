@@ -20,8 +20,9 @@ Methods:
 - ``base``: one model alone;
 - ``superdiff``: training-free superposition: every model's log-density is tracked along the trajectory
   by the Itô density estimator  d log p_{i,t}(x_t) = ⟨dx, s_i⟩ − ½ g² |s_i|² dτ  (reverse time, VE SDE), and
-  the weights κ follow from it: OR (mixture) κ = softmax(log ω_i + ℓ_i); AND (two models, ``--y 1,2``) the κ
-  that keeps ℓ_1 = ℓ_2 after every step (a target that differs from the harmonic mean).
+  the weights κ follow from it: OR (mixture) κ = softmax(log ω_i + ℓ_i); AND (``--y 1,2[,3..]``, every base
+  once) the κ that keeps ℓ_1 = … = ℓ_m after every step (:func:`and_weights`; a target that differs from the
+  harmonic mean).
 """
 
 from __future__ import annotations
@@ -150,8 +151,8 @@ class GuidedField(_Stateless):
 
     def score(self, x, t, carry, noise=None, dt=None):
         log_w, grad = self.posterior.weights_and_grad(x, t)
-        w = log_w.exp()
-        out = sum(w[:, i, None] * m.score(x, t) for i, m in enumerate(self.models))
+        w = log_w.exp().reshape(len(x), -1, *([1] * (x.dim() - 1)))  # [N, m, 1, ...]: broadcasts over points or images
+        out = sum(w[:, i] * m.score(x, t) for i, m in enumerate(self.models))
         return out if grad is None else out + self.gamma * grad
 
 
@@ -164,7 +165,7 @@ class SuperDiffState:
 
 
 class SuperDiffField:
-    """SuperDiff OR (``mode="or"``: mixture with weights ω) or AND (``mode="and"``: two models, equal density)."""
+    """SuperDiff OR (``mode="or"``: mixture with weights ω) or AND (``mode="and"``: every model at equal density)."""
 
     needs_em = True  # the density estimator follows the stochastic path of an Euler–Maruyama sampler
 
@@ -172,8 +173,8 @@ class SuperDiffField:
                  sde: VESDE = SDE) -> None:
         if mode not in ("or", "and"):
             raise SculptError(f"superdiff mode must be 'or' or 'and', got {mode!r}")
-        if mode == "and" and len(models) != 2:
-            raise SculptError("superdiff AND is implemented for two models")
+        if mode == "and" and len(models) < 2:
+            raise SculptError("superdiff AND needs at least two models")
         self.models = models
         self.mode = mode
         self.sde = sde
@@ -189,27 +190,53 @@ class SuperDiffField:
         return SuperDiffState(torch.stack(cols, 1))
 
     def score(self, x, t, carry: SuperDiffState, noise=None, dt=None):
-        s = torch.stack([m.score(x, t) for m in self.models], 1)  # [N, m, 2]
+        s = torch.stack([m.score(x, t) for m in self.models], 1)  # [N, m, *D]
         carry.scores = s
         if self.mode == "or":
             kappa = torch.softmax(carry.log_q + self.log_w.to(x.device), 1)
         else:
             if dt is None:
                 raise SculptError("superdiff AND needs the step size")
-            g = float(self.sde.diffusion(t))
-            d = s[:, 0] - s[:, 1]
-            d2 = (d ** 2).sum(1)
-            z_term = 0.0 if noise is None else g * math.sqrt(dt) * (noise * d).sum(1)
-            num = (carry.log_q[:, 1] - carry.log_q[:, 0]) - z_term
-            k1 = torch.where(d2 > 1e-12, 0.5 + num / (g * g * dt * d2.clamp_min(1e-12)), torch.full_like(d2, 0.5))
-            kappa = torch.stack([k1, 1 - k1], 1)
-        return (kappa[..., None] * s).sum(1)
+            kappa = and_weights(s.flatten(2), carry.log_q, float(self.sde.diffusion(t)), dt,
+                                None if noise is None else noise.flatten(1))
+        return (kappa.reshape(kappa.shape + (1,) * (s.dim() - 2)) * s).sum(1)
 
     def advance(self, carry: SuperDiffState, x, x_next, t, dt):
         g2 = float(self.sde.diffusion(t)) ** 2
-        s = carry.scores
-        dl = ((x_next - x)[:, None, :] * s).sum(-1) - 0.5 * g2 * dt * (s ** 2).sum(-1)
+        s = carry.scores.flatten(2)
+        dl = ((x_next - x).flatten(1)[:, None, :] * s).sum(-1) - 0.5 * g2 * dt * (s ** 2).sum(-1)
         return SuperDiffState(carry.log_q + dl)
+
+
+def and_weights(s: torch.Tensor, log_q: torch.Tensor, g: float, dt: float, z: torch.Tensor | None) -> torch.Tensor:
+    r"""SuperDiff AND weights κ ``[N, m]`` (Σ κ = 1) that keep every tracked log-density equal after the step.
+
+    With the step dx = g² Δ Σ_j κ_j s_j + g √Δ z, each ℓ_i moves by ⟨dx, s_i⟩ − ½ g² Δ |s_i|², so ℓ_i + dℓ_i =
+    ℓ_1 + dℓ_1 (i = 2..m) is linear in κ:  g² Δ Σ_j κ_j ⟨s_j, s_i − s_1⟩ = ℓ_1 − ℓ_i + g √Δ ⟨z, s_1 − s_i⟩ +
+    ½ g² Δ (|s_i|² − |s_1|²). Two models have the closed form κ_1 = ½ + (ℓ_2 − ℓ_1 − g √Δ ⟨z, d⟩) / (g² Δ |d|²),
+    d = s_1 − s_2; more models solve the (m − 1) equations with Σ κ = 1 per particle (least squares with a
+    small ridge towards equal weights where the scores are nearly dependent). ``s`` ``[N, m, D]``, ``z`` ``[N, D]``."""
+    n, m, _ = s.shape
+    if m == 2:
+        d = s[:, 0] - s[:, 1]
+        d2 = (d ** 2).sum(1)
+        z_term = 0.0 if z is None else g * math.sqrt(dt) * (z * d).sum(1)
+        num = (log_q[:, 1] - log_q[:, 0]) - z_term
+        k1 = torch.where(d2 > 1e-12, 0.5 + num / (g * g * dt * d2.clamp_min(1e-12)), torch.full_like(d2, 0.5))
+        return torch.stack([k1, 1 - k1], 1)
+    diff = s[:, 1:] - s[:, :1]  # [N, m-1, D]: s_i − s_1
+    a = g * g * dt * torch.einsum("njd,nid->nij", s, diff)  # [N, m-1, m]
+    sq = (s ** 2).sum(-1)
+    b = (log_q[:, :1] - log_q[:, 1:]) + 0.5 * g * g * dt * (sq[:, 1:] - sq[:, :1])
+    if z is not None:
+        b = b - g * math.sqrt(dt) * torch.einsum("nd,nid->ni", z, diff)
+    a = torch.cat([a, torch.ones(n, 1, m, dtype=s.dtype, device=s.device)], 1)  # append Σ κ = 1
+    b = torch.cat([b, torch.ones(n, 1, dtype=s.dtype, device=s.device)], 1)
+    ridge = 1e-9 * a.abs().amax((1, 2), keepdim=True).clamp_min(1e-30)
+    eye = torch.eye(m, dtype=s.dtype, device=s.device)
+    lhs = a.transpose(1, 2) @ a + ridge * eye
+    rhs = (a.transpose(1, 2) @ b[..., None])[..., 0] + ridge[..., 0] * (1.0 / m)
+    return torch.linalg.solve(lhs, rhs)
 
 
 # ----- building a method ----------------------------------------------------------------------------
@@ -241,8 +268,9 @@ def build_field(method: str, models: list[ScoreModel], composition: Composition,
     if method == "superdiff":
         if composition.kind in ("mixture", "linear"):
             return SuperDiffField(models, "or", composition.prior_log_weights(torch.zeros(m, dtype=torch.float64)), sde)
-        if composition.kind == "labels" and composition.labels in ((1, 2), (2, 1)) and m == 2 and composition.alpha is None:
+        if (composition.kind == "labels" and m >= 2 and sorted(composition.labels) == list(range(1, m + 1))
+                and composition.alpha is None):
             return SuperDiffField(models, "and", sde=sde)
-        raise SculptError("superdiff composes a mixture (--weights) or the AND of two bases (--y 1,2); "
-                          f"{composition.describe()} is neither")
+        raise SculptError("superdiff composes a mixture (--weights) or the AND of all bases (--y 1,2[,3...], each base "
+                          f"once); {composition.describe()} is neither")
     raise SculptError(f"unknown method {method!r}; one of {', '.join(METHODS)}")

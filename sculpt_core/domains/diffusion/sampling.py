@@ -1,4 +1,4 @@
-r"""Reverse-time samplers of the VE SDE, vectorised over particles (one ``[N, 2]`` tensor).
+r"""Reverse-time samplers of the VE SDE, vectorised over particles (one ``[N, *D]`` tensor: 2-D points or images).
 
 - ``em``: Euler–Maruyama on the reverse SDE  x ← x + g(t)² s Δ + g(t) √Δ z;
 - ``pc``: predictor–corrector: one Langevin corrector step (step 2 (snr · √d / mean‖s‖)², snr 0.16) at t, then
@@ -39,7 +39,8 @@ def make_generator(seed: int, device: torch.device | str) -> torch.Generator:
 def reverse_sample(field: ScoreField, x1: torch.Tensor, steps: int, sampler: str = "em", sde: VESDE = SDE,
                    generator: torch.Generator | None = None, snr: float = 0.16,
                    progress: Callable[[int, dict], None] | None = None) -> torch.Tensor:
-    """Integrate ``field`` from the particles ``x1`` ``[N, 2]`` at t = 1 down to t = ε; returns ``[N, 2]``.
+    """Integrate ``field`` from the particles ``x1`` ``[N, *D]`` (points ``[N, 2]``, images ``[N, 3, H, W]``) at
+    t = 1 down to t = ε; returns ``[N, *D]``.
 
     ``progress(step, {"t": t, "x": x})`` after every step: the time reached and the particles there (the live
     tensor: copy it to keep a snapshot, e.g. for an animation of the particles moving from noise to data)."""
@@ -64,8 +65,8 @@ def reverse_sample(field: ScoreField, x1: torch.Tensor, steps: int, sampler: str
         last = n == steps - 1
         if sampler == "pc":
             s = field.score(x, t, carry)
-            grad_norm = float(s.norm(dim=1).mean())
-            eps = 2 * (snr * math.sqrt(x.shape[1]) / max(grad_norm, 1e-12)) ** 2
+            grad_norm = float(s.flatten(1).norm(dim=1).mean())
+            eps = 2 * (snr * math.sqrt(x[0].numel()) / max(grad_norm, 1e-12)) ** 2
             x = x + eps * s + math.sqrt(2 * eps) * noise(False)
         if sampler == "ode":
             x_next = x + 0.5 * g * g * dt * field.score(x, t, carry, None, dt)

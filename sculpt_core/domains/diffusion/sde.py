@@ -41,14 +41,14 @@ class VESDE:
         return float(self.marginal_std(1.0))
 
     def prior_sample(self, n: int, generator: torch.Generator | None = None,
-                     device: torch.device | str = "cpu") -> torch.Tensor:
-        """``n`` draws ``[n, 2]`` of the reference prior N(0, σ(1)² I)."""
-        return self.prior_std * torch.randn(n, 2, dtype=torch.float64, device=device, generator=generator)
+                     device: torch.device | str = "cpu", shape: tuple[int, ...] = (2,)) -> torch.Tensor:
+        """``n`` draws ``[n, *shape]`` of the reference prior N(0, σ(1)² I) (points ``(2,)``, images ``(3, H, W)``)."""
+        return self.prior_std * torch.randn(n, *shape, dtype=torch.float64, device=device, generator=generator)
 
     def prior_log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        """log N(x; 0, σ(1)² I) ``[N]``."""
+        """log N(x; 0, σ(1)² I) ``[N]`` for points ``[N, d]``."""
         var = self.prior_std ** 2
-        return -0.5 * (x ** 2).sum(-1) / var - math.log(2 * math.pi * var)
+        return -0.5 * (x ** 2).sum(-1) / var - 0.5 * x.shape[-1] * math.log(2 * math.pi * var)
 
 
 #: The SDE every module of the domain uses.

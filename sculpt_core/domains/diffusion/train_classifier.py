@@ -38,6 +38,7 @@ from sculpt_core.domains.diffusion.classifier import (
     DiffusionClassifier,
     DiffusionClassifierConfig,
     GuidanceClassifier,
+    classifier_from_config,
     base_fingerprint,
 )
 from sculpt_core.domains.diffusion.compose import BaseField, ScoreModel
@@ -92,7 +93,7 @@ class DiffusionClassifierTrainConfig:
 
 @dataclass
 class TrajectoryPool:
-    """States ``[m, T+1, N, 2]`` (float32) of N reverse trajectories per base at ``times`` ``[T+1]`` (1 → ε);
+    """States ``[m, T+1, N, *D]`` (float32) of N reverse trajectories per base at ``times`` ``[T+1]`` (1 → ε);
     the last state of each trajectory is its terminal sample."""
 
     states: torch.Tensor
@@ -106,7 +107,7 @@ def sample_pool(models: list[ScoreModel], n: int, steps: int, generator: torch.G
     per_model = []
     for model in models:
         states: list[torch.Tensor] = []
-        x1 = sde.prior_sample(n, generator, device)
+        x1 = sde.prior_sample(n, generator, device, tuple(getattr(model, "shape", (2,))))
         states.append(x1.float())
         reverse_sample(BaseField(model), x1, steps, "em", sde, generator,
                        progress=lambda _k, info: states.append(info["x"].float()))
@@ -118,7 +119,7 @@ def sample_pool(models: list[ScoreModel], n: int, steps: int, generator: torch.G
 
 def _pair_rows(cfg: DiffusionClassifierTrainConfig, pool: TrajectoryPool, gen: torch.Generator):
     """Per base, ``batch`` random (trajectory, non-final step) pairs: indices ``[m, B]`` of each."""
-    m, t_plus_1, n, _ = pool.states.shape
+    m, t_plus_1, n = pool.states.shape[:3]
     traj = torch.randint(0, n, (m, cfg.batch), generator=gen)
     step = torch.randint(0, t_plus_1 - 1, (m, cfg.batch), generator=gen)
     return traj, step
@@ -126,25 +127,31 @@ def _pair_rows(cfg: DiffusionClassifierTrainConfig, pool: TrajectoryPool, gen: t
 
 def train_diffusion_classifier(models: list[ScoreModel], cfg: DiffusionClassifierTrainConfig = DiffusionClassifierTrainConfig(),
                                sde: VESDE = SDE, device: torch.device | str = "cpu", base_names: list[str] | None = None,
-                               sigma_data: float = 1.0,
+                               sigma_data: float = 1.0, classifier_config: DiffusionClassifierConfig | None = None,
                                progress: Callable[[int, dict], None] | None = None, progress_every: int = 25,
                                evaluate: Callable[[GuidanceClassifier], dict] | None = None) -> GuidanceClassifier:
     """Train a classifier for ``models`` (score models, learned or exact) by the module's objective; seeded.
 
-    ``progress(step, {"loss_terminal", "loss_nonterminal"})`` every ``progress_every`` steps and at the end.
+    ``classifier_config``: the network's shape (default: the 2-D MLP of ``cfg``; images pass an
+    ``ImageClassifierConfig``). ``progress(step, {"loss_terminal", "loss_nonterminal"})`` every ``progress_every`` steps and at the end.
     The result's ``meta`` records the bases (names, fingerprints), the settings, the final losses, the seconds
     (pool sampling included) and, with ``evaluate``, its figures."""
     m = len(models)
     if m < 2:
         raise SculptError("a classifier needs at least two base models")
     device = torch.device(device)
-    ccfg = DiffusionClassifierConfig(m, cfg.n_labels, cfg.alpha_cond, cfg.hidden, cfg.n_hidden, sigma_data=sigma_data,
-                                     sde_sigma=sde.sigma, t_eps=sde.t_eps).validate()
+    if classifier_config is None:
+        ccfg = DiffusionClassifierConfig(m, cfg.n_labels, cfg.alpha_cond, cfg.hidden, cfg.n_hidden, sigma_data=sigma_data,
+                                         sde_sigma=sde.sigma, t_eps=sde.t_eps).validate()
+    else:
+        ccfg = classifier_config.validate()
+        if (ccfg.n_models, ccfg.n_labels, ccfg.alpha_cond) != (m, cfg.n_labels, cfg.alpha_cond):
+            raise SculptError("the classifier configuration does not match the bases and the training settings")
     gen = torch.Generator(device=device).manual_seed(int(cfg.seed))
     cpu_gen = torch.Generator().manual_seed(int(cfg.seed) + 1)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(cfg.seed))
-        net = DiffusionClassifier(ccfg).to(device)
+        net = classifier_from_config(ccfg.to_dict()).to(device)
     target = copy.deepcopy(net).requires_grad_(False)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     f = cfg.lr_final_fraction
@@ -162,9 +169,10 @@ def train_diffusion_classifier(models: list[ScoreModel], cfg: DiffusionClassifie
         traj, idx = _pair_rows(cfg, pool, cpu_gen)
         traj, idx = traj.to(device), idx.to(device)
         base = torch.arange(m, device=device)[:, None].expand_as(traj)
-        x_t = pool.states[base, idx, traj].reshape(-1, 2)
+        shape = pool.states.shape[3:]
+        x_t = pool.states[base, idx, traj].reshape(-1, *shape)
         t_t = pool.times[idx].reshape(-1)
-        x_end = pool.states[base, -1, traj].reshape(-1, 2)
+        x_end = pool.states[base, -1, traj].reshape(-1, *shape)
         if cfg.alpha_cond:
             la = (torch.rand(m * cfg.batch, generator=cpu_gen) * 2 - 1).to(device) * cfg.logit_alpha_range
             la[:: 4] = 0.0
