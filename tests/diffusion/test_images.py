@@ -243,3 +243,14 @@ def test_judge_reads_held_out_colored_digits(quick_judge):
     assert blank["color"] == ["blank", "blank"] and blank["digit"] == [-1, -1]
     with pytest.raises(SculptError, match="judge reads"):
         quick_judge.judge(torch.zeros(2, 3, 28, 28))
+
+
+def test_grouped_scores_equal_one_base_at_a_time():
+    from sculpt_core.domains.diffusion.compose import all_scores
+
+    family, _ = train_image_family(_tiny_cfg())
+    models = [family.model("m1"), family.model("m2")]
+    x = torch.rand(5, 3, 7, 7, dtype=torch.float64)
+    for got, m in zip(all_scores(models, x, 0.2), models):
+        assert torch.allclose(got, m.score(x, 0.2), atol=1e-6) and got.dtype == torch.float64
+    assert float((all_scores(models, x, 0.2)[0] - all_scores(models, x, 0.2)[1]).abs().max()) > 0  # set index matters

@@ -79,6 +79,17 @@ class ScoreField(Protocol):
     def advance(self, carry: Any, x: torch.Tensor, x_next: torch.Tensor, t: float, dt: float) -> Any: ...
 
 
+def all_scores(models: list[ScoreModel], x: torch.Tensor, t: float) -> list[torch.Tensor]:
+    """s_i(x, t) of every model; models that can score a group at once (``score_group``: bases sharing one
+    network, e.g. the image family) do so in one batched pass."""
+    group = getattr(models[0], "score_group", None) if models else None
+    if group is not None:
+        out = group(models, x, t)
+        if out is not None:
+            return out
+    return [m.score(x, t) for m in models]
+
+
 # ----- exact pieces ---------------------------------------------------------------------------------
 class ExactScoreModel:
     """A Gaussian-mixture spec as a diffusion model: closed-form score and log-density at every t."""
@@ -136,7 +147,7 @@ class ScoreSumField(_Stateless):
         self.models = models
 
     def score(self, x, t, carry, noise=None, dt=None):
-        return sum(m.score(x, t) for m in self.models)
+        return sum(all_scores(self.models, x, t))
 
 
 class GuidedField(_Stateless):
@@ -152,7 +163,7 @@ class GuidedField(_Stateless):
     def score(self, x, t, carry, noise=None, dt=None):
         log_w, grad = self.posterior.weights_and_grad(x, t)
         w = log_w.exp().reshape(len(x), -1, *([1] * (x.dim() - 1)))  # [N, m, 1, ...]: broadcasts over points or images
-        out = sum(w[:, i] * m.score(x, t) for i, m in enumerate(self.models))
+        out = sum(w[:, i] * s for i, s in enumerate(all_scores(self.models, x, t)))
         return out if grad is None else out + self.gamma * grad
 
 
@@ -190,7 +201,7 @@ class SuperDiffField:
         return SuperDiffState(torch.stack(cols, 1))
 
     def score(self, x, t, carry: SuperDiffState, noise=None, dt=None):
-        s = torch.stack([m.score(x, t) for m in self.models], 1)  # [N, m, *D]
+        s = torch.stack(all_scores(self.models, x, t), 1)  # [N, m, *D]
         carry.scores = s
         if self.mode == "or":
             kappa = torch.softmax(carry.log_q + self.log_w.to(x.device), 1)

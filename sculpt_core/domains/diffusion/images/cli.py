@@ -43,18 +43,26 @@ def _composition(args: argparse.Namespace, m: int):
     return comp
 
 
-def _image_classifier(args: argparse.Namespace, names: list[str], models: list):
+def find_image_classifier(names: list[str], models: list, source: str | None = None):
+    """(guidance classifier, its source) for the image bases ``names`` (``FAMILY:SET`` or set names) and their
+    loaded ``models``: ``source`` (a checkpoint path or manifest key) when given, else the one shipped for these
+    sets in this order. SculptError when there is none, it is for another image size, or it was trained on other
+    bases (its recorded fingerprints), so guidance never runs with a classifier of other models."""
     from sculpt_core.domains.diffusion.zoo import find_diffusion_classifier, load_diffusion_classifier
 
-    source = args.classifier or find_diffusion_classifier([n.rpartition(":")[2] for n in names])
+    source = source or find_diffusion_classifier([n.rpartition(":")[2] for n in names])
     if source is None:
-        raise SculptError(f"no shipped classifier for bases {args.bases}; train one with `python -m sculpt_core "
+        raise SculptError(f"no shipped classifier for bases {','.join(names)}; train one with `python -m sculpt_core "
                           "diffusion train-classifier --bases ... --out clf.pt` and pass --classifier clf.pt")
     clf = load_diffusion_classifier(source)
     if getattr(clf.cfg, "image_size", None) != models[0].shape[1]:
         raise SculptError(f"{source} is not a classifier for {models[0].shape[1]}×{models[0].shape[1]} images")
     clf.check_bases([m.fingerprint() for m in models])
     return clf, str(source)
+
+
+def _image_classifier(args: argparse.Namespace, names: list[str], models: list):
+    return find_image_classifier(names, models, args.classifier)
 
 
 def judge_report(images, sets: list[str], comp, method: str, model_index: int) -> dict:
@@ -71,7 +79,7 @@ def judge_report(images, sets: list[str], comp, method: str, model_index: int) -
 
 def cmd_sample_images(args: argparse.Namespace) -> dict:
     from sculpt_core.device import default_device, describe_device
-    from sculpt_core.domains.diffusion.images.compose import IMAGE_METHODS, check_image_args, sample_images
+    from sculpt_core.domains.diffusion.images.compose import IMAGE_METHODS, check_image_args, image_field, sample_images
     from sculpt_core.domains.diffusion.images.zoo import resolve_image_bases
 
     t0 = time.perf_counter()
@@ -91,11 +99,8 @@ def cmd_sample_images(args: argparse.Namespace) -> dict:
     if args.method == "base" and not (1 <= args.model <= len(models)):
         raise SculptError(f"--model must be a base index in 1..{len(models)}, got {args.model}")
     clf, clf_source = _image_classifier(args, names, models) if args.method == "classifier" else (None, None)
-    if clf is not None:
-        from sculpt_core.domains.diffusion.classifier import ClassifierPosterior
-
-        ClassifierPosterior(clf, comp)  # refuse an operator this classifier cannot express before any work
     device = default_device()
+    image_field(models, comp, args.method, args.gamma, args.model, clf, device)  # refuse what cannot run, before any work
     update, close = progress_bar(steps, f"{args.method} {args.sampler}")
     try:
         x = sample_images(models, comp, args.method, n, steps, args.sampler, args.seed, args.gamma, args.model, clf,
@@ -144,7 +149,10 @@ def cmd_train_images(args: argparse.Namespace) -> dict:
     if Path(args.out).is_dir():
         raise SculptError(f"cannot write {args.out}: it is a folder")
     sets = tuple(s.strip() for s in parse_list(args.sets, str, "--sets"))
-    cfg = ImageTrainConfig(sets=sets, size=args.size, steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed)
+    channels = tuple(parse_list(args.channels, int, "--channels"))
+    cfg = ImageTrainConfig(sets=sets, size=args.size, channels=channels, steps=args.steps, batch=args.batch, lr=args.lr,
+                           seed=args.seed)
+    cfg.unet()  # refuse a size the U-Net cannot halve before any work
     device = default_device()
     update, close = progress_bar(cfg.steps, "image dsm")
     try:
@@ -183,6 +191,8 @@ def register(commands: argparse._SubParsersAction, zoo: argparse._SubParsersActi
         "train one U-Net score-model family on colored-MNIST data sets (resumable: --state keeps the run)"))
     p.add_argument("--sets", default="mn1,mn2,mn3,m1,m2", help="comma-separated data sets: mn1, mn2, mn3, m1, m2")
     p.add_argument("--size", type=int, default=16, help="image side: 28, 16, 14 or 7")
+    p.add_argument("--channels", default="32,64,64", help="U-Net widths per resolution (the side must halve "
+                   "len - 1 times: 16 and 28 take 3 levels, 14 two, 7 one)")
     p.add_argument("--steps", type=int, default=7000, help="Adam steps")
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--lr", type=float, default=1e-3)

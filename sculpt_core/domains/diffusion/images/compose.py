@@ -71,17 +71,14 @@ def check_image_args(n: int, steps: int, sampler: str, gamma: float) -> None:
         raise SculptError(f"the guidance scale γ must be a positive number, got {gamma!r}")
 
 
-def sample_images(models: list, composition: Composition | None, method: str, n: int, steps: int = 200,
-                  sampler: str = "em", seed: int = 0, gamma: float = 1.0, model_index: int = 1, classifier=None,
-                  device: torch.device | str = "cpu",
-                  progress: Callable[[int, dict], None] | None = None) -> torch.Tensor:
-    """``n`` images ``[n, 3, H, W]`` (float32 in [0, 1], CPU) of ``method`` for ``composition`` over the image
-    score ``models``; ``classifier``: the ``GuidanceClassifier`` of the ``classifier`` method."""
+def image_field(models: list, composition: Composition | None, method: str, gamma: float = 1.0, model_index: int = 1,
+                classifier=None, device: torch.device | str = "cpu"):
+    """The score field of ``method`` over image ``models`` (SculptError, before any work, for a method or
+    operator that does not apply); ``composition`` None means the equal mixture."""
     from sculpt_core.core import algebra as A
 
     if method not in IMAGE_METHODS:
         raise SculptError(f"unknown method {method!r} for images; one of {', '.join(IMAGE_METHODS)}")
-    check_image_args(n, steps, sampler, gamma)
     if composition is None:
         composition = A.mixture([1.0] * len(models))
     posterior = None
@@ -92,8 +89,18 @@ def sample_images(models: list, composition: Composition | None, method: str, n:
         from sculpt_core.domains.diffusion.classifier import ClassifierPosterior
 
         posterior = ClassifierPosterior(classifier.to(device), composition)
+    return build_field(method, models, composition, None, gamma, model_index, models[0].sde, posterior)
+
+
+def sample_images(models: list, composition: Composition | None, method: str, n: int, steps: int = 200,
+                  sampler: str = "em", seed: int = 0, gamma: float = 1.0, model_index: int = 1, classifier=None,
+                  device: torch.device | str = "cpu",
+                  progress: Callable[[int, dict], None] | None = None) -> torch.Tensor:
+    """``n`` images ``[n, 3, H, W]`` (float32 in [0, 1], CPU) of ``method`` for ``composition`` over the image
+    score ``models``; ``classifier``: the ``GuidanceClassifier`` of the ``classifier`` method."""
+    check_image_args(n, steps, sampler, gamma)
+    field = image_field(models, composition, method, gamma, model_index, classifier, device)
     sde = models[0].sde
-    field = build_field(method, models, composition, None, gamma, model_index, sde, posterior)
     gen = make_generator(seed, device)
     x1 = sde.prior_sample(n, gen, device, tuple(models[0].shape))
     x = reverse_sample(field, x1, steps, sampler, sde, gen, progress=progress)

@@ -112,11 +112,28 @@ class ImageScoreModel:
 
     def score(self, x: torch.Tensor, t: float) -> torch.Tensor:
         """s_θ(x, t) ``[N, C, H, W]`` in the dtype and on the device of ``x`` (no gradient kept)."""
-        dev = self.family.device
-        with torch.no_grad():
-            xin = x.detach().to(device=dev, dtype=torch.float32)
-            sigma = torch.full((len(xin),), float(self.sde.marginal_std(float(t))), device=dev)
-            with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
-                out = self.family.net.scaled(xin, sigma, self.index).float()
-            out = out / sigma[:, None, None, None]
-        return out.to(device=x.device, dtype=x.dtype)
+        return family_scores([self], x, t)[0]
+
+    def score_group(self, models: list, x: torch.Tensor, t: float) -> list[torch.Tensor] | None:
+        """The scores of several bases of this family at once (one U-Net pass over all of them, what a composed
+        sampler needs every step); None when ``models`` are not all bases of this family in one precision."""
+        if all(isinstance(m, ImageScoreModel) and m.family is self.family and m.precision == self.precision
+               for m in models):
+            return family_scores(models, x, t)
+        return None
+
+
+def family_scores(models: list[ImageScoreModel], x: torch.Tensor, t: float) -> list[torch.Tensor]:
+    """s_i(x, t) of every base in ``models`` (one family) from one batched pass: ``[N, C, H, W]`` each."""
+    family = models[0].family
+    dev = family.device
+    n = len(x)
+    with torch.no_grad():
+        xin = x.detach().to(device=dev, dtype=torch.float32)
+        sigma = float(family.sde.marginal_std(float(t)))
+        rows = torch.cat([xin] * len(models)) if len(models) > 1 else xin
+        index = torch.tensor([m.index for m in models], device=dev).repeat_interleave(n)
+        with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=models[0].precision == "bf16"):
+            out = family.net.scaled(rows, torch.full((len(rows),), sigma, device=dev), index).float()
+        out = (out / sigma).to(device=x.device, dtype=x.dtype)
+    return list(out.split(n))
