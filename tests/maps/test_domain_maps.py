@@ -55,6 +55,21 @@ def test_grid_emd_equals_the_full_transport_problem():
     assert GM.grid_emd(p, q, solver="sinkhorn") == pytest.approx(GM.grid_emd(p, q), rel=0.05)
 
 
+def test_grid_emd_equals_the_full_transport_problem_on_32x32_tables():
+    # the shape of the map's tables: a ring against a bump and a broad table, so that the difference's positive
+    # support is smaller than its negative one and the other way round (grid_emd swaps and reorders them)
+    z0, z1 = np.meshgrid(np.arange(32), np.arange(32), indexing="ij")
+    ring = np.exp(-((np.hypot(z0 - 15.5, z1 - 15.5) - 10.0) ** 2) / 4.0) + 1e-6
+    bump = np.exp(-((z0 - 8.0) ** 2 + (z1 - 22.0) ** 2) / 18.0) + 1e-6
+    broad = np.random.default_rng(2).gamma(2.0, size=(32, 32))
+    tables = [t / t.sum() for t in (ring, bump, broad)]
+    cost = GM.cell_cost((32, 32))
+    for p, q in ((tables[0], tables[1]), (tables[1], tables[0]), (tables[1], tables[2])):
+        full = ot.emd2(p.ravel(), q.ravel(), cost, numItermax=10**8)
+        assert GM.grid_emd(p, q) == pytest.approx(full, rel=1e-9, abs=0)
+    assert GM.grid_emd(tables[2], tables[0]) == pytest.approx(GM.grid_emd(tables[0], tables[2]), rel=1e-12)
+
+
 def test_grid_emd_matrix_and_errors():
     rng = np.random.default_rng(1)
     dists = [rng.random((5, 5)) for _ in range(4)]
