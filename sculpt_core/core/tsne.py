@@ -158,7 +158,7 @@ class _Objective:
         flat = self.full.reshape(-1)
         flat[self.upper_flat] = pq
         flat[self.lower_flat] = pq
-        rounded = diff.astype(np.float32).astype(np.float64).reshape(n, n, k)
+        rounded = diff.astype(np.float32).reshape(n, n, k)  # matmul widens it back to float64
         grad = np.matmul(self.full_rows, rounded).reshape(-1).astype(np.float32)
         grad *= self.factor
         return error, grad
