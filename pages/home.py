@@ -65,3 +65,5 @@ st.page_link("pages/distribution_map.py", label="Open the Distribution Map (EMD 
              icon=":material/scatter_plot:")
 st.page_link("pages/diffusion_sculpting.py", label="Open the Diffusion Sculpting lab (2-D diffusion models, exact densities) →",
              icon=":material/blur_on:")
+st.page_link("pages/diffusion_images.py", label="Open Diffusion Images (the paper's colored-MNIST composition, judged) →",
+             icon=":material/palette:")

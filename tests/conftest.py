@@ -138,3 +138,39 @@ def app_env(tiny_zoo, monkeypatch) -> dict[str, str]:
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     return env
+
+
+TINY_IMAGE_CLASSIFIER = {"steps": 5, "trajectories": 8, "pool_steps": 5, "batch": 8, "refresh_every": 5}
+
+
+def build_tiny_image_zoo(folder: Path) -> Path:
+    """A 7×7 colored-MNIST zoo in ``folder`` in a few seconds: one score family of the five sets (named like the
+    shipped one, so the default bases resolve), a judge and both guidance classifiers. Only the plumbing is
+    real: the models train for a few steps, so their samples are noise."""
+    from sculpt_core.domains.diffusion.images.judge import train_judge
+    from sculpt_core.domains.diffusion.images.train import ImageTrainConfig, train_image_family
+    from sculpt_core.domains.diffusion.images.zoo import (
+        DEFAULT_FAMILY,
+        IMAGE_ZOO_CLASSIFIERS,
+        resolve_image_bases,
+        ship_image_classifier,
+        ship_image_family,
+        train_image_classifier,
+    )
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SCULPT_ASSETS", str(folder))
+        family, _ = train_image_family(ImageTrainConfig(size=7, channels=(8,), steps=10, batch=16, warmup=2))
+        ship_image_family(DEFAULT_FAMILY, family, train_judge(7, epochs=1), {})
+        for key, (bases, n_labels, alpha_cond, _) in IMAGE_ZOO_CLASSIFIERS.items():
+            clf = train_image_classifier(resolve_image_bases(list(bases)), n_labels, alpha_cond, TINY_IMAGE_CLASSIFIER)
+            ship_image_classifier(key, clf)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_image_zoo(tmp_path_factory) -> Path | None:
+    """The tiny colored-MNIST zoo's folder (built once per test session), or None with SCULPT_TEST_REAL_ZOO=1."""
+    if os.environ.get("SCULPT_TEST_REAL_ZOO") == "1":
+        return None
+    return build_tiny_image_zoo(tmp_path_factory.mktemp("tiny_image_zoo"))

@@ -36,6 +36,7 @@ def run_app() -> None:
         st.Page("pages/molecule_sculpting.py", title="Molecule Sculpting", icon=":material/science:"),
         st.Page("pages/distribution_map.py", title="Distribution Map", icon=":material/scatter_plot:"),
         st.Page("pages/diffusion_sculpting.py", title="Diffusion Sculpting", icon=":material/blur_on:"),
+        st.Page("pages/diffusion_images.py", title="Diffusion Images", icon=":material/palette:"),
     ]
     st.navigation(pages).run()
 

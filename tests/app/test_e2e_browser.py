@@ -1,5 +1,6 @@
 """End to end in a real headless browser: start the app, open the grid page, move α, see the figure change; open
-the molecule page and see it sample and draw; open the diffusion page, move α and the time slider.
+the molecule page and see it sample and draw; open the diffusion page, move α and the time slider; open the
+Diffusion Images page on a tiny image zoo (its own server), switch to the M1/M2 pair and download a grid.
 
 Needs Debian's ``chromium`` (``apt-get install -y chromium chromium-driver``) and the ``playwright`` Python
 package (its own browser downloads are not used). Skips with the reason when either is missing.
@@ -131,7 +132,8 @@ def test_move_alpha_changes_figure(app_url, browser):
         # pages/-folder ones (see sculpt_core.app.navigation)
         assert page.title() == PAGE_TITLE
         menu = [t.split("\n")[-1] for t in page.locator("[data-testid='stSidebarNav'] a").all_inner_texts()]
-        assert menu == ["Home", "Grid Sculpting", "Molecule Sculpting", "Distribution Map", "Diffusion Sculpting"], menu
+        assert menu == ["Home", "Grid Sculpting", "Molecule Sculpting", "Distribution Map", "Diffusion Sculpting",
+                        "Diffusion Images"], menu
         OUT.mkdir(exist_ok=True)
         page.screenshot(path=str(OUT / "e2e_grid_before.png"), full_page=True)
         alpha_before, fp_before = _alpha_value(page), _fingerprint(page)
@@ -274,5 +276,74 @@ def test_distribution_map_opens_on_fig4_and_switches_embedding(app_url, browser)
         assert page.evaluate(MAP_JS)["points"] == 13
         assert page.locator("[data-testid='stException']").count() == 0
         page.screenshot(path=str(OUT / "e2e_map_mds.png"), full_page=True)
+    finally:
+        page.close()
+
+
+@pytest.fixture(scope="module")
+def image_app_url(tiny_image_zoo):
+    """A second server on the tiny colored-MNIST zoo (the first one's assets have no image models)."""
+    app_env = {"SCULPT_FAST_TRAINING": "1", **({"SCULPT_ASSETS": str(tiny_image_zoo)} if tiny_image_zoo else {})}
+    port = _free_port()
+    OUT.mkdir(exist_ok=True)
+    log = open(OUT / "e2e_streamlit_images.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless=true", f"--server.port={port}",
+         "--server.address=127.0.0.1", "--browser.gatherUsageStats=false", "--server.fileWatcherType=none"],
+        cwd=ROOT, env={**os.environ, **app_env}, stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"streamlit exited with {proc.returncode}; see {OUT / 'e2e_streamlit_images.log'}")
+            try:
+                with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail("streamlit did not become healthy within 60 s")
+            time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+IMAGES = "[data-testid='stMain'] [data-testid='stImage'] img"
+
+
+def test_diffusion_images_grids_pair_preset_and_png(image_app_url, browser):
+    page = browser.new_page(viewport={"width": 1500, "height": 1400}, accept_downloads=True)
+    try:
+        page.goto(image_app_url + "/diffusion_images?n=4&steps=3", wait_until="domcontentloaded")
+        page.wait_for_selector(IMAGES, timeout=90_000)
+        _wait_idle(page, 90_000)
+        assert page.locator("[data-testid='stException']").count() == 0
+        assert page.locator(IMAGES).count() == 4  # three bases and the composition
+        assert _metric_text(page, "classifier: in the expected set").strip().endswith("%")
+        assert page.get_by_text("expected: green 0 ·").count() == 1
+        OUT.mkdir(exist_ok=True)
+        page.screenshot(path=str(OUT / "e2e_images_triple.png"), full_page=True)
+
+        page.locator("[data-testid='stSidebar']").get_by_text("M1, M2: the appendix pair").click()
+        _wait_idle(page)
+        page.wait_for_function(f"() => document.querySelectorAll(\"{IMAGES}\").length === 3", timeout=60_000)
+        _wait_idle(page)
+        assert "bases=m1%2Cm2" in page.url and "op=hm" in page.url, page.url
+        assert _metric_text(page, "p2: in its own set").strip().endswith("%")
+        assert page.locator("[data-testid='stException']").count() == 0
+        with page.expect_download() as download:
+            page.locator("[data-testid='stDownloadButton'] button").last.click()
+        assert download.value.suggested_filename == "sculpt_images_m1_m2_classifier.png"
+        assert Path(download.value.path()).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        page.screenshot(path=str(OUT / "e2e_images_pair.png"), full_page=True)
     finally:
         page.close()
