@@ -24,6 +24,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -251,21 +252,13 @@ def load_models(family: str, sets: Sequence[str]) -> list:
 
 @st.cache_resource(show_spinner="Loading the guidance classifier…", max_entries=8)
 def _classifier(token: str, names: tuple[str, ...], _models: list) -> tuple[Any, str | None, str | None]:
-    from sculpt_core.domains.diffusion.zoo import find_diffusion_classifier, load_diffusion_classifier
+    from sculpt_core.domains.diffusion.images.zoo import find_image_classifier
 
-    try:  # what the command line's images.cli.find_image_classifier does (the app imports no CLI module)
-        path = find_diffusion_classifier([n.rpartition(":")[2] for n in names])
-        if path is None:
-            return None, None, (f"no shipped classifier for bases {', '.join(names)} (the zoo ships one for "
-                                "mn1, mn2, mn3 and one for m1, m2, in that order)")
-        clf = load_diffusion_classifier(path)
-        size = _models[0].shape[1]
-        if getattr(clf.cfg, "image_size", None) != size:
-            return None, None, f"{path.name} is not a classifier for {size}×{size} images"
-        clf.check_bases([m.fingerprint() for m in _models])
+    try:
+        clf, source = find_image_classifier(list(names), _models)
     except SculptError as exc:
         return None, None, str(exc)
-    return clf, path.name, None
+    return clf, Path(source).name, None
 
 
 def find_classifier(family: str, sets: Sequence[str], models: list, comp: A.Composition) -> tuple[Any, str | None, str]:
@@ -410,18 +403,13 @@ def judge(grid: Grid, sets: Sequence[str], comp: A.Composition | None, method: s
     """The judge's verdict on a grid (fraction in the expected set, counts, the ideal table), or why there is none."""
     import torch
 
-    from sculpt_core.domains.diffusion.images.compose import expected_set, ideal_composition
-    from sculpt_core.domains.diffusion.images.judge import fractions
-    from sculpt_core.domains.diffusion.images.zoo import load_judge
+    from sculpt_core.domains.diffusion.images.zoo import judge_report
 
     comp = comp if comp is not None else A.mixture([1.0] * len(sets))
-    try:  # what the command line reports (images.cli.judge_report)
-        judge_net = load_judge(grid.images.shape[-1])
-        ideal = ideal_composition(list(sets), comp, model_index, method)
-        out = fractions(judge_net.judge(torch.from_numpy(grid.images)), expected_set(ideal))
+    try:
+        return judge_report(torch.from_numpy(grid.images), list(sets), comp, method, model_index)
     except SculptError as exc:
         return f"no verdict: {exc}"
-    return {**out, "ideal": ideal, "judge_held_out_accuracy": judge_net.meta.get("held_out_accuracy")}
 
 
 # ----- the page ------------------------------------------------------------------------------------------------

@@ -43,44 +43,16 @@ def _composition(args: argparse.Namespace, m: int):
     return comp
 
 
-def find_image_classifier(names: list[str], models: list, source: str | None = None):
-    """(guidance classifier, its source) for the image bases ``names`` (``FAMILY:SET`` or set names) and their
-    loaded ``models``: ``source`` (a checkpoint path or manifest key) when given, else the one shipped for these
-    sets in this order. SculptError when there is none, it is for another image size, or it was trained on other
-    bases (its recorded fingerprints), so guidance never runs with a classifier of other models."""
-    from sculpt_core.domains.diffusion.zoo import find_diffusion_classifier, load_diffusion_classifier
-
-    source = source or find_diffusion_classifier([n.rpartition(":")[2] for n in names])
-    if source is None:
-        raise SculptError(f"no shipped classifier for bases {','.join(names)}; train one with `python -m sculpt_core "
-                          "diffusion train-classifier --bases ... --out clf.pt` and pass --classifier clf.pt")
-    clf = load_diffusion_classifier(source)
-    if getattr(clf.cfg, "image_size", None) != models[0].shape[1]:
-        raise SculptError(f"{source} is not a classifier for {models[0].shape[1]}×{models[0].shape[1]} images")
-    clf.check_bases([m.fingerprint() for m in models])
-    return clf, str(source)
-
-
 def _image_classifier(args: argparse.Namespace, names: list[str], models: list):
+    from sculpt_core.domains.diffusion.images.zoo import find_image_classifier
+
     return find_image_classifier(names, models, args.classifier)
-
-
-def judge_report(images, sets: list[str], comp, method: str, model_index: int) -> dict:
-    """The judge's verdict on ``images``: fraction in the expected set, counts, and the ideal composition."""
-    from sculpt_core.domains.diffusion.images.compose import expected_set, ideal_composition
-    from sculpt_core.domains.diffusion.images.judge import fractions
-    from sculpt_core.domains.diffusion.images.zoo import load_judge
-
-    judge = load_judge(images.shape[-1])
-    ideal = ideal_composition(sets, comp, model_index, method)
-    out = fractions(judge.judge(images), expected_set(ideal))
-    return {"judge": {**out, "ideal": ideal, "judge_held_out_accuracy": judge.meta.get("held_out_accuracy")}}
 
 
 def cmd_sample_images(args: argparse.Namespace) -> dict:
     from sculpt_core.device import default_device, describe_device
     from sculpt_core.domains.diffusion.images.compose import IMAGE_METHODS, check_image_args, image_field, sample_images
-    from sculpt_core.domains.diffusion.images.zoo import resolve_image_bases
+    from sculpt_core.domains.diffusion.images.zoo import judge_report, resolve_image_bases
 
     t0 = time.perf_counter()
     n = DEFAULT_N if args.n is None else args.n
@@ -114,7 +86,7 @@ def cmd_sample_images(args: argparse.Namespace) -> dict:
             "steps": steps, "n": n, "shape": list(x.shape),
             "gamma": args.gamma if args.method == "classifier" else None, "classifier": clf_source,
             "model": args.model if args.method == "base" else None, "precision": args.precision, "seed": args.seed,
-            **judge_report(x, sets, comp, args.method, args.model), "sample_seconds": round(seconds, 3),
+            "judge": judge_report(x, sets, comp, args.method, args.model), "sample_seconds": round(seconds, 3),
             "device": describe_device(device), "out": args.out}
 
 
@@ -174,7 +146,7 @@ def cmd_zoo_build_images(args: argparse.Namespace) -> dict:
 
     def progress(what: str, k: int, info: dict) -> None:
         if what not in bars:
-            bars[what] = progress_bar(args.steps or 7000 if what == "family" else 1500, f"images {what}")
+            bars[what] = progress_bar(args.steps or 5500 if what == "family" else 1500, f"images {what}")
         bars[what][0](k, info)
 
     try:
@@ -193,7 +165,7 @@ def register(commands: argparse._SubParsersAction, zoo: argparse._SubParsersActi
     p.add_argument("--size", type=int, default=16, help="image side: 28, 16, 14 or 7")
     p.add_argument("--channels", default="32,64,64", help="U-Net widths per resolution (the side must halve "
                    "len - 1 times: 16 and 28 take 3 levels, 14 two, 7 one)")
-    p.add_argument("--steps", type=int, default=7000, help="Adam steps")
+    p.add_argument("--steps", type=int, default=5500, help="Adam steps")
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=seed_arg, default=0)
@@ -205,7 +177,7 @@ def register(commands: argparse._SubParsersAction, zoo: argparse._SubParsersActi
     p = zoo.add_parser("build-diffusion-images", help=(
         "re-train the shipped colored-MNIST family, judge and guidance classifiers into assets/ (resumable)"))
     p.add_argument("--state-dir", default="runs", help="folder of the resumable run state")
-    p.add_argument("--steps", type=int, default=None, help="DSM steps of the family (default 7000)")
+    p.add_argument("--steps", type=int, default=None, help="DSM steps of the family (default 5500)")
     p.add_argument("--time-limit", type=float, default=None, help="stop (resumably) after this many seconds")
     p.add_argument("--no-classifiers", action="store_true", help="only the family and the judge")
     p.add_argument("--seed", type=seed_arg, default=0)

@@ -4,9 +4,11 @@ r"""An independent judge of colored-digit samples: a digit classifier and the co
   as augmentation), never on any model's samples; its accuracy on the held-out split (``data.split_indices``)
   is recorded in the checkpoint. It sees the stroke image gray = clamp(R + G + B, 0, 1), so the color plays no
   part in the digit.
-- **Color**: from the channel masses of the clamped image: ``red`` when channel 0 holds at least
-  :data:`COLOR_SHARE` of the mass, ``green`` likewise for channel 1, else ``mixed``; ``blank`` when the image
-  holds less than :data:`MIN_MASS` of a typical digit's ink (then no digit is read).
+- **Color**: from the channel masses of the strokes, Σ max(x − :data:`INK_LEVEL`, 0) per channel (the level
+  keeps a sampler's faint residual noise, spread over hundreds of background pixels, from outweighing a thin
+  "1"): ``red`` when channel 0 holds at least :data:`COLOR_SHARE` of the mass, ``green`` likewise for
+  channel 1, else ``mixed``; ``blank`` when the image holds less than :data:`MIN_MASS` of a typical digit's
+  ink (then no digit is read).
 
 :func:`fractions` turns judged samples into the fraction inside an expected set of (color, digit) pairs, with
 the breakdown by pair, which is what the bench, the CLI and the page report.
@@ -30,6 +32,7 @@ from sculpt_core.errors import SculptError
 
 CHECKPOINT_KIND = "sculpt.diffusion_image_judge"
 COLOR_SHARE = 0.8
+INK_LEVEL = 0.1  # pixel values up to this count as background when weighing the channels
 MIN_MASS = 0.15  # fraction of the mean ink of a training digit
 
 
@@ -83,7 +86,7 @@ class Judge:
         if images.dim() != 4 or images.shape[1] != 3 or images.shape[2] != self.size or images.shape[3] != self.size:
             raise SculptError(f"the judge reads [N, 3, {self.size}, {self.size}] images, got {list(images.shape)}")
         x = images.detach().float().cpu().clamp(0, 1)
-        mass = x.sum((2, 3))  # [N, 3]
+        mass = (x - INK_LEVEL).clamp_min(0).sum((2, 3))  # [N, 3]: stroke mass per channel
         total = mass.sum(1)
         probs = torch.softmax(self.net(gray_of(x)), 1)
         conf, digit = probs.max(1)
@@ -145,7 +148,7 @@ def train_judge(size: int = 16, epochs: int = 20, batch: int = 128, lr: float = 
         pred = net(gray[held][:, None]).argmax(1)
     acc = float((pred == labels[held]).float().mean())
     per_digit = {str(d): round(float((pred[labels[held] == d] == d).float().mean()), 4) for d in range(10)}
-    mean_ink = float(gray[train].sum((1, 2)).mean())
+    mean_ink = float((gray[train] - INK_LEVEL).clamp_min(0).sum((1, 2)).mean())
     return Judge(net, {"size": size, "held_out_accuracy": round(acc, 4), "held_out_n": int(len(held)),
                        "held_out_accuracy_by_digit": per_digit, "train_n": int(len(train)), "epochs": epochs,
                        "mean_ink": round(mean_ink, 4), "seconds": round(time.perf_counter() - t0, 1), "seed": seed})

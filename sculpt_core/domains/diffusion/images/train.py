@@ -38,7 +38,7 @@ class ImageTrainConfig:
     sets: tuple[str, ...] = ("mn1", "mn2", "mn3", "m1", "m2")
     size: int = 16
     channels: tuple[int, ...] = (32, 64, 64)
-    steps: int = 7000
+    steps: int = 5500
     batch: int = 128
     lr: float = 1e-3
     warmup: int = 300

@@ -75,7 +75,8 @@ class UNetConfig:
         return cls(**d)
 
 
-def _groups(c: int) -> int:
+def group_count(c: int) -> int:
+    """GroupNorm groups for ``c`` channels: 8 when they divide, else 1."""
     return 8 if c % 8 == 0 else 1
 
 
@@ -84,10 +85,10 @@ class ResBlock(nn.Module):
 
     def __init__(self, c_in: int, c_out: int, t_dim: int) -> None:
         super().__init__()
-        self.norm1 = nn.GroupNorm(_groups(c_in), c_in)
+        self.norm1 = nn.GroupNorm(group_count(c_in), c_in)
         self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1)
         self.time = nn.Linear(t_dim, c_out)
-        self.norm2 = nn.GroupNorm(_groups(c_out), c_out)
+        self.norm2 = nn.GroupNorm(group_count(c_out), c_out)
         self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1)
         self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
 
@@ -139,7 +140,7 @@ class UNet(nn.Module):
             c = chans[k]
             if k > 0:
                 self.unpool.append(nn.Conv2d(c, c, 3, padding=1))
-        self.out_norm = nn.GroupNorm(_groups(c), c)
+        self.out_norm = nn.GroupNorm(group_count(c), c)
         self.out = nn.Conv2d(c, cfg.in_channels, 3, padding=1)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)

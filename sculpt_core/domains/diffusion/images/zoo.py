@@ -103,6 +103,37 @@ def _load_judge_cached(path: str, mtime: float) -> Judge:
     return Judge.load(path)
 
 
+def find_image_classifier(names: list[str], models: list, source: str | Path | None = None):
+    """(guidance classifier, its source) for the image bases ``names`` (``FAMILY:SET`` or set names) and their
+    loaded ``models``: ``source`` (a checkpoint path or manifest key) when given, else the one shipped for these
+    sets in this order. SculptError when there is none, it is for another image size, or it was trained on other
+    bases (its recorded fingerprints), so guidance never runs with a classifier of other models."""
+    from sculpt_core.domains.diffusion.zoo import find_diffusion_classifier, load_diffusion_classifier
+
+    source = source or find_diffusion_classifier([n.rpartition(":")[2] for n in names])
+    if source is None:
+        raise SculptError(f"no shipped classifier for bases {','.join(names)}; train one with `python -m sculpt_core "
+                          "diffusion train-classifier --bases ... --out clf.pt` and pass --classifier clf.pt")
+    clf = load_diffusion_classifier(source)
+    if getattr(clf.cfg, "image_size", None) != models[0].shape[1]:
+        raise SculptError(f"{source} is not a classifier for {models[0].shape[1]}×{models[0].shape[1]} images")
+    clf.check_bases([m.fingerprint() for m in models])
+    return clf, str(source)
+
+
+def judge_report(images, sets: list[str], comp, method: str, model_index: int) -> dict:
+    """The shipped judge's verdict on ``images`` ``[N, 3, S, S]`` of ``method`` for ``comp`` over the data sets
+    ``sets``: the fraction inside the expected set, the counts of every (color, digit) seen, the ideal composition
+    and the judge's held-out accuracy (what the CLI prints and the page shows under each grid)."""
+    from sculpt_core.domains.diffusion.images.compose import expected_set, ideal_composition
+    from sculpt_core.domains.diffusion.images.judge import fractions
+
+    judge = load_judge(images.shape[-1])
+    ideal = ideal_composition(sets, comp, model_index, method)
+    out = fractions(judge.judge(images), expected_set(ideal))
+    return {**out, "ideal": ideal, "judge_held_out_accuracy": judge.meta.get("held_out_accuracy")}
+
+
 # ----- building the zoo ---------------------------------------------------------------------------------
 def own_set_fractions(family: ImageFamily, judge: Judge, n: int = 256, steps: int = 200, seed: int = 0,
                       device: Any = "cpu") -> dict[str, dict]:
@@ -121,7 +152,7 @@ def train_image_classifier(models: list[ImageScoreModel], n_labels: int, alpha_c
                            settings: dict | None = None, seed: int = 0, device: Any = "cpu",
                            progress: Callable[[int, dict], None] | None = None):
     """A guidance classifier for image bases by the diffusion analogue of Algorithm A.1 (``train_classifier``)."""
-    from sculpt_core.domains.diffusion.images.classifier import ImageClassifierConfig
+    from sculpt_core.domains.diffusion.classifier import ImageClassifierConfig
     from sculpt_core.domains.diffusion.train_classifier import DiffusionClassifierTrainConfig, train_diffusion_classifier
 
     opts = {**IMAGE_CLASSIFIER_TRAIN, **(settings or {})}
