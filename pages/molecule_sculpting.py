@@ -32,6 +32,15 @@ if not zoo:
                "`python -m sculpt_core mol train --reward seh --steps 3000 --out seh.pt`.")
     st.stop()
 
+# ----- page state: URL → widgets (once per session), then defaults ---------------------------------------------
+if "mol_qp_loaded" not in ss:  # only what the URL names overrides the session (a bad value: its default)
+    url_state, url_warnings = M.parse_query(st.query_params.to_dict(), zoo)
+    ss.update({f"m_{key}": getattr(url_state, key) for key in M.URL_KEYS if key in st.query_params})
+    if "beta" in st.query_params:
+        ss["m_beta_url"] = url_state.beta
+    ss["mol_qp_loaded"] = True
+    for warning in url_warnings:
+        st.warning(warning)
 defaults = {"m_bases": M.default_mol_bases(zoo), "m_op": "hm", "m_alpha": 0.5, "m_labels": "1,2", "m_weights": "",
             "m_method": "reaching", "m_u": "trajectory", "m_scoring": "fast", "m_n": 64, "m_seed": 0,
             "m_beta": M.DEFAULT_BETA}
@@ -59,7 +68,11 @@ if models and not load_errors:
     except SculptError as exc:
         st.error(str(exc))
 low, high = window if window is not None else (0.0, 96.0)
+url_beta = ss.pop("m_beta_url", None)
 if not low <= ss["m_beta"] <= high:
+    if url_beta is not None and window is not None:
+        st.warning(f"URL parameter beta={url_beta:g} is outside the range these models were trained on "
+                   f"[{low:g}, {high:g}]; using β = {min(max(url_beta, low), high):g}.")
     ss["m_beta"] = min(max(ss["m_beta"], low), high)
 beta = float(sb.slider("β (reward exponent of every base, p_i ∝ R_i^β)", float(low), float(high), step=1.0,
                        key="m_beta", disabled=window is None))
@@ -73,7 +86,13 @@ if method == "reaching":
 n = int(sb.select_slider("Molecules per view", options=list(M.N_CHOICES), key="m_n",
                          help="More molecules: smoother contours, slower reruns (measured on 2 CPU cores: "
                               "about 1 s per α move at 64, 1.8 s at 128, reaching)."))
-seed = int(sb.number_input("Seed", 0, 10_000, step=1, key="m_seed"))
+seed = int(sb.number_input("Seed", 0, M.SEED_MAX, step=1, key="m_seed"))
+
+url_query = M.MolPageState(list(chosen), op, float(ss["m_alpha"]), beta, ss.get("m_labels", "1,2"),
+                           ss.get("m_weights", ""), method, ss.get("m_u", "trajectory"), ss.get("m_scoring", "fast"),
+                           n, seed).to_query()
+if st.query_params.to_dict() != url_query:  # the view lives in the URL, so it can be shared
+    st.query_params.from_dict(url_query)
 
 for err in load_errors:
     st.error(f"Could not load {err}")
@@ -91,10 +110,14 @@ except SculptError as exc:
     st.stop()
 
 classifier = None
-if method == "classifier":
-    classifier, note = M.cached_classifier(chosen, beta)
-    if classifier is None:
-        st.info(f"Classifier guidance is not available here: {note}. Reaching mixing needs no classifier.")
+if method == "classifier":  # a method that does not apply is a neutral note with what to use instead
+    not_applicable = M.method_note(method, composition)
+    if not_applicable is None:
+        classifier, note = M.cached_classifier(chosen, beta)
+        not_applicable = (f"Classifier guidance is not available here: {note}. Reaching mixing needs no "
+                          "classifier." if classifier is None else M.method_note(method, composition, classifier))
+    if not_applicable:
+        st.info(not_applicable)
         st.stop()
     st.caption(f"Classifier: {note}.")
 
@@ -139,15 +162,24 @@ cols[4].metric("unique", f"{100 * composed.uniqueness():.0f}%", border=True,
                help="Distinct molecules (InChI) among the samples.")
 
 # ----- reward KDE contours ----------------------------------------------------------------------------------
+# The axes follow the chosen bases' rewards whenever those change; otherwise the user's pick stays, kept outside
+# the widgets too (a run that stops before the plot may drop widget state, and the browser then shows the widget's
+# default while the server kept the old value). The values are set before the widgets on every run, so the browser
+# is always sent the pair that is plotted: a selector never names another reward than the plot's.
 available_axes = [r for r in TABLE1_NAMES if not (r == "seh" and seh_missing)]
+base_rewards = [mod.meta.get("reward") for mod in models]
+axes_for = (tuple(base_rewards), tuple(available_axes))
+fresh = ss.get("m_axes_for") != axes_for
+kept = (None, None) if fresh else ss.get("m_axes", (None, None))
+x_axis, y_axis = M.kde_axes(base_rewards, available_axes, None if fresh else ss.get("m_x", kept[0]),
+                            None if fresh else ss.get("m_y", kept[1]))
+ss["m_x"], ss["m_y"] = x_axis, y_axis  # every run, so the browser is always sent the plotted pair
+ss["m_axes_for"] = axes_for
 c1, c2 = st.columns(2)
-default_x = [mod.meta.get("reward") for mod in models if mod.meta.get("reward") in available_axes]
-x_axis = c1.selectbox("x axis", available_axes, index=available_axes.index(default_x[0]) if default_x else 0,
-                      format_func=M.REWARD_LABELS.get, key="m_x")
+x_axis = c1.selectbox("x axis", available_axes, format_func=M.REWARD_LABELS.get, key="m_x")
 y_choices = [r for r in available_axes if r != x_axis]
-default_y = [r for r in default_x[1:] if r in y_choices]
-y_axis = c2.selectbox("y axis", y_choices, index=y_choices.index(default_y[0]) if default_y else 0,
-                      format_func=M.REWARD_LABELS.get, key="m_y")
+y_axis = c2.selectbox("y axis", y_choices, format_func=M.REWARD_LABELS.get, key="m_y")
+ss["m_axes"] = (x_axis, y_axis)
 jx, jy = TABLE1_NAMES.index(x_axis), TABLE1_NAMES.index(y_axis)
 label = composition.describe()
 sets = {f"p{i + 1} = {name}": s.rewards[:, [jx, jy]] for i, (name, s) in enumerate(base_sets.items()) if s is not None}
@@ -162,15 +194,21 @@ st.caption("Lines: Gaussian KDE contours of each sample set's rewards; points: t
 if not seh_missing:
     rows = [(label, composed.table1_percent())]
     rows += [(f"p{i + 1} = {name}", s.table1_percent()) for i, (name, s) in enumerate(base_sets.items())
-             if s is not None]
+             if s is not None and s.has_seh]  # a base set with a molecule sEH could not score has no Table 1 row
     st.plotly_chart(V.table1_figure(rows), width="stretch", theme=None, key="fig_table1")
     st.caption("Percent of samples in each Table 1 bin; bin '110' = sEH high, SA high, QED low.")
 
 # ----- gallery ----------------------------------------------------------------------------------------------
 st.subheader("Samples")
-order = st.radio("Show", ["first sampled", "best in all objectives (smallest reward / threshold ratio)"], horizontal=True,
-                 key="m_order")
-shown = composed.gallery_order(best=order.startswith("best"))[:12]
+targets = [r for r in M.targeted_rewards(composition, base_rewards) if not (r == "seh" and seh_missing)]
+order = st.radio("Show", ["first sampled", "best in the composition's objectives (smallest reward / threshold ratio)"],
+                 horizontal=True, key="m_order")
+best = order.startswith("best")
+shown = composed.gallery_order(best=best, rewards=targets or None)[:12]
+if best:
+    st.caption("Ranked on " + (", ".join(M.REWARD_LABELS[r] for r in targets) if targets else "every reward shown")
+               + ": the rewards of the bases this composition uses (" + composition.describe() + "), each divided "
+               "by its Table 1 threshold; the smallest ratio of a molecule ranks it.")
 legends = [composed.legend(i) for i in shown]
 st.image(V.molecule_gallery_png([composed.smiles[i] for i in shown], legends), width="stretch")
 st.download_button("Samples (CSV)", data=composed.csv(), file_name="sculpt_molecules.csv", mime="text/csv",

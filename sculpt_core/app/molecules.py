@@ -1,7 +1,8 @@
 """The thin layer between the Molecule Sculpting page and the library.
 
-Pure helpers (no Streamlit): the methods offered, the β window of the chosen models, which classifier can guide
-them, composed sampling plus scoring into one :class:`MolSamples` record. Cached wrappers (Streamlit): zoo models
+Pure helpers (no Streamlit): the page state a URL carries (:class:`MolPageState`, :func:`parse_query`), the
+methods offered and when one does not apply, the β window of the chosen models, which classifier can guide them,
+the rewards a composition targets, the KDE axes, composed sampling plus scoring into one :class:`MolSamples` record. Cached wrappers (Streamlit): zoo models
 load once per process (``st.cache_resource``); sample sets are cached by (model fingerprints, β, composition,
 method, n, seed) with ``st.cache_data``, so moving a slider back is instant.
 
@@ -11,14 +12,16 @@ Operators, label and weight parsing and the composition itself are shared with t
 
 from __future__ import annotations
 
+import math
 import time
-from dataclasses import dataclass
-from typing import Any, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import streamlit as st
 
 from sculpt_core.core import algebra as A
+from sculpt_core.core.operators import ALPHA_RANGE, OPERATORS
 from sculpt_core.domains.molecules.compose import DEFAULT_U_SOURCE, composed_policy, prepare_mol_bases
 from sculpt_core.errors import SculptError
 from sculpt_core.domains.molecules.sampling import sample_molecules
@@ -79,13 +82,17 @@ class MolSamples:
     def diversity(self, max_n: int = 500) -> float | None:
         return float(diversity(self.smiles[:max_n])) if len(self.smiles) >= 2 else None
 
-    def gallery_order(self, best: bool = False) -> list[int]:
+    def gallery_order(self, best: bool = False, rewards: Sequence[str] | None = None) -> list[int]:
         """Sample indices in sampling order, or (``best``) by their smallest reward / Table 1 threshold ratio,
-        highest first (a missing reward does not count)."""
+        highest first. ``rewards``: the reward names ranked on (default all three); a missing reward does not
+        count."""
         if not best:
             return list(range(len(self.smiles)))
-        finite = np.where(np.isnan(self.rewards), np.inf, self.rewards)
-        margin = (finite / np.array(TABLE1_THRESHOLDS)).min(1)
+        cols = [j for j, name in enumerate(TABLE1_NAMES) if rewards is None or name in rewards]
+        if not cols:
+            return list(range(len(self.smiles)))
+        finite = np.where(np.isnan(self.rewards[:, cols]), np.inf, self.rewards[:, cols])
+        margin = (finite / np.array(TABLE1_THRESHOLDS)[cols]).min(1)
         return [int(i) for i in np.argsort(-margin, kind="stable")]
 
     def legend(self, i: int) -> str:
@@ -101,7 +108,155 @@ class MolSamples:
         return csv_text(SAMPLE_COLUMNS, ([s, *r] for s, r in zip(self.smiles, self.rewards)))
 
 
+# ----- page state in the URL ---------------------------------------------------------------------------------------
+SEED_MAX = 10_000
+#: The query keys of :class:`MolPageState`; the page keeps each in ``st.session_state["m_<key>"]``.
+URL_KEYS = ("bases", "op", "alpha", "beta", "labels", "weights", "method", "u", "scoring", "n", "seed")
+BETA_URL_RANGE = (0.0, 1000.0)
+
+
+@dataclass
+class MolPageState:
+    """Everything a shared link restores on the molecule page (the grid page's keys, plus n, seed, scoring)."""
+
+    bases: list[str] = field(default_factory=list)
+    op: str = "hm"
+    alpha: float = 0.5
+    beta: float = DEFAULT_BETA
+    labels: str = "1,2"
+    weights: str = ""
+    method: str = "reaching"
+    u: str = "trajectory"
+    scoring: str = "fast"
+    n: int = 64
+    seed: int = 0
+
+    def to_query(self) -> dict[str, str]:
+        """URL query parameters (labels/weights only for the operators that read them, u only for reaching,
+        scoring only for classifier guidance)."""
+        q = {"bases": ",".join(self.bases), "op": self.op, "alpha": f"{self.alpha:g}", "beta": f"{self.beta:g}",
+             "method": self.method}
+        inputs = OPERATORS[self.op].inputs if self.op in OPERATORS else ""
+        if inputs == "labels":
+            q["labels"] = self.labels
+        if inputs == "weights":
+            q["weights"] = self.weights
+        if self.method == "reaching":
+            q["u"] = self.u
+        if self.method == "classifier":
+            q["scoring"] = self.scoring
+        q["n"], q["seed"] = str(self.n), str(self.seed)
+        return q
+
+
+def _number(raw: str, lo: float, hi: float, integer: bool) -> float | int:
+    text = raw.strip()
+    if integer and not (text.isascii() and text.lstrip("+-").isdigit()):
+        raise ValueError
+    value = int(text) if integer else float(text)
+    if not (math.isfinite(value) and lo <= value <= hi):
+        raise ValueError
+    return value
+
+
+def parse_query(params: Mapping[str, Any], available: Sequence[str]) -> tuple[MolPageState, list[str]]:
+    """Validate URL query parameters → (state, warnings); a bad value falls back to its default with one warning."""
+    state = MolPageState(bases=default_mol_bases(available))
+    warnings: list[str] = []
+
+    def get(key: str) -> str | None:
+        value = params.get(key)
+        if isinstance(value, (list, tuple)):
+            value = value[-1] if value else None
+        return None if value is None else str(value)
+
+    if (raw := get("bases")) is not None:
+        names = [n for n in raw.split(",") if n]
+        unknown = [n for n in names if n not in available]
+        dupes = len(set(names)) != len(names)
+        if unknown or dupes or not 1 <= len(names) <= 3:
+            why = (f"unknown model(s) {', '.join(unknown)}" if unknown else
+                   "a model is repeated" if dupes else "choose 1 to 3 models")
+            shown = ", ".join(state.bases) or "no models"
+            warnings.append(f"URL parameter bases={raw!r} ignored ({why}); showing {shown}.")
+        else:
+            state.bases = names
+    for key, choices in (("op", OPERATORS), ("method", MOL_METHODS), ("u", MOL_U_CHOICES),
+                         ("scoring", MOL_SCORINGS)):
+        if (raw := get(key)) is None:
+            continue
+        if raw in choices:
+            setattr(state, key, raw)
+        else:
+            warnings.append(f"URL parameter {key}={raw!r} ignored: one of {', '.join(choices)}.")
+    for key, lo, hi, integer in (("alpha", *ALPHA_RANGE, False), ("beta", *BETA_URL_RANGE, False),
+                                 ("seed", 0, SEED_MAX, True)):
+        if (raw := get(key)) is None:
+            continue
+        try:
+            value = _number(raw, lo, hi, integer)
+        except ValueError:
+            kind = "an integer" if integer else "a number"
+            warnings.append(f"URL parameter {key}={raw!r} ignored: expected {kind} in [{lo:g}, {hi:g}].")
+            continue
+        setattr(state, key, round(value, 2) if key == "alpha" else value)
+    if (raw := get("n")) is not None:
+        if raw.strip() in {str(c) for c in N_CHOICES}:
+            state.n = int(raw.strip())
+        else:
+            warnings.append(f"URL parameter n={raw!r} ignored: one of {', '.join(map(str, N_CHOICES))}.")
+    if (raw := get("labels")) is not None:
+        state.labels = raw[:60]
+    if (raw := get("weights")) is not None:
+        state.weights = raw[:80]
+    return state, warnings
+
+
 # ----- pure helpers ---------------------------------------------------------------------------------------------
+def targeted_rewards(composition: A.Composition, base_rewards: Sequence[str | None]) -> list[str]:
+    """The rewards (Table 1 names, in Table 1 order) of the bases ``composition`` uses: the bases its labels name,
+    the bases with positive weight (mixture, linear), every base (chained harmonic mean)."""
+    if composition.kind == "labels":
+        used = {y - 1 for y in composition.labels}
+    elif composition.kind in ("mixture", "linear"):
+        used = {i for i, w in enumerate(composition.weights) if w > 0}
+    else:
+        used = set(range(len(base_rewards)))
+    names = {base_rewards[i] for i in used if i < len(base_rewards)}
+    return [r for r in TABLE1_NAMES if r in names]
+
+
+def kde_axes(base_rewards: Sequence[str | None], available: Sequence[str], x: str | None = None,
+             y: str | None = None) -> tuple[str, str]:
+    """The KDE's (x, y) rewards: ``x`` and ``y`` where they are available and distinct, else the chosen bases'
+    rewards in order, then the other available ones."""
+    order = list(dict.fromkeys([r for r in base_rewards if r in available] + list(available)))
+    x = x if x in order else order[0]
+    others = [r for r in order if r != x]
+    y = y if y in others else others[0] if others else x
+    return x, y
+
+
+def method_note(method: str, composition: A.Composition, classifier: Any = None) -> str | None:
+    """Why ``method`` does not apply to ``composition`` (a neutral note naming what to use instead), or None.
+    Without ``classifier`` only what holds for any classifier is checked."""
+    if method != "classifier":
+        return None
+    if composition.kind == "chained_hm":
+        return ("Classifier guidance does not apply to the chained harmonic mean (eq. 8): it is not a label "
+                "posterior, so no classifier can express it. Use reaching mixing (training-free) for it, or the "
+                "custom labels operator (e.g. 1,2,3) to condition on all the bases with the classifier.")
+    if classifier is None:
+        return None
+    from sculpt_core.core.methods import check_classifier_compat
+
+    try:
+        check_classifier_compat(classifier.cfg, composition.n_models, composition, fallback=("reaching",))
+    except SculptError as exc:
+        return f"Classifier guidance does not apply here: {exc}. Reaching mixing (training-free) needs no classifier."
+    return None
+
+
 def beta_window(models: Sequence[MolBaseModel]) -> tuple[float, float]:
     """The β range every chosen model was trained on (SculptError when they share none)."""
     low = max(m.beta_range[0] for m in models)
@@ -200,6 +355,7 @@ def cached_samples(fingerprints: tuple[str, ...], beta: float, comp_key: tuple |
     return draw_samples(_models, beta, _composition, method, n, seed, u_source, _classifier, scoring=scoring)
 
 
-__all__ = ["MOL_METHODS", "MOL_SCORINGS", "MOL_U_CHOICES", "MolSamples", "REWARD_LABELS", "beta_window", "cached_classifier",
-           "cached_samples", "classifier_for", "default_mol_bases", "draw_samples", "load_mol", "mol_zoo",
-           "score_rewards"]
+__all__ = ["MOL_METHODS", "MOL_SCORINGS", "MOL_U_CHOICES", "REWARD_LABELS", "SEED_MAX", "URL_KEYS", "MolPageState",
+           "MolSamples", "beta_window", "cached_classifier", "cached_samples", "classifier_for", "default_mol_bases",
+           "draw_samples", "kde_axes", "load_mol", "method_note", "mol_zoo", "parse_query", "score_rewards",
+           "targeted_rewards"]

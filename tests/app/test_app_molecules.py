@@ -15,7 +15,9 @@ import pytest
 pytest.importorskip("rdkit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
+from sculpt_core.app import molecules as M  # noqa: E402
 from sculpt_core.app.molecules import MolSamples, beta_window, default_mol_bases  # noqa: E402
+from sculpt_core.core import algebra as A  # noqa: E402
 from sculpt_core.errors import SculptError  # noqa: E402
 from sculpt_core.domains.molecules import viz as V  # noqa: E402
 
@@ -33,9 +35,11 @@ def mol_env(monkeypatch):
         pytest.skip("the shipped molecule models are missing from assets/")
 
 
-def _page(**state) -> AppTest:
+def _page(query: dict | None = None, **state) -> AppTest:
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
     at.session_state["m_n"] = 32
+    if query:
+        at.query_params.update(query)
     for key, value in state.items():
         at.session_state[key] = value
     at.switch_page("pages/molecule_sculpting.py").run()
@@ -110,6 +114,140 @@ def test_shipped_classifier_guides_the_pair(mol_env):
     assert not at.exception and json.dumps(_kde(at), sort_keys=True) != fast_view
     at = _page(m_method="classifier", m_beta=40.0)
     assert any("trained on the bases at β = 32" in i.value for i in at.info)
+
+
+def _axis_titles(at: AppTest) -> tuple[str, str]:
+    layout = _kde(at)["layout"]
+    titles = [layout[k]["title"] for k in ("xaxis", "yaxis")]
+    return tuple(t["text"] if isinstance(t, dict) else t for t in titles)
+
+
+def _assert_selectors_name_the_plot(at: AppTest) -> tuple[str, str]:
+    """Each axis selector's value, and the value the browser is sent for it, is the plotted axis title."""
+    titles = _axis_titles(at)
+    for key, title in zip(("m_x", "m_y"), titles):
+        box = at.selectbox(key=key)
+        assert M.REWARD_LABELS[box.value] == title, (key, box.value, title)
+        assert box.proto.set_value and box.proto.raw_value == title, (key, box.proto.raw_value, title)
+    return at.selectbox(key="m_x").value, at.selectbox(key="m_y").value
+
+
+def test_kde_axis_selectors_always_name_what_is_plotted(mol_env):
+    at = _page()
+    assert _assert_selectors_name_the_plot(at) == ("seh", "sa")
+    at.sidebar.multiselect(key="m_bases").set_value(["qed", "sa"]).run()
+    assert not at.exception and _assert_selectors_name_the_plot(at) == ("qed", "sa")  # the axes follow the bases
+    at.sidebar.selectbox(key="m_op").set_value("contrast").run()
+    assert not at.exception and _assert_selectors_name_the_plot(at) == ("qed", "sa")
+    at.sidebar.multiselect(key="m_bases").set_value(["seh", "sa", "qed"]).run()  # contrast of 3: no plot
+    assert not at.exception and not at.get("plotly_chart") and at.error
+    at.sidebar.selectbox(key="m_op").set_value("chained_hm").run()
+    assert not at.exception and _assert_selectors_name_the_plot(at) == ("seh", "sa")
+    at.selectbox(key="m_x").set_value("qed").run()  # the user's pick stays through a run that stops early
+    assert not at.exception and _assert_selectors_name_the_plot(at) == ("qed", "sa")
+    at.sidebar.selectbox(key="m_op").set_value("hm").run()
+    assert not at.exception and not at.get("plotly_chart")
+    at.sidebar.selectbox(key="m_op").set_value("chained_hm").run()
+    assert not at.exception and _assert_selectors_name_the_plot(at) == ("qed", "sa")
+    at.selectbox(key="m_x").set_value("sa").run()  # x takes y's reward: y moves, the plot follows both
+    assert not at.exception and _assert_selectors_name_the_plot(at) == ("sa", "seh")
+
+
+BEST = "best in the composition's objectives (smallest reward / threshold ratio)"
+
+
+def test_best_samples_rank_on_the_rewards_the_composition_targets(mol_env):
+    from sculpt_core.domains.molecules.seh_proxy import seh_available
+
+    at = _page(m_order=BEST)
+    ranked = [c.value for c in at.caption if c.value.startswith("Ranked on")]
+    assert len(ranked) == 1 and "QED" not in ranked[0] and "SA ((10−SA)/9)" in ranked[0]
+    assert ("sEH (proxy/8)" in ranked[0]) == seh_available()
+    at = _page(m_order=BEST, m_bases=["qed", "sa"], m_op="labels", m_labels="1,1")
+    ranked = [c.value for c in at.caption if c.value.startswith("Ranked on")]
+    assert len(ranked) == 1 and ranked[0].startswith("Ranked on QED:")
+    at.radio(key="m_order").set_value("first sampled").run()
+    assert not at.exception and not [c for c in at.caption if c.value.startswith("Ranked on")]
+
+
+def test_targeted_rewards_and_their_ranking():
+    bases = ["seh", "sa", "qed"]
+    assert M.targeted_rewards(A.harmonic_mean(), bases[:2]) == ["seh", "sa"]
+    assert M.targeted_rewards(A.contrast(), bases[:2]) == ["seh"]
+    assert M.targeted_rewards(A.mixture((0.0, 1.0, 2.0)), bases) == ["sa", "qed"]
+    assert M.targeted_rewards(A.linear((1.0, 0.0, 0.0)), bases) == ["seh"]
+    assert M.targeted_rewards(A.chained_harmonic_mean(3), bases) == bases
+    rewards = np.array([[0.6, 0.7, 0.1], [0.2, 0.9, 0.3], [0.9, 0.1, 0.5], [0.7, 0.8, 0.4]])
+    s = MolSamples(["CCO", "CCN", "CCC", "CCO"], rewards, 2.0, 0.1, 1)
+    assert s.gallery_order(best=True, rewards=["seh", "sa"]) == [3, 0, 1, 2]
+    assert s.gallery_order(best=True, rewards=["seh"]) == [2, 3, 0, 1]
+    assert s.gallery_order(best=True, rewards=["sa", "qed"]) == [3, 1, 0, 2]
+
+
+def test_classifier_for_a_chained_harmonic_mean_is_a_neutral_note(mol_env):
+    at = _page(m_bases=["seh", "sa", "qed"], m_op="chained_hm", m_method="classifier")
+    assert not at.error
+    notes = [i.value for i in at.info if "does not apply to the chained harmonic mean" in i.value]
+    assert len(notes) == 1 and "reaching mixing" in notes[0] and "custom labels" in notes[0]
+    at.sidebar.radio(key="m_method").set_value("reaching").run()
+    assert not at.exception and not at.error and at.get("plotly_chart")
+
+
+# ----- the URL holds the view -------------------------------------------------------------------------------------
+def test_query_params_restore_the_molecule_view(mol_env):
+    query = {"bases": "sa,qed", "op": "contrast", "alpha": "0.3", "beta": "16", "method": "ensemble", "n": "32",
+             "seed": "3"}
+    at = _page(query)
+    assert not [w.value for w in at.warning if "URL parameter" in w.value]
+    assert at.multiselect(key="m_bases").value == ["sa", "qed"]
+    assert at.selectbox(key="m_op").value == "contrast"
+    assert at.slider(key="m_alpha").value == pytest.approx(0.3)
+    assert at.slider(key="m_beta").value == pytest.approx(16.0)
+    assert at.radio(key="m_method").value == "ensemble"
+    assert at.select_slider(key="m_n").value == 32 and at.number_input(key="m_seed").value == 3
+    assert any("p1 ◑ p2" in md.value for md in at.markdown) and at.get("plotly_chart")
+    assert dict(at.query_params) == query  # the restored view writes the same link
+    at = _page({"bases": "seh,sa", "op": "labels", "labels": "1,1,2", "method": "reaching", "u": "flow", "n": "32"})
+    assert at.text_input(key="m_labels").value == "1,1,2" and at.radio(key="m_u").value == "flow"
+
+
+def test_the_url_follows_the_controls(mol_env):
+    at = _page()
+    assert at.query_params["bases"] == "seh,sa" and at.query_params["op"] == "hm"
+    at.sidebar.slider(key="m_alpha").set_value(0.2).run()
+    assert not at.exception and at.query_params["alpha"] == "0.2"
+    at.sidebar.radio(key="m_method").set_value("ensemble").run()
+    assert not at.exception and at.query_params["method"] == "ensemble" and "u" not in at.query_params
+    at.sidebar.selectbox(key="m_op").set_value("mixture").run()
+    assert not at.exception and at.query_params["weights"] == "1,1" and "labels" not in at.query_params
+
+
+def test_bad_query_params_warn_once_each_and_use_defaults(mol_env):
+    bad = {"bases": "nope,sa", "op": "xor", "alpha": "7", "beta": "abc", "method": "magic", "u": "psychic",
+           "scoring": "slow", "n": "33", "seed": "-1"}
+    at = _page(bad)
+    warnings = [w.value for w in at.warning if "URL parameter" in w.value]
+    for key in bad:
+        assert sum(w.startswith(f"URL parameter {key}=") for w in warnings) == 1, (key, warnings)
+    assert len(warnings) == len(bad)
+    assert at.multiselect(key="m_bases").value == ["seh", "sa"] and at.selectbox(key="m_op").value == "hm"
+    assert at.slider(key="m_alpha").value == pytest.approx(0.5) and at.radio(key="m_method").value == "reaching"
+    assert at.get("plotly_chart") and not at.error
+    at = _page({"beta": "500", "n": "32"})
+    assert sum("URL parameter beta=500 is outside" in w.value for w in at.warning) == 1
+    assert at.slider(key="m_beta").value == pytest.approx(beta_window([M.load_mol("seh"), M.load_mol("sa")])[1])
+
+
+def test_parse_query_round_trips_and_never_raises():
+    zoo = ["qed", "sa", "seh"]
+    state = M.MolPageState(["sa", "qed", "seh"], "labels", 0.3, 16.0, "1,1,3", "", "classifier", "flow", "topk",
+                           128, 7)
+    back, warnings = M.parse_query(state.to_query(), zoo)
+    assert not warnings and back.to_query() == state.to_query()
+    for raw in ("", "nan", "inf", "1e400", "¹", "١٢", "0x10", "<script>", "a" * 500, ["1", "x"], []):
+        got, _ = M.parse_query({k: raw for k in M.URL_KEYS}, zoo)
+        assert got.op in M.OPERATORS and got.n in M.N_CHOICES and 0 <= got.seed <= M.SEED_MAX
+        assert 0 <= got.beta <= 1000 and 1 <= len(got.bases) <= 3
 
 
 # ----- pure helpers and figures -------------------------------------------------------------------------------------
