@@ -144,3 +144,14 @@ def test_the_shipped_image_zoo_is_consistent():
         clf = GuidanceClassifier.load(REPO_ROOT / "assets" / entry["file"])
         clf.check_bases([fam.model(b).fingerprint() for b in bases])
         assert clf.cfg.n_labels == n_labels and clf.cfg.image_size == 16
+
+
+def test_the_shipped_models_sample_from_the_command_line(tmp_path, capsys, monkeypatch):
+    """The issue's command on the shipped zoo (few images and steps: the bench measures the fractions)."""
+    monkeypatch.delenv("SCULPT_ASSETS", raising=False)
+    out = tmp_path / "imgs.npy"
+    assert main(["diffusion", "sample", "--bases", "mn1,mn2,mn3", "--y", "1,2,3", "--method", "classifier", "--n", "4",
+                 "--steps", "20", "--seed", "1", "--out", str(out)]) == 0
+    report = _last_json(capsys)
+    assert np.load(out).shape == (4, 3, 16, 16) and report["judge"]["expected"] == ["green 0"]
+    assert report["judge"]["judge_held_out_accuracy"] >= 0.95 and "mn1+mn2+mn3" in report["classifier"]
