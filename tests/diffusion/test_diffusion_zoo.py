@@ -160,9 +160,12 @@ def test_shipped_classifiers_load_and_belong_to_the_shipped_bases(monkeypatch):
         resolve_base,
     )
 
+    from sculpt_core.domains.diffusion.images.zoo import IMAGE_ZOO_CLASSIFIERS
+
     monkeypatch.delenv("SCULPT_ASSETS", raising=False)  # the shipped zoo, not the module's tiny one
     entries = diffusion_classifier_entries()
-    assert set(entries) == set(DIFFUSION_ZOO_CLASSIFIERS)
+    # the section holds the 2-D classifiers and the colored-MNIST ones (tested in tests/diffusion/test_images_cli.py)
+    assert set(entries) == set(DIFFUSION_ZOO_CLASSIFIERS) | set(IMAGE_ZOO_CLASSIFIERS)
     for key, (names, n_labels, alpha_cond, _settings) in DIFFUSION_ZOO_CLASSIFIERS.items():
         clf = load_diffusion_classifier(find_diffusion_classifier(list(names)))
         bases = [resolve_base(n) for n in names]
