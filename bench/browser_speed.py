@@ -1,0 +1,120 @@
+"""Key press → final content in a real browser, for the Grid and the Molecule page (``python bench/browser_speed.py``).
+
+Starts the app (``streamlit run app.py``) and drives Debian's chromium with Playwright: on each page it focuses the α
+slider (the shared operator control) and presses → ``--moves`` times, each time to a value the page has not shown
+before; a move's latency runs from the key press until the page has finished its rerun (Streamlit's running
+indicator gone) and the main figure differs from the one before (the plotly payloads or image sources of the main
+area). Prints ONE JSON line: p50/p95 per page; the page's first open; and, as the baseline of the same run, the
+page's in-process rerun time after the same α moves (Streamlit ``AppTest``: no browser, no network, no rendering).
+
+Targets (issue 17): grid ≤ 200 ms p50, molecule ≤ 400 ms p50 at the default view size.
+
+Usage: python bench/browser_speed.py [--moves 8] [--pages grid,molecule] [--chromium /usr/bin/chromium]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from timing import latency_summary  # noqa: E402
+
+PAGES = {"grid": ("grid_sculpting", "pages/grid_sculpting.py"), "molecule": ("molecule_sculpting", "pages/molecule_sculpting.py")}
+ALPHA_LABEL = "α (eq. 7"
+RUNNING = "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
+SIGNATURE = """() => {
+  const main = document.querySelector('section[data-testid="stMain"]') || document.body;
+  const plots = [...main.querySelectorAll('.js-plotly-plot')].map(p => JSON.stringify((p.data || []).map(t => [t.x, t.y, t.z])));
+  const imgs = [...main.querySelectorAll('img')].map(i => i.src.length + ':' + i.src.slice(-64));
+  return plots.join('|').length + '#' + plots.join('|').slice(0, 4000) + '#' + imgs.join('|');
+}"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def browser_moves(url: str, moves: int, chromium: str) -> dict:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1200})
+        t0 = time.perf_counter()
+        page.goto(url, timeout=300_000)
+        page.wait_for_selector(".js-plotly-plot, img", timeout=300_000)
+        page.wait_for_timeout(500)
+        page.wait_for_function(RUNNING, timeout=300_000)
+        first_open = time.perf_counter() - t0
+        slider = page.locator('[data-testid="stSlider"]').filter(has_text=ALPHA_LABEL).get_by_role("slider").first
+        latencies = []
+        for _ in range(moves):
+            before = page.evaluate(SIGNATURE)
+            slider.focus()
+            start = time.perf_counter()
+            page.keyboard.press("ArrowRight")
+            page.wait_for_function(f"(before) => ({RUNNING})() && ({SIGNATURE})() !== before", arg=before,
+                                   timeout=300_000, polling=10)
+            latencies.append(time.perf_counter() - start)
+            page.wait_for_timeout(300)  # let the URL and widgets settle before the next move
+        browser.close()
+    return {"first_open_s": round(first_open, 2), **latency_summary(latencies)}
+
+
+def in_process_moves(page_file: str, moves: int) -> dict:
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
+    at.switch_page(page_file).run()
+    slider = next(s for s in at.slider if s.label.startswith(ALPHA_LABEL))
+    times = []
+    value = float(slider.value)
+    for _ in range(moves):
+        value = round(value + 0.01, 2)
+        t0 = time.perf_counter()
+        next(s for s in at.slider if s.label.startswith(ALPHA_LABEL)).set_value(value).run()
+        times.append(time.perf_counter() - t0)
+    return latency_summary(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--moves", type=int, default=8)
+    ap.add_argument("--pages", default="grid,molecule")
+    ap.add_argument("--chromium", default="/usr/bin/chromium")
+    args = ap.parse_args()
+    out: dict = {"bench": "browser_speed", "moves": args.moves, "load_avg_start": round(os.getloadavg()[0], 2)}
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless=true",
+                               f"--server.port={port}", "--browser.gatherUsageStats=false"], cwd=ROOT,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(6)
+        for name in args.pages.split(","):
+            path, page_file = PAGES[name]
+            out[name] = {"browser": browser_moves(f"http://127.0.0.1:{port}/{path}", args.moves, args.chromium)}
+            out[name]["in_process_rerun"] = in_process_moves(page_file, args.moves)
+            print(name, out[name], file=sys.stderr, flush=True)
+    finally:
+        server.terminate()
+    targets = {"grid": 200, "molecule": 400}
+    for name in args.pages.split(","):
+        out[name]["target_p50_ms"] = targets[name]
+        out[name]["ok"] = out[name]["browser"]["p50_ms"] <= targets[name]
+    out["load_avg_end"] = round(os.getloadavg()[0], 2)
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
