@@ -90,7 +90,6 @@ def train_image_family(cfg: ImageTrainConfig, state_path: str | Path | None = No
     Returns ``(family with the EMA weights, finished)``; ``finished`` is False when ``time_limit`` seconds ran
     out first (the state is saved: call again to continue). ``progress(step, {"loss", "steps_per_s"})``."""
     device = torch.device(device)
-    net = UNet(cfg.unet()).to(device)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         net = UNet(cfg.unet()).to(device)
