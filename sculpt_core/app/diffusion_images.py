@@ -19,7 +19,6 @@ set the judge counts (M1 ◑ M2 is 2/3 red 0 and 1/3 green 0 at γ = 1).
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections import OrderedDict
@@ -31,6 +30,7 @@ import numpy as np
 import streamlit as st
 
 from sculpt_core.app import image_grid as IG
+from sculpt_core.app.url_state import query_getter, read_numbers
 from sculpt_core.app.caches import assets_dir, assets_key, manifest_stamp
 from sculpt_core.app.diffusion_state import COMPARE, diffusion_composition
 from sculpt_core.app.widgets import operator_controls
@@ -110,27 +110,13 @@ class ImagePageState:
         return q
 
 
-def _number(raw: str, lo: float, hi: float, integer: bool) -> float | int:
-    text = raw.strip()
-    if integer and not (text.isascii() and text.lstrip("+-").isdigit()):
-        raise ValueError
-    value = int(text) if integer else float(text)
-    if not (math.isfinite(value) and lo <= value <= hi):
-        raise ValueError
-    return value
-
-
 def parse_image_query(params: Mapping[str, Any], families: Mapping[str, Sequence[str]],
                       default_family: str) -> tuple[ImagePageState, list[str]]:
     """Validate URL query parameters → (state, warnings); a bad value falls back to its default with a warning.
     ``families``: family name → its data sets. Bases that form a preset bring its operator unless ``op`` is given."""
     warnings: list[str] = []
 
-    def get(key: str) -> str | None:
-        value = params.get(key)
-        if isinstance(value, (list, tuple)):
-            value = value[-1] if value else None
-        return None if value is None else str(value)
+    get = query_getter(params)
 
     family = default_family
     if (raw := get("family")) is not None:
@@ -161,16 +147,7 @@ def parse_image_query(params: Mapping[str, Any], families: Mapping[str, Sequence
             warnings.append(f"URL parameter op={raw!r} ignored: one of {', '.join(OPERATORS)}.")
     numbers = (("alpha", *ALPHA_RANGE, False), ("gamma", *GAMMA_RANGE, False), ("n", *N_RANGE, True),
                ("steps", *STEPS_RANGE, True), ("seed", 0, SEED_MAX, True), ("model", 1, MAX_BASES, True))
-    for key, lo, hi, integer in numbers:
-        if (raw := get(key)) is None:
-            continue
-        try:
-            value = _number(raw, lo, hi, integer)
-        except ValueError:
-            kind = "an integer" if integer else "a number"
-            warnings.append(f"URL parameter {key}={raw!r} ignored: expected {kind} in [{lo:g}, {hi:g}].")
-            continue
-        setattr(state, key, round(value, 2) if key in ("alpha", "gamma") else value)
+    read_numbers(get, numbers, state, warnings, rounded=("alpha", "gamma"))
     state.model = min(state.model, len(state.bases))
     if (raw := get("method")) is not None:
         choices = [*IMAGE_METHODS, COMPARE]

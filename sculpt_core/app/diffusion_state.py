@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
+from sculpt_core.app.url_state import query_getter, read_bases, read_numbers
 from sculpt_core.core import algebra as A
 from sculpt_core.core.operators import ALPHA_RANGE, OPERATORS, build_composition
 from sculpt_core.domains.diffusion.spec import BUILTIN_SPECS, GaussianMixture, spec_from_dict
@@ -258,11 +259,7 @@ def parse_query(params: Mapping[str, Any], zoo: Sequence[str], methods: Sequence
     state = DiffusionPageState(bases=default_bases(zoo))
     warnings: list[str] = []
 
-    def get(key: str) -> str | None:
-        value = params.get(key)
-        if isinstance(value, (list, tuple)):
-            value = value[-1] if value else None
-        return None if value is None else str(value)
+    get = query_getter(params)
 
     if (raw := get("specs")) is not None:
         from sculpt_core.core.limits import MAX_UPLOAD_BYTES
@@ -281,15 +278,7 @@ def parse_query(params: Mapping[str, Any], zoo: Sequence[str], methods: Sequence
             state.specs = {}
             warnings.append(f"URL parameter specs ignored ({exc}).")
     available = catalogue(zoo, state.specs, trained or {})
-    if (raw := get("bases")) is not None:
-        names = [n for n in raw.split(",") if n]
-        unknown = [n for n in names if n not in available]
-        if unknown or len(set(names)) != len(names) or not 1 <= len(names) <= 3:
-            why = (f"unknown base(s) {', '.join(unknown)}" if unknown else
-                   "a base is repeated" if len(set(names)) != len(names) else "choose 1 to 3 bases")
-            warnings.append(f"URL parameter bases={raw!r} ignored ({why}); showing {', '.join(state.bases)}.")
-        else:
-            state.bases = names
+    read_bases(get, available, state, warnings, noun="base")
     if (raw := get("op")) is not None:
         if raw in OPERATORS:
             state.op = raw
@@ -298,16 +287,7 @@ def parse_query(params: Mapping[str, Any], zoo: Sequence[str], methods: Sequence
     numbers = (("alpha", *ALPHA_RANGE, False), ("gamma", *GAMMA_RANGE, False), ("n", *N_RANGE, True),
                ("steps", *STEPS_RANGE, True), ("seed", 0, SEED_MAX, True), ("model", 1, 3, True),
                ("extent", *EXTENT_RANGE, False))
-    for key, lo, hi, integer in numbers:
-        if (raw := get(key)) is None:
-            continue
-        try:
-            value = _number(raw, lo, hi, integer)
-        except ValueError:
-            kind = "an integer" if integer else "a number"
-            warnings.append(f"URL parameter {key}={raw!r} ignored: expected {kind} in [{lo:g}, {hi:g}].")
-            continue
-        setattr(state, key, round(value, 2) if key in ("alpha", "gamma") else value)
+    read_numbers(get, numbers, state, warnings, rounded=("alpha", "gamma"))
     for key, choices in (("method", [*methods, COMPARE]), ("sampler", list(SAMPLER_LABELS)),
                          ("prior", list(PRIOR_LABELS))):
         if (raw := get(key)) is None:

@@ -17,6 +17,7 @@ import numpy as np
 import streamlit as st
 import torch
 
+from sculpt_core.app.url_state import query_getter, read_bases
 from sculpt_core.app.caches import assets_key, load_zoo_model, manifest_stamp, zoo_names, zoo_token
 from sculpt_core.core import algebra as A
 from sculpt_core.core.io import npy_from_bytes
@@ -93,22 +94,9 @@ def parse_query(params: Mapping[str, Any], available: Sequence[str]) -> tuple[Gr
     state = GridPageState(bases=default_bases(available))
     warnings: list[str] = []
 
-    def get(key: str) -> str | None:
-        value = params.get(key)
-        if isinstance(value, (list, tuple)):
-            value = value[-1] if value else None
-        return None if value is None else str(value)
+    get = query_getter(params)
 
-    if (raw := get("bases")) is not None:
-        names = [n for n in raw.split(",") if n]
-        unknown = [n for n in names if n not in available]
-        dupes = len(set(names)) != len(names)
-        if unknown or dupes or not (1 <= len(names) <= 3):
-            why = (f"unknown model(s) {', '.join(unknown)}" if unknown else
-                   "a model is repeated" if dupes else "choose 1 to 3 models")
-            warnings.append(f"URL parameter bases={raw!r} ignored ({why}); showing {', '.join(state.bases) or 'no models'}.")
-        else:
-            state.bases = names
+    read_bases(get, available, state, warnings)
     if (raw := get("op")) is not None:
         if raw in OPERATORS:
             state.op = raw

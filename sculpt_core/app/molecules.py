@@ -12,7 +12,6 @@ Operators, label and weight parsing and the composition itself are shared with t
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
@@ -27,6 +26,7 @@ from sculpt_core.errors import SculptError
 from sculpt_core.domains.molecules.sampling import sample_molecules
 from sculpt_core.domains.molecules.metrics import TABLE1_NAMES, TABLE1_THRESHOLDS, diversity, table1_bins, uniqueness
 from sculpt_core.domains.molecules.model import MolBaseModel
+from sculpt_core.app.url_state import query_getter, read_bases, read_numbers
 from sculpt_core.app.caches import assets_key, manifest_stamp, zoo_names
 
 MOL_METHODS: dict[str, str] = {
@@ -149,38 +149,14 @@ class MolPageState:
         return q
 
 
-def _number(raw: str, lo: float, hi: float, integer: bool) -> float | int:
-    text = raw.strip()
-    if integer and not (text.isascii() and text.lstrip("+-").isdigit()):
-        raise ValueError
-    value = int(text) if integer else float(text)
-    if not (math.isfinite(value) and lo <= value <= hi):
-        raise ValueError
-    return value
-
-
 def parse_query(params: Mapping[str, Any], available: Sequence[str]) -> tuple[MolPageState, list[str]]:
     """Validate URL query parameters → (state, warnings); a bad value falls back to its default with one warning."""
     state = MolPageState(bases=default_mol_bases(available))
     warnings: list[str] = []
 
-    def get(key: str) -> str | None:
-        value = params.get(key)
-        if isinstance(value, (list, tuple)):
-            value = value[-1] if value else None
-        return None if value is None else str(value)
+    get = query_getter(params)
 
-    if (raw := get("bases")) is not None:
-        names = [n for n in raw.split(",") if n]
-        unknown = [n for n in names if n not in available]
-        dupes = len(set(names)) != len(names)
-        if unknown or dupes or not 1 <= len(names) <= 3:
-            why = (f"unknown model(s) {', '.join(unknown)}" if unknown else
-                   "a model is repeated" if dupes else "choose 1 to 3 models")
-            shown = ", ".join(state.bases) or "no models"
-            warnings.append(f"URL parameter bases={raw!r} ignored ({why}); showing {shown}.")
-        else:
-            state.bases = names
+    read_bases(get, available, state, warnings)
     for key, choices in (("op", OPERATORS), ("method", MOL_METHODS), ("u", MOL_U_CHOICES),
                          ("scoring", MOL_SCORINGS)):
         if (raw := get(key)) is None:
@@ -189,17 +165,8 @@ def parse_query(params: Mapping[str, Any], available: Sequence[str]) -> tuple[Mo
             setattr(state, key, raw)
         else:
             warnings.append(f"URL parameter {key}={raw!r} ignored: one of {', '.join(choices)}.")
-    for key, lo, hi, integer in (("alpha", *ALPHA_RANGE, False), ("beta", *BETA_URL_RANGE, False),
-                                 ("seed", 0, SEED_MAX, True)):
-        if (raw := get(key)) is None:
-            continue
-        try:
-            value = _number(raw, lo, hi, integer)
-        except ValueError:
-            kind = "an integer" if integer else "a number"
-            warnings.append(f"URL parameter {key}={raw!r} ignored: expected {kind} in [{lo:g}, {hi:g}].")
-            continue
-        setattr(state, key, round(value, 2) if key == "alpha" else value)
+    read_numbers(get, (("alpha", *ALPHA_RANGE, False), ("beta", *BETA_URL_RANGE, False),
+                                 ("seed", 0, SEED_MAX, True)), state, warnings, rounded=("alpha",))
     if (raw := get("n")) is not None:
         if raw.strip() in {str(c) for c in N_CHOICES}:
             state.n = int(raw.strip())
