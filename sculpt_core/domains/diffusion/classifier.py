@@ -41,7 +41,7 @@ from torch import nn
 from sculpt_core.core.algebra import Composition
 from sculpt_core.core.checkpoint import load_checkpoint, load_state_dict_checked, network_payload, save_checkpoint, stored_config, weights_fingerprint
 from sculpt_core.core.methods import ClassifierGuidance, check_classifier_compat
-from sculpt_core.domains.diffusion.images.unet import ResBlock, TimeEmbedding, group_count
+from sculpt_core.domains.diffusion.images.unet import ChannelsConfig, ResBlock, TimeEmbedding, check_image_shape, group_count
 from sculpt_core.domains.diffusion.model import check_time_features, embedding_frequencies, noise_embedding
 from sculpt_core.domains.diffusion.sde import VESDE
 from sculpt_core.errors import SculptError
@@ -143,7 +143,7 @@ class DiffusionClassifier(nn.Module):
 
 # ----- images: the same joint classifier with a conv trunk ----------------------------------------------------
 @dataclass(frozen=True)
-class ImageClassifierConfig(DiffusionClassifierConfig):
+class ImageClassifierConfig(ChannelsConfig, DiffusionClassifierConfig):
     """A :class:`DiffusionClassifierConfig` plus the image side, input channels and per-level conv widths."""
 
     image_size: int = 16
@@ -152,24 +152,8 @@ class ImageClassifierConfig(DiffusionClassifierConfig):
 
     def validate(self) -> ImageClassifierConfig:
         super().validate()
-        chans = tuple(self.channels)
-        if not (isinstance(self.image_size, int) and 4 <= self.image_size <= 64 and 1 <= self.in_channels <= 4):
-            raise SculptError(f"image classifier size must be 4..64 with 1..4 channels, got {self.image_size}")
-        if not (1 <= len(chans) <= 4 and all(isinstance(c, int) and 8 <= c <= 512 and c % 8 == 0 for c in chans)):
-            raise SculptError(f"image classifier channels must be 1-4 multiples of 8 in 8..512, got {chans}")
+        check_image_shape(self.image_size, self.in_channels, tuple(self.channels), "image classifier")
         return self
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["channels"] = list(self.channels)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ImageClassifierConfig:
-        d = dict(d)
-        if "channels" in d:
-            d["channels"] = tuple(d["channels"])
-        return cls(**d)
 
 
 class ImageDiffusionClassifier(DiffusionClassifier):

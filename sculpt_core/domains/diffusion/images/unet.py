@@ -28,8 +28,33 @@ from sculpt_core.domains.diffusion.sde import VESDE
 from sculpt_core.errors import SculptError
 
 
+def check_image_shape(size: int, in_channels: int, channels: tuple[int, ...], what: str) -> None:
+    """SculptError unless ``size`` is 4..64, ``in_channels`` 1..4 and ``channels`` 1-4 multiples of 8 in 8..512
+    (the conv nets of the domain: U-Net score models and image guidance classifiers)."""
+    if not (isinstance(size, int) and 4 <= size <= 64 and isinstance(in_channels, int) and 1 <= in_channels <= 4):
+        raise SculptError(f"{what} image size must be 4..64 and input channels 1..4, got {size}, {in_channels}")
+    if not (1 <= len(channels) <= 4 and all(isinstance(c, int) and 8 <= c <= 512 and c % 8 == 0 for c in channels)):
+        raise SculptError(f"{what} channels must be 1-4 multiples of 8 in 8..512, got {channels}")
+
+
+class ChannelsConfig:
+    """Stored-config round trip of a dataclass config with a ``channels`` tuple (a list in the checkpoint)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)  # type: ignore[call-overload]
+        d["channels"] = list(self.channels)  # type: ignore[attr-defined]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]):
+        d = dict(d)
+        if "channels" in d:
+            d["channels"] = tuple(d["channels"])
+        return cls(**d)
+
+
 @dataclass(frozen=True)
-class UNetConfig:
+class UNetConfig(ChannelsConfig):
     """Architecture of :class:`UNet` (plain numbers, stored in checkpoints)."""
 
     size: int = 28
@@ -44,11 +69,7 @@ class UNetConfig:
 
     def validate(self) -> UNetConfig:
         chans = tuple(self.channels)
-        if not (isinstance(self.size, int) and 4 <= self.size <= 64 and isinstance(self.in_channels, int)
-                and 1 <= self.in_channels <= 4):
-            raise SculptError(f"U-Net image size must be 4..64 and channels 1..4, got {self.size}, {self.in_channels}")
-        if not (1 <= len(chans) <= 4 and all(isinstance(c, int) and 8 <= c <= 512 and c % 8 == 0 for c in chans)):
-            raise SculptError(f"U-Net channels must be 1-4 multiples of 8 in 8..512, got {chans}")
+        check_image_shape(self.size, self.in_channels, chans, "U-Net")
         if self.size % (2 ** (len(chans) - 1)):
             raise SculptError(f"image side {self.size} is not divisible by 2^{len(chans) - 1} for {len(chans)} levels")
         if not (isinstance(self.embed_dim, int) and 2 <= self.embed_dim <= 256 and self.embed_dim % 2 == 0):
@@ -61,18 +82,6 @@ class UNetConfig:
     @property
     def sde(self) -> VESDE:
         return VESDE(float(self.sde_sigma), float(self.t_eps))
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["channels"] = list(self.channels)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> UNetConfig:
-        d = dict(d)
-        if "channels" in d:
-            d["channels"] = tuple(d["channels"])
-        return cls(**d)
 
 
 def group_count(c: int) -> int:
