@@ -35,7 +35,6 @@ import torch
 from sculpt_core.core import algebra as A
 from sculpt_core.core.labels import rest_label_log_weights
 from sculpt_core.domains.diffusion.classifier import (
-    DiffusionClassifier,
     DiffusionClassifierConfig,
     GuidanceClassifier,
     classifier_from_config,

@@ -19,7 +19,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable
 
-import torch
 
 from sculpt_core.core.zoo import assets_dir, read_manifest, resolve_checkpoint, update_manifest
 from sculpt_core.domains.diffusion.images.data import DATASETS
