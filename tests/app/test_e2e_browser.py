@@ -9,6 +9,7 @@ Screenshots go to ``test-output/``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -38,14 +39,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def app_url(tiny_zoo):
-    app_env = {"SCULPT_FAST_TRAINING": "1"}
-    if tiny_zoo is not None:
-        app_env["SCULPT_ASSETS"] = str(tiny_zoo)
+@contextlib.contextmanager
+def _streamlit_server(assets, log_name: str):
+    """``streamlit run app.py`` on a free port with ``assets`` as SCULPT_ASSETS (None: the shipped zoo); yields
+    its URL once healthy and stops it afterwards (its output goes to ``test-output/<log_name>``)."""
+    app_env = {"SCULPT_FAST_TRAINING": "1", **({"SCULPT_ASSETS": str(assets)} if assets is not None else {})}
     port = _free_port()
     OUT.mkdir(exist_ok=True)
-    log = open(OUT / "e2e_streamlit.log", "w")
+    log = open(OUT / log_name, "w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless=true", f"--server.port={port}",
          "--server.address=127.0.0.1", "--browser.gatherUsageStats=false", "--server.fileWatcherType=none"],
@@ -56,7 +57,7 @@ def app_url(tiny_zoo):
         deadline = time.monotonic() + 60
         while True:
             if proc.poll() is not None:
-                pytest.fail(f"streamlit exited with {proc.returncode}; see {OUT / 'e2e_streamlit.log'}")
+                pytest.fail(f"streamlit exited with {proc.returncode}; see {OUT / log_name}")
             try:
                 with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as resp:
                     if resp.status == 200:
@@ -74,6 +75,12 @@ def app_url(tiny_zoo):
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+@pytest.fixture(scope="module")
+def app_url(tiny_zoo):
+    with _streamlit_server(tiny_zoo, "e2e_streamlit.log") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -283,38 +290,8 @@ def test_distribution_map_opens_on_fig4_and_switches_embedding(app_url, browser)
 @pytest.fixture(scope="module")
 def image_app_url(tiny_image_zoo):
     """A second server on the tiny colored-MNIST zoo (the first one's assets have no image models)."""
-    app_env = {"SCULPT_FAST_TRAINING": "1", **({"SCULPT_ASSETS": str(tiny_image_zoo)} if tiny_image_zoo else {})}
-    port = _free_port()
-    OUT.mkdir(exist_ok=True)
-    log = open(OUT / "e2e_streamlit_images.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless=true", f"--server.port={port}",
-         "--server.address=127.0.0.1", "--browser.gatherUsageStats=false", "--server.fileWatcherType=none"],
-        cwd=ROOT, env={**os.environ, **app_env}, stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"streamlit exited with {proc.returncode}; see {OUT / 'e2e_streamlit_images.log'}")
-            try:
-                with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("streamlit did not become healthy within 60 s")
-            time.sleep(0.3)
+    with _streamlit_server(tiny_image_zoo, "e2e_streamlit_images.log") as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 IMAGES = "[data-testid='stMain'] [data-testid='stImage'] img"
