@@ -13,6 +13,9 @@ import streamlit as st
 
 from sculpt_core.app import caches as C
 from sculpt_core.app import grid as G
+from sculpt_core.app import grid_figures as F
+from sculpt_core.app import grid_views as GV
+from sculpt_core.app.exports import composition_meta, meta_stem
 from sculpt_core.app.navigation import ensure_app_navigation
 from sculpt_core.app.widgets import operator_controls
 from sculpt_core.core.operators import build_composition, composition_key
@@ -50,13 +53,14 @@ if "grid_qp_loaded" not in ss:
     url_state, url_warnings = G.parse_query(st.query_params.to_dict(), available)
     ss.update({"g_bases": url_state.bases, "g_op": url_state.op, "g_alpha": url_state.alpha,
                "g_labels": url_state.labels, "g_method": url_state.method, "g_u": url_state.u,
-               "g_points": url_state.points, "g_beta_url": url_state.beta, "grid_qp_loaded": True})
+               "g_points": url_state.points, "g_beta_url": url_state.beta, "g_scale": url_state.scale,
+               "grid_qp_loaded": True})
     if url_state.weights:
         ss["g_weights"] = url_state.weights
     for warning in url_warnings:
         st.warning(warning)
 defaults = {"g_bases": G.default_bases(available), "g_op": "hm", "g_alpha": 0.5, "g_labels": "1,2", "g_weights": "",
-            "g_method": "oracle", "g_u": "exact", "g_points": 0}
+            "g_method": "oracle", "g_u": "exact", "g_points": 0, "g_scale": "shared"}
 for key, value in defaults.items():
     ss.setdefault(key, value)
 pending = ss.pop("g_pending_base", None)
@@ -115,7 +119,8 @@ else:
 n_points = sb.slider("Sampled points overlay (0 = off)", 0, G.POINTS_MAX, step=250, key="g_points")
 
 url_query = G.GridPageState(list(chosen), op, float(ss["g_alpha"]), beta, ss.get("g_labels", "1,2"),
-                            ss.get("g_weights", ""), method, u_source, int(n_points)).to_query()
+                            ss.get("g_weights", ""), method, u_source, int(n_points),
+                            ss.get("g_scale", "shared")).to_query()
 if st.query_params.to_dict() != url_query:  # the view lives in the URL, so it can be shared
     st.query_params.from_dict(url_query)
 
@@ -210,22 +215,9 @@ def safe_view(meth: str, u: str, clf=None, clf_token=None) -> G.ComposeView | No
     return None
 
 
-def show_downloads(view: G.ComposeView, fig, panels) -> None:
-    stem = "sculpt_" + "_".join(chosen) + f"_{op}_{view.method}"
-    c1, c2, c3, c4 = st.columns(4)
-    c1.download_button("Distribution (CSV)", data=lambda: G.distribution_csv(view.p), file_name=stem + ".csv",
-                       mime="text/csv", on_click="ignore", key="dl_csv", width="stretch")
-    c2.download_button("Distribution (NPY)", data=lambda: G.distribution_npy(view.p), file_name=stem + ".npy",
-                       mime="application/octet-stream", on_click="ignore", key="dl_npy", width="stretch")
-    c3.download_button("Figure (HTML)", data=lambda: fig.to_html(include_plotlyjs=True, full_html=True),
-                       file_name=stem + ".html", mime="text/html", on_click="ignore", key="dl_html", width="stretch")
-    c4.download_button("Figure (PNG)", data=lambda: V.figure_png(fig, panels), file_name=stem + ".png",
-                       mime="image/png", on_click="ignore", key="dl_png", width="stretch",
-                       help="Rendered by kaleido when it is installed, else as a static image of the heatmaps.")
-
-
 if composition is not None and bases is not None:
     st.markdown(f"**Target:** {composition.describe()}  `{composition.formula()}`")
+    scale = GV.scale_control("g_scale")
     if method == "compare":
         clf, clf_token, clf_note = current_classifier()
         runs = [("oracle", "exact", None, None)]
@@ -234,16 +226,9 @@ if composition is not None and bases is not None:
         runs += [("reaching", u_source, None, None), ("ensemble", "exact", None, None)]
         views = [v for v in (safe_view(*r) for r in runs) if v is not None]
         if views:
-            cols = st.columns(len(views))
-            for col, v in zip(cols, views):
-                col.metric(f"{v.label}: L1 to target", G.fmt(v.l1), border=True,
-                           help="Exact L1 to the target from the same learned bases; true-target L1 below.")
-                col.caption(f"L1 to true target: {G.fmt(v.l1_true)}" + (" · sampled histogram" if v.sampled else ""))
-            panels = [("target (learned bases)", views[0].target)] + [
-                (V.l1_title(v.label + (" (sampled)" if v.sampled else ""), v.l1), v.p) for v in views]
-            fig = V.heatmap_row(panels, shared_scale=True, height=330)
-            st.plotly_chart(fig, width="stretch", theme=None, key="fig_compare")
-            show_downloads(views[0], fig, panels)
+            meta = composition_meta(chosen, op, composition, beta, "compare", u=u_source)
+            fig, panels = GV.show_compare(views, scale, meta)
+            GV.show_downloads(views[0].p, {**meta, "method": views[0].method}, lambda: fig, panels)
         if clf is None:
             st.caption(f"Classifier guidance left out: {clf_note}.")
             with st.expander("Train a classifier to add classifier guidance to the comparison"):
@@ -260,6 +245,8 @@ if composition is not None and bases is not None:
                 st.caption(f"Classifier: {clf_note}.")
         view = safe_view(method, u_source, clf, clf_token) if ready else None
         if view is not None:
+            meta = composition_meta(chosen, op, composition, beta, method,
+                                    u=u_source if method == "reaching" else None)
             c1, c2, c3 = st.columns(3)
             c1.metric("L1 to target", G.fmt(view.l1), border=True,
                       help="Exact L1 between the composed distribution and the target built from the same "
@@ -282,8 +269,8 @@ if composition is not None and bases is not None:
                                          int(n_points), bases, view.log_pf)
             elif n_points and view.sampled:
                 st.caption("Sample overlay: this histogram is itself made of samples.")
-            fig = V.heatmap_row(panels, shared_scale=True, points=points, height=360)
-            st.plotly_chart(fig, width="stretch", theme=None, key="fig_composed")
+            fig = GV.single_figure(panels, scale, meta, points)
+            GV.chart(fig, "fig_composed", meta_stem("sculpt_grid", meta))
             if view.sampled:
                 st.caption(f"Trajectory-product u cannot be tabulated: the composed panel is a Monte-Carlo "
                            f"histogram of {view.n_samples} sampled trajectories, so its L1 includes sampling noise.")
@@ -292,14 +279,14 @@ if composition is not None and bases is not None:
                     st.plotly_chart(V.delta_figure(view.delta), width="stretch", theme=None, key="fig_delta")
                     st.caption("Reaching mixing samples p_M(x) = δ(x)·G(p_1(x), …), G the operator's combination: "
                                "where δ is constant the composition is exact. Colours show log10 δ (white: δ = 1).")
-            show_downloads(view, fig, panels)
+            GV.show_downloads(view.p, meta, lambda: fig, panels)
 
 # ----- base models -------------------------------------------------------------------------------------------
 if bases is not None:
     st.subheader("Base models")
     dists, targets = G.cached_base_panels(tokens, beta, bases)
-    st.plotly_chart(V.bases_figure([mod.name for mod in models], dists, targets, height=300 if m > 2 else 320),
-                    width="stretch", theme=None, key="fig_bases")
+    GV.show_bases([mod.name for mod in models], dists, targets, ss.get("g_scale", "shared"),
+                  "sculpt_grid_bases_" + "+".join(chosen) + (f"_b{beta:g}" if beta is not None else ""))
     st.caption(" · ".join(f"p{i + 1} = {mod.name} (reward {mod.meta.get('reward', '?')}, β = {bases.betas[i]:g}, "
                           f"exact L1 to its target at this β {G.base_l1_text(dists[i], targets[i])})"
                           for i, mod in enumerate(models)))
@@ -312,12 +299,17 @@ with st.expander("Train a base model", expanded=last is not None and not last.ge
         st.success(f"Trained {last['name']} in {last['seconds']:.1f} s ({last['steps']} steps, exact L1 to its "
                    f"target {last['l1']:.3f}); it is now in the model list.")
         if last["history"]:
-            st.plotly_chart(V.loss_curve(*zip(*last["history"])), width="stretch", theme=None, key="fig_loss_last")
+            st.plotly_chart(F.loss_curve(*zip(*last["history"])), width="stretch", theme=None, key="fig_loss_last")
         last["seen"] = True
+    source = st.radio("Reward", ["paper reward", "upload a log-reward .npy"], horizontal=True, key="tb_source",
+                      help="Outside the form, so the form shows only what the chosen source needs.")
     with st.form("train_base", clear_on_submit=False):
-        source = st.radio("Reward", ["paper reward", "upload a log-reward .npy"], horizontal=True, key="tb_source")
-        reward = st.selectbox("Paper reward", G.reward_names(), key="tb_reward")
-        upload = st.file_uploader("Log-reward .npy: a 32×32 float array log R[z0, z1]", type=["npy"], key="tb_upload")
+        reward, upload = None, None
+        if source.startswith("upload"):
+            upload = st.file_uploader("Log-reward .npy: a 32×32 float array log R[z0, z1]", type=["npy"],
+                                      key="tb_upload")
+        else:
+            reward = st.selectbox("Paper reward", G.reward_names(), key="tb_reward")
         c1, c2, c3 = st.columns(3)
         temperature = c1.number_input("Temperature T (p ∝ R^(1/T))", 0.05, 10.0, 1.0, 0.05, key="tb_T")
         steps = c2.number_input("Training steps", 10, 5000, 600, 10, key="tb_steps")
@@ -357,7 +349,7 @@ with st.expander("Train a base model", expanded=last is not None and not last.ge
                 bar.progress(min(step / cfg.steps, 1.0), text=f"step {step}/{cfg.steps} · loss {info['loss']:.3g} · "
                                                               f"L1 {info['l1']:.3f} · {info['elapsed_s']:.0f} s elapsed, "
                                                               f"about {eta:.0f} s left")
-                curve.plotly_chart(V.loss_curve(*zip(*history)), width="stretch", theme=None)
+                curve.plotly_chart(F.loss_curve(*zip(*history)), width="stretch", theme=None)
 
             model, info = G.train_base_model(log_r, float(temperature), cfg, reward_name, progress=progress)
             model.name = name

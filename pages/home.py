@@ -7,7 +7,8 @@ from sculpt_core.app import grid as G
 from sculpt_core.app.navigation import ensure_app_navigation
 from sculpt_core.device import describe_device
 from sculpt_core.errors import SculptError
-from sculpt_core.domains.grid.viz import heatmap_row
+from sculpt_core.app import grid_figures as F
+from sculpt_core.app import grid_views as GV
 
 ensure_app_navigation()
 
@@ -30,7 +31,8 @@ except SculptError as exc:
     st.error(f"Could not compose the example picture: {exc}")
 if picture is not None:
     panels, pair = picture
-    st.plotly_chart(heatmap_row(panels, shared_scale=False, height=300), width="stretch", theme=None, key="home_fig")
+    scale = GV.scale_control("home_scale")
+    GV.chart(F.heatmap_panels(panels, scale, row_height=300), "home_fig", "sculpt_home_" + pair.replace(" and ", "+"))
     st.caption(f"Exact distributions (oracle composition) of the zoo models {pair}. "
                "Vertical axis z0, horizontal axis z1, origin lower-left.")
 

@@ -18,6 +18,8 @@ import streamlit as st
 import torch
 
 from sculpt_core.app.url_state import query_getter, read_bases
+from sculpt_core.app.exports import csv_with_meta
+from sculpt_core.app.grid_figures import SCALES
 from sculpt_core.app.caches import assets_key, load_zoo_model, manifest_stamp, zoo_names, zoo_token
 from sculpt_core.core import algebra as A
 from sculpt_core.core.io import npy_from_bytes
@@ -65,6 +67,7 @@ class GridPageState:
     method: str = "oracle"
     u: str = "exact"
     points: int = 0
+    scale: str = "shared"
 
     def to_query(self) -> dict[str, str]:
         """The URL query parameters of this state (labels/weights only for the operators that read them)."""
@@ -79,6 +82,8 @@ class GridPageState:
             q["weights"] = self.weights
         if self.points:
             q["points"] = str(self.points)
+        if self.scale != "shared":
+            q["scale"] = self.scale
         return q
 
 
@@ -135,6 +140,11 @@ def parse_query(params: Mapping[str, Any], available: Sequence[str]) -> tuple[Gr
             state.points = n
         except ValueError:
             warnings.append(f"URL parameter points={raw!r} ignored: expected an integer in [0, {POINTS_MAX}].")
+    if (raw := get("scale")) is not None:
+        if raw in SCALES:
+            state.scale = raw
+        else:
+            warnings.append(f"URL parameter scale={raw!r} ignored: one of {', '.join(SCALES)}.")
     return state, warnings
 
 
@@ -249,10 +259,14 @@ def base_l1_text(dist: np.ndarray, target: np.ndarray | None) -> str:
 
 
 # ----- downloads ------------------------------------------------------------------------------------------
-def distribution_csv(p: np.ndarray) -> str:
-    """Long-format CSV ``z0,z1,p`` (one row per cell)."""
+def distribution_csv(p: np.ndarray, meta: dict[str, str] | None = None) -> str:
+    """Long-format CSV ``z0,z1,p`` (one row per cell); with ``meta`` (:func:`sculpt_core.app.exports.
+    composition_meta`) the view's parameters come first as columns repeated on every row."""
     p = np.asarray(p)
     z0, z1 = np.meshgrid(np.arange(p.shape[0]), np.arange(p.shape[1]), indexing="ij")
+    if meta:
+        return csv_with_meta(("z0", "z1", "p"), ((int(a), int(b), f"{v:.10g}") for a, b, v in
+                                                 zip(z0.ravel(), z1.ravel(), p.ravel())), meta)
     rows = "\n".join(f"{a},{b},{v:.10g}" for a, b, v in zip(z0.ravel(), z1.ravel(), p.ravel()))
     return "z0,z1,p\n" + rows + "\n"
 

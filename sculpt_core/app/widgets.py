@@ -9,11 +9,31 @@ import streamlit as st
 from sculpt_core.core.operators import ALPHA_RANGE, OPERATOR_LABELS, OPERATORS, alpha_applies
 
 
+def operator_short_label(key: str) -> str:
+    """An operator's name as the select box shows it: short enough for the sidebar (the full label with its
+    formula is the caption under the box and the help)."""
+    return OPERATORS[key].name if key in OPERATORS else str(key)
+
+
+def operator_caption(key: str) -> str:
+    """The full label of operator ``key`` (what the short name means), e.g. "A and B (p1 ⊗ p2)"."""
+    full = OPERATOR_LABELS.get(key, str(key))
+    name = OPERATORS[key].name if key in OPERATORS else ""
+    rest = full[len(name):].strip(" —") if name and full.startswith(name) else full
+    return " ".join(rest.split()) or full
+
+
+#: Every operator in full, for the select box's help tooltip.
+OPERATOR_HELP = "\n".join(f"- **{op.name}**: {operator_caption(k)}" for k, op in OPERATORS.items())
+
+
 def operator_controls(container: Any, prefix: str, m: int) -> tuple[str, bool, float]:
     """The operator widgets of a page's sidebar (operator, labels, weights, α), keyed ``{prefix}_op`` etc.:
     returns (operator, whether α applies, α). Weights reset to equal ones when the number of models changes."""
     ss = st.session_state
-    op = container.selectbox("Operator", list(OPERATORS), format_func=OPERATOR_LABELS.get, key=f"{prefix}_op")
+    op = container.selectbox("Operator", list(OPERATORS), format_func=operator_short_label, key=f"{prefix}_op",
+                             help=OPERATOR_HELP)
+    container.caption(operator_caption(op))
     inputs = OPERATORS[op].inputs
     if inputs == "labels":
         container.text_input("Observed labels y1..yn", key=f"{prefix}_labels",
@@ -35,4 +55,4 @@ def operator_controls(container: Any, prefix: str, m: int) -> tuple[str, bool, f
     return op, alpha_ok, float(alpha)
 
 
-__all__ = ["operator_controls"]
+__all__ = ["OPERATOR_HELP", "operator_caption", "operator_controls", "operator_short_label"]

@@ -274,7 +274,7 @@ def test_missing_classifier_is_explained(tiny_zoo_contents, app_env):
 ], ids=["garbage", "shape", "nan", "text", "pickled", "npz", "huge constant", "over the bound"])
 def test_bad_upload_shows_error(app_env, name, payload, message):
     at = _grid(app_env)
-    at.radio(key="tb_source").set_value("upload a log-reward .npy")
+    at.radio(key="tb_source").set_value("upload a log-reward .npy").run()
     at.file_uploader(key="tb_upload").set_value((name, payload, "application/octet-stream"))
     at.form_submit_button[0].click().run()
     _ok(at)
@@ -283,7 +283,7 @@ def test_bad_upload_shows_error(app_env, name, payload, message):
 
 def test_upload_missing_file_shows_error(app_env):
     at = _grid(app_env)
-    at.radio(key="tb_source").set_value("upload a log-reward .npy")
+    at.radio(key="tb_source").set_value("upload a log-reward .npy").run()
     at.form_submit_button[0].click().run()
     _ok(at)
     assert any("choose a .npy file" in e for e in _errors(at))
@@ -314,7 +314,7 @@ def test_train_base_model_joins_selection(app_env):
 
 def test_train_uploaded_beta_conditioned_model(app_env):
     at = _grid(app_env)
-    at.radio(key="tb_source").set_value("upload a log-reward .npy")
+    at.radio(key="tb_source").set_value("upload a log-reward .npy").run()
     at.file_uploader(key="tb_upload").set_value(("ridge.npy", _npy(-np.abs(np.subtract.outer(np.arange(32), np.arange(32))) / 4.0),
                                                  "application/octet-stream"))
     at.checkbox(key="tb_beta").check()
@@ -346,7 +346,10 @@ def test_train_classifier_from_compare_all(tiny_zoo_contents, app_env):
     _ok(at)
     assert not _errors(at)
     assert "classifier: L1 to target" in _metrics(at)
-    assert len(_spec(at)["data"]) == 5  # target + oracle, classifier, reaching, ensemble
+    names = [t.get("name", "") for i in range(len(at.get("plotly_chart"))) for t in _spec(at, i)["data"]]
+    methods = [n for n in names if n.startswith(("oracle", "classifier", "reaching", "ensemble"))]
+    assert len(methods) == 8 and sum("L1" in n for n in methods) == 4  # a heatmap and an error map each
+    assert sum(" − target" in n for n in names) == 4  # one error map per method
 
 
 def test_shipped_classifier_is_used(app_env):

@@ -1,0 +1,116 @@
+"""How the Grid Sculpting page (and the home page) draw their results in Streamlit: the colour-scale control,
+charts whose camera button saves a PNG named after the view, the downloads, the "compare all" cards (one
+column per method: its metric card, its heatmap and its error map, so cards line up with their panels) and the
+base models. Figures come from :mod:`sculpt_core.app.grid_figures`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+
+from sculpt_core.app import grid as G
+from sculpt_core.app import grid_figures as F
+from sculpt_core.app.exports import meta_stem, meta_title
+from sculpt_core.domains.grid import viz as V
+
+#: "Compare all" draws at most this many cards in a row (wider rows make panels too small to read).
+COMPARE_COLUMNS = 3
+
+
+def scale_control(key: str, container: Any = None) -> str:
+    """The colour-scale choice (shared, per panel, log10) as a small horizontal radio keyed ``key``."""
+    where = container if container is not None else st
+    st.session_state.setdefault(key, "shared")
+    if st.session_state[key] not in F.SCALES:
+        st.session_state[key] = "shared"
+    return where.radio("Colour scale", list(F.SCALES), format_func=F.SCALES.get, horizontal=True, key=key,
+                       help=F.SCALE_HELP)
+
+
+def chart(fig: go.Figure, key: str, filename: str, container: Any = None) -> None:
+    """``st.plotly_chart`` with the page's settings; the camera button saves ``filename``.png."""
+    (container if container is not None else st).plotly_chart(fig, width="stretch", theme=None, key=key,
+                                                              config=F.export_config(filename))
+
+
+def show_downloads(p: np.ndarray, meta: dict[str, str], figure: Callable[[], go.Figure],
+                   panels: Sequence[F.Panel]) -> None:
+    """CSV and NPY of ``p`` and the figure as HTML and PNG, each named after the view; the CSV repeats the
+    view's parameters (method, operator, labels, α, β, …) as columns."""
+    stem = meta_stem("sculpt_grid", meta)
+    c1, c2, c3, c4 = st.columns(4)
+    c1.download_button("Distribution (CSV)", data=lambda: G.distribution_csv(p, meta), file_name=stem + ".csv",
+                       mime="text/csv", on_click="ignore", key="dl_csv", width="stretch",
+                       help="Columns: " + ", ".join(meta) + ", z0, z1, p (one row per cell).")
+    c2.download_button("Distribution (NPY)", data=lambda: G.distribution_npy(p), file_name=stem + ".npy",
+                       mime="application/octet-stream", on_click="ignore", key="dl_npy", width="stretch")
+    c3.download_button("Figure (HTML)", data=lambda: figure().to_html(include_plotlyjs=True, full_html=True),
+                       file_name=stem + ".html", mime="text/html", on_click="ignore", key="dl_html", width="stretch")
+    c4.download_button("Figure (PNG)", data=lambda: V.figure_png(figure(), panels), file_name=stem + ".png",
+                       mime="image/png", on_click="ignore", key="dl_png", width="stretch",
+                       help="Rendered by kaleido when it is installed, else a plain image of the heatmaps. For the "
+                            "figure with its axes, colour bars and title, use the camera button above the figure "
+                            "(it saves a PNG named after the view).")
+
+
+def single_figure(panels: Sequence[F.Panel], scale: str, meta: dict[str, str],
+                  points: np.ndarray | None = None) -> go.Figure:
+    """The composed panel beside its targets, titled with the view's parameters."""
+    return F.heatmap_panels(panels, scale, row_height=360, title=meta_title(meta), points=points)
+
+
+def show_compare(views: Sequence[G.ComposeView], scale: str, meta: dict[str, str]) -> tuple[go.Figure, list]:
+    """One card per result in rows of :data:`COMPARE_COLUMNS`: the target first (with the reaching distortion
+    δ(x) under it when there is one), then each method's L1 metric, heatmap and error map (composed − target).
+    Returns the export figure (every panel in one figure) and its panels."""
+    target = views[0].target
+    cards: list[tuple[str, np.ndarray, G.ComposeView | None]] = [("target (learned bases)", target, None)]
+    cards += [(V.l1_title(v.label + (" (sampled)" if v.sampled else ""), v.l1), v.p, v) for v in views]
+    ranges = F.color_ranges([z for _, z, _ in cards], scale)
+    span = F.error_range([v.p - v.target for v in views])
+    delta = next((v.delta for v in views if v.delta is not None), None)
+    stem = meta_stem("sculpt_grid", meta)
+    for row_start in range(0, len(cards), COMPARE_COLUMNS):
+        row = cards[row_start:row_start + COMPARE_COLUMNS]
+        cols = st.columns(COMPARE_COLUMNS)
+        for k, (col, (title, z, view)) in enumerate(zip(cols, row)):
+            i = row_start + k
+            with col:
+                if view is None:
+                    st.metric("target: L1 to true target", G.fmt(views[0].l1_bases), border=True,
+                              help="How far the target built from the learned bases is from the true one.")
+                    st.caption(views[0].describe)
+                else:
+                    st.metric(f"{view.label}: L1 to target", G.fmt(view.l1), border=True,
+                              help="Exact L1 to the target from the same learned bases; true-target L1 below.")
+                    st.caption(f"L1 to true target: {G.fmt(view.l1_true)}" + (" · sampled" if view.sampled else ""))
+                fig = F.heatmap_panels([(title, z)], scale, row_height=300, ranges=[ranges[i]], title_chars=34)
+                chart(fig, f"fig_compare_{i}", f"{stem}_{'target' if view is None else view.label}")
+                if view is not None:
+                    err = F.error_figure(view.p, view.target, f"{view.label} − target", span=span, row_height=260,
+                                         title_chars=34)
+                    chart(err, f"fig_error_{i}", f"{stem}_{view.label}_error")
+                elif delta is not None:
+                    chart(V.delta_figure(delta, title="reaching distortion log10 δ(x)", height=300),
+                          "fig_compare_delta", f"{stem}_delta")
+    st.caption("Error maps: composed − target per cell, on one symmetric colour scale for every method (red: the "
+               "method puts too much mass there, blue: too little). δ(x) = u_M(x)/N_M(x) of reaching mixing "
+               "(white: δ = 1, no distortion).")
+    panels = [(t, z) for t, z, _ in cards]
+    return F.heatmap_panels(panels, scale, cols=COMPARE_COLUMNS, title=meta_title(meta)), panels
+
+
+def show_bases(names: Sequence[str], dists: Sequence[np.ndarray], targets: Sequence[np.ndarray | None],
+               scale: str, filename: str) -> None:
+    """Each base's model p over its target ∝ R^β, one column per base, each with a colour bar."""
+    panels = F.bases_panels(names, dists, targets)
+    chart(F.heatmap_panels(panels, scale, cols=len(names), row_height=300 if len(names) > 2 else 320),
+          "fig_bases", filename)
+
+
+__all__ = ["COMPARE_COLUMNS", "chart", "scale_control", "show_bases", "show_compare", "show_downloads",
+           "single_figure"]
