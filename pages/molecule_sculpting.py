@@ -9,6 +9,9 @@ from __future__ import annotations
 import streamlit as st
 
 from sculpt_core.app import molecules as M
+from sculpt_core.app import mol_figures as MF
+from sculpt_core.app.exports import composition_meta, meta_stem, meta_title
+from sculpt_core.app.grid_figures import export_config
 from sculpt_core.app.navigation import ensure_app_navigation
 from sculpt_core.app.widgets import operator_controls
 from sculpt_core.core.operators import build_composition, composition_key
@@ -32,6 +35,13 @@ if not zoo:
                "`python -m sculpt_core mol train --reward seh --steps 3000 --out seh.pt`.")
     st.stop()
 
+seh_reason = M.seh_reason()
+if seh_reason is not None:  # said first, so it is read before anything samples
+    message, detail = MF.seh_missing_text(seh_reason)
+    st.warning(message)
+    with st.expander("Why sEH is unavailable (details)"):
+        st.code(detail, language=None)
+
 # ----- page state: URL → widgets (once per session), then defaults ---------------------------------------------
 if "mol_qp_loaded" not in ss:  # only what the URL names overrides the session (a bad value: its default)
     url_state, url_warnings = M.parse_query(st.query_params.to_dict(), zoo)
@@ -41,7 +51,7 @@ if "mol_qp_loaded" not in ss:  # only what the URL names overrides the session (
     ss["mol_qp_loaded"] = True
     for warning in url_warnings:
         st.warning(warning)
-defaults = {"m_bases": M.default_mol_bases(zoo), "m_op": "hm", "m_alpha": 0.5, "m_labels": "1,2", "m_weights": "",
+defaults = {"m_bases": M.default_mol_bases(zoo, seh_ok=seh_reason is None), "m_op": "hm", "m_alpha": 0.5, "m_labels": "1,2", "m_weights": "",
             "m_method": "reaching", "m_u": "trajectory", "m_scoring": "fast", "m_n": 64, "m_seed": 0,
             "m_beta": M.DEFAULT_BETA}
 for key, value in defaults.items():
@@ -129,7 +139,7 @@ def samples_of(fps: tuple, mods: list, comp, meth: str, u: str, clf=None, scorin
     try:
         with st.spinner(f"Sampling {n} molecules…"):
             return M.cached_samples(fps, beta, composition_key(comp) if comp is not None else None, meth, u, n,
-                                    seed, mods, comp, clf, scoring=scoring)
+                                    seed, mods, comp, clf, scoring=scoring, seh_ok=seh_reason is None)
     except SculptError as exc:
         st.error(f"{M.MOL_METHODS.get(meth, meth)}: {exc}")
     except Exception as exc:  # never a traceback in the page
@@ -143,11 +153,13 @@ base_sets = {mod.name: samples_of((fp,), [mod], None, "base", "trajectory") for 
 if composed is None:
     st.stop()
 
-seh_missing = not composed.has_seh
-if seh_missing:
-    from sculpt_core.domains.molecules.seh_proxy import seh_unavailable_reason
-
-    st.warning(f"sEH is not shown: {seh_unavailable_reason()}. SA and QED are exact.")
+seh_missing = seh_reason is not None or not composed.has_seh
+meta = composition_meta(chosen, op, composition, beta, method, u=u_source if method == "reaching" else None,
+                        scoring=scoring if method == "classifier" else None, n=n, seed=seed)
+stem = meta_stem("sculpt_mol", meta)
+if seh_missing and seh_reason is None:  # weights found, yet some molecule could not be scored
+    st.info("Some sampled molecules have no sEH score (the proxy could not score them): sEH figures are left out "
+            "for this view; SA and QED are exact.")
 
 high = composed.high_fractions()
 cols = st.columns(5)
@@ -157,7 +169,8 @@ cols[0].metric("molecules / s", f"{composed.molecules_per_s:.0f}", border=True,
 for col, name in zip(cols[1:4], TABLE1_NAMES):
     value = high[name]
     col.metric(f"high {name} (≥ {dict(zip(TABLE1_NAMES, TABLE1_THRESHOLDS))[name]:g})",
-               "n/a" if value is None else f"{100 * value:.0f}%", border=True)
+               "n/a" if value is None else f"{100 * value:.0f}%", border=True,
+               help="Not scored: the sEH proxy weights are missing (see the note above)." if value is None else None)
 cols[4].metric("unique", f"{100 * composed.uniqueness():.0f}%", border=True,
                help="Distinct molecules (InChI) among the samples.")
 
@@ -184,14 +197,21 @@ jx, jy = TABLE1_NAMES.index(x_axis), TABLE1_NAMES.index(y_axis)
 label = composition.describe()
 sets = {f"p{i + 1} = {name}": s.rewards[:, [jx, jy]] for i, (name, s) in enumerate(base_sets.items()) if s is not None}
 sets[label] = composed.rewards[:, [jx, jy]]
-fig = V.reward_kde_figure(sets, M.REWARD_LABELS[x_axis], M.REWARD_LABELS[y_axis], composed=label,
-                          thresholds=(TABLE1_THRESHOLDS[jx], TABLE1_THRESHOLDS[jy]))
-st.plotly_chart(fig, width="stretch", theme=None, key="fig_kde")
+fig = MF.reward_kde_figure(sets, M.REWARD_LABELS[x_axis], M.REWARD_LABELS[y_axis], composed=label,
+                           thresholds=(TABLE1_THRESHOLDS[jx], TABLE1_THRESHOLDS[jy]), title=meta_title(meta))
+st.plotly_chart(fig, width="stretch", theme=None, key="fig_kde", config=export_config(f"{stem}_kde_{x_axis}_{y_axis}"))
 st.caption("Lines: Gaussian KDE contours of each sample set's rewards; points: the composed samples; dashed: the "
-           "Table 1 thresholds (sEH 0.5, SA 0.6, QED 0.25).")
+           "Table 1 thresholds (sEH 0.5, SA 0.6, QED 0.25). The axes range to the samples' rewards. The camera "
+           "button above the plot saves it as a PNG named after this view.")
 
 # ----- Table 1 bins -----------------------------------------------------------------------------------------
-if not seh_missing:
+if seh_missing:
+    with st.container(border=True):
+        st.markdown("**Table 1 bins (sEH × SA × QED, high or low): not available without the sEH reward.**")
+        st.caption("This is where the percent of samples in each of the paper's eight reward bins is drawn, for "
+                   "the composition and its bases. It appears once the sEH proxy weights are found (see the note "
+                   "at the top of the page).")
+else:
     rows = [(label, composed.table1_percent())]
     rows += [(f"p{i + 1} = {name}", s.table1_percent()) for i, (name, s) in enumerate(base_sets.items())
              if s is not None and s.has_seh]  # a base set with a molecule sEH could not score has no Table 1 row
@@ -210,9 +230,22 @@ if best:
                + ": the rewards of the bases this composition uses (" + composition.describe() + "), each divided "
                "by its Table 1 threshold; the smallest ratio of a molecule ranks it.")
 legends = [composed.legend(i) for i in shown]
-st.image(V.molecule_gallery_png([composed.smiles[i] for i in shown], legends), width="stretch")
-st.download_button("Samples (CSV)", data=composed.csv(), file_name="sculpt_molecules.csv", mime="text/csv",
-                   on_click="ignore", key="m_dl")
+gallery, stats = st.columns([3, 2])
+gallery.image(V.molecule_gallery_png([composed.smiles[i] for i in shown], legends), width="stretch")
+div_rows = [(label, *M.cached_diversity(tuple(composed.smiles)))]
+div_rows += [(f"p{i + 1} = {name}", *M.cached_diversity(tuple(s.smiles))) for i, (name, s) in
+             enumerate(base_sets.items()) if s is not None]
+with stats:
+    st.metric("diversity", "n/a" if div_rows[0][2] is None else f"{div_rows[0][2]:.2f}", border=True,
+              help="Mean pairwise Tanimoto distance (Morgan fingerprints, radius 3, 2048 bits) of the composed "
+                   "samples (the first 500); 0 = all the same molecule.")
+    st.plotly_chart(MF.diversity_figure(div_rows, composed=label), width="stretch", theme=None, key="fig_diversity",
+                    config=export_config(f"{stem}_diversity"))
+    st.caption("The composition beside its bases: a composition that collapses onto few molecules shows here.")
+st.download_button("Samples (CSV)", data=composed.csv(meta), file_name=stem + ".csv", mime="text/csv",
+                   on_click="ignore", key="m_dl",
+                   help="Columns: " + ", ".join(meta) + ", then smiles, seh_reward, sa_reward, qed (one row per "
+                        "molecule; sEH empty when it could not be scored).")
 
 with st.expander("Base models"):
     for mod, fp in zip(models, fingerprints):

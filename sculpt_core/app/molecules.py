@@ -100,12 +100,15 @@ class MolSamples:
         return " ".join(f"{k} {self.rewards[i, j]:.2f}" for j, k in enumerate(TABLE1_NAMES)
                         if not np.isnan(self.rewards[i, j]))
 
-    def csv(self) -> str:
-        """The same columns as ``mol sample --out`` (smiles,seh_reward,sa_reward,qed)."""
+    def csv(self, meta: Mapping[str, str] | None = None) -> str:
+        """The same columns as ``mol sample --out`` (smiles,seh_reward,sa_reward,qed); with ``meta``
+        (:func:`sculpt_core.app.exports.composition_meta`) the view's parameters come first, on every row."""
         from sculpt_core.domains.molecules.rewards import SAMPLE_COLUMNS
         from sculpt_core.domains.molecules.rewards import csv_text
 
-        return csv_text(SAMPLE_COLUMNS, ([s, *r] for s, r in zip(self.smiles, self.rewards)))
+        head = list(meta or {})
+        values = list((meta or {}).values())
+        return csv_text([*head, *SAMPLE_COLUMNS], ([*values, s, *r] for s, r in zip(self.smiles, self.rewards)))
 
 
 # ----- page state in the URL ---------------------------------------------------------------------------------------
@@ -234,10 +237,22 @@ def beta_window(models: Sequence[MolBaseModel]) -> tuple[float, float]:
     return float(low), float(high)
 
 
-def default_mol_bases(available: Sequence[str]) -> list[str]:
-    """sEH and SA (the paper's pair) when shipped, else the first two models."""
-    pair = [n for n in ("seh", "sa") if n in available]
-    return pair if len(pair) == 2 else list(available[:2])
+def default_mol_bases(available: Sequence[str], seh_ok: bool = True) -> list[str]:
+    """sEH and SA (the paper's pair) when shipped, else the first two models; SA and QED when the sEH reward
+    cannot be scored (``seh_ok`` False: its proxy weights are missing), so the first view shows every figure."""
+    first = ("seh", "sa") if seh_ok else ("sa", "qed")
+    pair = [n for n in first if n in available]
+    if len(pair) == 2:
+        return pair
+    rest = [n for n in available if seh_ok or n != "seh"]
+    return list((rest if len(rest) >= 2 else list(available))[:2])
+
+
+def seh_reason() -> str | None:
+    """Why the sEH reward cannot be scored (its proxy weights are missing or unreadable), or None."""
+    from sculpt_core.domains.molecules.seh_proxy import seh_unavailable_reason
+
+    return seh_unavailable_reason()
 
 
 def score_rewards(smiles: Sequence[str]) -> tuple[np.ndarray, str | None]:
@@ -314,15 +329,23 @@ def cached_classifier(names: Sequence[str], beta: float):
     return _classifier(tuple(names), float(beta), manifest_stamp(), assets_key())
 
 
+@st.cache_data(show_spinner=False, max_entries=64)
+def cached_diversity(smiles: tuple[str, ...]) -> tuple[float, float | None]:
+    """(uniqueness, diversity) of a sample set (diversity on its first 500 molecules), once per set."""
+    samples = MolSamples(list(smiles), np.zeros((len(smiles), 3)), 0.0, 0.0, 0)
+    return samples.uniqueness(), samples.diversity()
+
+
 @st.cache_data(show_spinner=False, max_entries=256)
 def cached_samples(fingerprints: tuple[str, ...], beta: float, comp_key: tuple | None, method: str, u_source: str,
                    n: int, seed: int, _models: list, _composition: A.Composition | None, _classifier: Any = None,
-                   scoring: str = "fast") -> MolSamples:
-    """:func:`draw_samples`, cached by what determines its result (underscored arguments are not hashed)."""
+                   scoring: str = "fast", seh_ok: bool = True) -> MolSamples:
+    """:func:`draw_samples`, cached by what determines its result (underscored arguments are not hashed;
+    ``seh_ok``, whether sEH can be scored, is part of the key so a set scored without it is never reused with it)."""
     return draw_samples(_models, beta, _composition, method, n, seed, u_source, _classifier, scoring=scoring)
 
 
 __all__ = ["MOL_METHODS", "MOL_SCORINGS", "MOL_U_CHOICES", "REWARD_LABELS", "SEED_MAX", "URL_KEYS", "MolPageState",
-           "MolSamples", "beta_window", "cached_classifier", "cached_samples", "classifier_for", "default_mol_bases",
-           "draw_samples", "kde_axes", "load_mol", "method_note", "mol_zoo", "parse_query", "score_rewards",
+           "MolSamples", "beta_window", "cached_classifier", "cached_diversity", "cached_samples", "classifier_for", "default_mol_bases",
+           "draw_samples", "kde_axes", "load_mol", "method_note", "mol_zoo", "parse_query", "score_rewards", "seh_reason",
            "targeted_rewards"]

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from streamlit.delta_generator import DeltaGenerator
 from streamlit.testing.v1 import AppTest
 
 from sculpt_core.app import grid_figures as F
@@ -25,20 +24,6 @@ from sculpt_core.core import algebra as A
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 30
-
-
-@pytest.fixture
-def downloads(monkeypatch) -> list[dict]:
-    """Every ``download_button`` call of the page runs (label, file name, data), recorded in-process."""
-    calls: list[dict] = []
-    original = DeltaGenerator.download_button
-
-    def record(self, label, data, file_name=None, *args, **kwargs):
-        calls.append({"label": label, "file_name": file_name, "data": data})
-        return original(self, label, data, file_name, *args, **kwargs)
-
-    monkeypatch.setattr(DeltaGenerator, "download_button", record)
-    return calls
 
 
 def _grid(query: dict | None = None) -> AppTest:

@@ -66,9 +66,9 @@ def test_page_samples_the_default_composition(mol_env):
     assert {"p1 = seh", "p2 = sa", "p1 ⊗ p2 (α=0.5)"} <= names
     assert len(at.get("image")) == 1 and len(at.get("download_button")) == 1
     if seh_available():
-        assert metrics["high seh (≥ 0.5)"].endswith("%") and len(at.get("plotly_chart")) == 2
+        assert metrics["high seh (≥ 0.5)"].endswith("%") and len(at.get("plotly_chart")) == 3  # KDE, Table 1, diversity
     else:
-        assert any("sEH is not shown" in w.value for w in at.warning)
+        assert any("sEH reward is off" in w.value for w in at.warning)
 
 
 def test_sliders_change_what_is_sampled(mol_env):
@@ -97,7 +97,7 @@ def test_undefined_operators_and_missing_classifiers_are_explained(mol_env):
 def test_missing_seh_weights_are_reported_not_raised(mol_env, monkeypatch, tmp_path):
     monkeypatch.setenv("SCULPT_SEH_WEIGHTS", str(tmp_path / "absent.pkl.gz"))
     at = _page(m_bases=["sa", "qed"])
-    assert any("sEH is not shown" in w.value for w in at.warning)
+    assert any("sEH reward is off" in w.value for w in at.warning)
     assert "high seh (≥ 0.5)" in _metrics(at) and _metrics(at)["high seh (≥ 0.5)"] == "n/a"
 
 
@@ -306,3 +306,112 @@ def test_beta_window_and_default_bases():
         beta_window([Fake("a", 0, 5), Fake("b", 10, 64)])
     assert default_mol_bases(["qed", "sa", "seh"]) == ["seh", "sa"]
     assert default_mol_bases(["x", "y", "z"]) == ["x", "y"]
+
+
+# ----- issue 17: figures and extras beside the samples ---------------------------------------------------------
+def _arr(values) -> np.ndarray:
+    """An array from a figure spec (plotly sends numeric arrays as base64 typed arrays)."""
+    if isinstance(values, dict):
+        import base64
+
+        return np.frombuffer(base64.b64decode(values["bdata"]), dtype=np.dtype(values["dtype"]))
+    return np.asarray(values, dtype=float)
+
+
+def _chart(at: AppTest, key: str) -> dict:
+    """The spec of the chart whose element id names ``key``."""
+    for chart in at.get("plotly_chart"):
+        if chart.proto.id.endswith(key):
+            return json.loads(chart.proto.spec)
+    raise AssertionError(f"no chart {key}")
+
+
+def test_kde_axes_range_to_the_data(mol_env):
+    from sculpt_core.app.mol_figures import PAD
+
+    at = _page(m_bases=["sa", "qed"])
+    spec = _kde(at)
+    pts = [t for t in spec["data"] if t["type"] == "scatter"][0]
+    for axis, key in (("xaxis", "x"), ("yaxis", "y")):
+        lo, hi = spec["layout"][axis]["range"]
+        values = _arr(pts[key])
+        assert lo <= values.min() and values.max() <= hi
+        assert hi - lo < 1.0  # not the fixed [0, 1] of before: these rewards span less
+        contours = [t for t in spec["data"] if t["type"] == "contour"]
+        assert contours and all(_arr(c[key]).min() >= lo - 1e-9 and _arr(c[key]).max() <= hi + 1e-9
+                            for c in contours)
+    assert spec["layout"]["xaxis"]["tickformat"] == ".2f"
+    assert PAD < 0.2
+
+
+def test_data_range_and_kde_threshold_notes():
+    from sculpt_core.app import mol_figures as MF
+
+    assert MF.data_range(np.array([0.6, 0.8])) == pytest.approx((0.6 - 0.016, 0.8 + 0.016))
+    lo, hi = MF.data_range(np.array([0.5, 0.5, np.nan]))
+    assert lo < 0.5 < hi and hi - lo >= MF.MIN_SPAN
+    assert MF.data_range(np.array([np.nan])) == (0.0, 1.0)
+    rng = np.random.default_rng(0)
+    pts = np.column_stack([rng.uniform(0.7, 0.9, 40), rng.uniform(0.6, 0.8, 40)])
+    fig = MF.reward_kde_figure({"c": pts}, "SA", "QED", composed="c", thresholds=(0.6, 0.25), title="t")
+    notes = [a.text for a in fig.layout.annotations]
+    assert any("SA threshold 0.6 ←" in n and "QED threshold 0.25 ↓" in n for n in notes)  # both outside the data
+    assert fig.layout.title.text == "t"
+
+
+def test_diversity_and_uniqueness_beside_the_samples(mol_env):
+    at = _page()
+    spec = _chart(at, "fig_diversity")
+    unique, diverse = spec["data"]
+    assert list(unique["y"]) == ["p1 ⊗ p2 (α=0.5)", "p1 = seh", "p2 = sa"] == list(diverse["y"])
+    assert all(0 <= x <= 100 for x in _arr(unique["x"])) and all(0 <= x <= 1 for x in _arr(diverse["x"]))
+    value = _metrics(at)["diversity"]
+    assert float(value) == pytest.approx(_arr(diverse["x"])[0], abs=0.006)
+
+
+def test_cached_diversity_reuses_the_domain_metrics():
+    from sculpt_core.domains.molecules.metrics import diversity, uniqueness
+
+    smiles = ("CCO", "CCN", "c1ccccc1", "CCO")
+    uniq, div = M.cached_diversity(smiles)
+    assert uniq == pytest.approx(uniqueness(list(smiles))) and div == pytest.approx(diversity(list(smiles)))
+    assert M.cached_diversity(("CCO",))[1] is None
+
+
+def test_molecule_csv_carries_the_parameters_as_columns_and_in_the_file_name(mol_env, downloads):
+    at = _page({"op": "contrast", "alpha": "0.3", "bases": "sa,qed"})
+    call = [c for c in downloads if c["label"] == "Samples (CSV)"][-1]
+    for part in ("sculpt_mol", "sa+qed", "contrast", "y1-1", "a0.3", "b32", "reaching", "n32", "seed0"):
+        assert part in call["file_name"], (part, call["file_name"])
+    import csv as _csv
+    import io as _io
+
+    rows = list(_csv.DictReader(_io.StringIO(call["data"])))
+    assert len(rows) >= 1
+    head = rows[0]
+    assert head["method"] == "reaching" and head["alpha"] == "0.3" and head["beta"] == "32"
+    assert head["labels"] == "1 1" and head["bases"] == "sa+qed" and head["smiles"]
+    assert {"seh_reward", "sa_reward", "qed"} <= set(head)
+    config = json.loads(at.get("plotly_chart")[0].proto.config)["toImageButtonOptions"]
+    assert config["filename"].startswith(call["file_name"][:-4]) and config["format"] == "png"
+    assert "α = 0.3" in _kde(at)["layout"]["title"]["text"]
+    meta = {"method": "m", "alpha": "0.5"}
+    s = MolSamples(["CCO"], np.array([[np.nan, 0.7, 0.1]]), 1.0, 0.0, 0)
+    assert s.csv(meta).splitlines() == ["method,alpha,smiles,seh_reward,sa_reward,qed", "m,0.5,CCO,,0.7,0.1"]
+
+
+def test_missing_seh_weights_say_what_works_and_how_to_fix_it(mol_env, monkeypatch, tmp_path):
+    monkeypatch.setenv("SCULPT_SEH_WEIGHTS", str(tmp_path / "absent.pkl.gz"))
+    at = _page()  # no bases in the URL or the session: the defaults avoid sEH
+    assert at.multiselect(key="m_bases").value == ["sa", "qed"]
+    message = next(w.value for w in at.warning if "sEH reward is off" in w.value)
+    for part in ("Still works", "SA and QED", "SCULPT_SEH_WEIGHTS=", "download_seh_weights"):
+        assert part in message
+    assert any("absent.pkl.gz" in c.value for c in at.get("code"))  # the exact reason, in the details
+    assert any("not available without the sEH reward" in md.value for md in at.markdown)  # the placeholder
+    assert not any(c.proto.id.endswith("fig_table1") for c in at.get("plotly_chart"))
+    assert at.selectbox(key="m_x").options == [M.REWARD_LABELS["sa"], M.REWARD_LABELS["qed"]]
+    at = _page(m_bases=["seh", "sa"])  # still allowed: the sEH model samples, scored on SA and QED
+    assert not at.exception and _metrics(at)["high seh (≥ 0.5)"] == "n/a"
+    assert default_mol_bases(["qed", "sa", "seh"], seh_ok=False) == ["sa", "qed"]
+    assert default_mol_bases(["seh", "x"], seh_ok=False) == ["seh", "x"]  # nothing else to choose

@@ -1,0 +1,22 @@
+"""Fixtures shared by the app tests (the tiny zoo and the app environment live in ``tests/conftest.py``)."""
+
+from __future__ import annotations
+
+import pytest
+import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
+
+
+@pytest.fixture
+def downloads(monkeypatch) -> list[dict]:
+    """Every ``download_button`` call of the page runs (label, file name, data), recorded in-process."""
+    calls: list[dict] = []
+    original = DeltaGenerator.download_button
+
+    def record(self, label, data, file_name=None, *args, **kwargs):
+        calls.append({"label": label, "file_name": file_name, "data": data})
+        return original(self, label, data, file_name, *args, **kwargs)
+
+    monkeypatch.setattr(DeltaGenerator, "download_button", record)
+    monkeypatch.setattr(st, "download_button", lambda *a, **k: record(st._main, *a, **k))  # bound at import
+    return calls
