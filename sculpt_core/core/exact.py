@@ -21,6 +21,7 @@ so a domain with a faster DP of its own (the grid's anti-diagonals) subclasses i
 
 from __future__ import annotations
 
+import math
 from functools import cached_property
 
 import torch
@@ -174,4 +175,60 @@ def exact_reaching_log_policy(space: ExactSpace, log_pf_models: torch.Tensor, co
     return reaching_log_policy(composition, log_pf_models, log_u, log_z)
 
 
-__all__ = ["ExactSpace", "exact_log_target", "exact_reaching_log_policy", "oracle_log_policy"]
+# ----- exact label posteriors: the chain posterior and the fixed points of Algorithm A.1 ---------------------------
+#: Kinds of exact non-terminal label posterior (:func:`exact_label_posterior`).
+POSTERIOR_KINDS = ("chain", "a1", "a1_d6")
+
+
+def exact_label_posterior(space: ExactSpace, log_pf_models: torch.Tensor, n_labels: int,
+                          alpha: float | None = None, kind: str = "chain", log_u: torch.Tensor | None = None
+                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(log joint Q(y_1..y_n | s) ``[N, m, …, m]``, log mixture weights P(i | s) ``[N, m]``, log terminal
+    posterior Q(y = i | x) ``[N, m]``) of the augmented model with equal priors, by ``kind``:
+
+    - ``"chain"``: E_{p_M}[Π_k Q(y_k | x) | s] over the mixture chain p_M = Σ_i P(i | s) p_iF, P(i | s) ∝
+      u_i(s): the posterior Theorem 5.3 needs (guidance with it is exact). Its y1-marginal is not P(i | s) on a
+      DAG, hence the separate weights;
+    - ``"a1"``: the fixed point of Algorithm A.1 with the final object kept as a non-terminal state,
+      P(i | s) · E_i[Π_{k≥2} Q(y_k | x) | s]: each state continued by the generating model's own policy. Its
+      y1-marginal is P(i | s); on a tree it equals the chain posterior, on a DAG it does not;
+    - ``"a1_d6"``: the A.1 fixed point when the final object is never a non-terminal training state (a state's
+      posterior learned only from trajectories that continue past it).
+
+    ``alpha``: label y2 α-weighted (eq. 7, two models). Unreachable entries are −inf."""
+    from sculpt_core.core.labels import terminal_joint
+
+    if kind not in POSTERIOR_KINDS:
+        raise SculptError(f"unknown exact posterior kind {kind!r}; one of {', '.join(POSTERIOR_KINDS)}")
+    log_pf_models = log_pf_models.double()
+    m = log_pf_models.shape[0]
+    log_u, log_p = _reaching_and_terminal(space, log_pf_models, log_u)
+    weights = (log_u - torch.logsumexp(log_u, 0, keepdim=True)).T  # [N, m]
+    weights = weights.masked_fill(torch.isnan(weights), -math.log(m))
+    single = (log_p - torch.logsumexp(log_p, 0, keepdim=True)).T
+    single = single.masked_fill(torch.isnan(single), -math.log(m))  # [N, m]
+    term = terminal_joint(single, n_labels, alpha)  # [N, m, ..., m]
+    N = single.shape[0]
+    if kind == "chain":
+        mix = torch.logsumexp(log_pf_models + weights.T.unsqueeze(-1), 0)
+        out = space.backward_expectation(mix, term)
+    else:
+        rest = term.reshape(N, m, -1)[:, 0] - single[:, :1]  # log Π_{k≥2} Q(y_k | x)  [N, r]
+        per = torch.stack([space.backward_expectation(log_pf_models[i], rest) for i in range(m)])  # [m, N, r]
+        log_w = log_u.clone()
+        if kind == "a1_d6":  # condition on continuing past s
+            stop = space.stop_action
+            keep = torch.log1p(-log_pf_models[:, :, stop].exp().clamp(max=1 - 1e-15))  # [m, N]
+            child = space.child.to(log_pf_models.device)
+            moves = log_pf_models.clone()
+            moves[:, :, stop] = NEG_INF
+            moves = moves.masked_fill((child < 0).unsqueeze(0), NEG_INF)
+            per = torch.logsumexp(moves.unsqueeze(-1) + per[:, child.clamp(min=0)], 2) - keep.unsqueeze(-1)
+            log_w = log_w + keep
+        log_w = log_w - torch.logsumexp(log_w, 0, keepdim=True)
+        out = (log_w.unsqueeze(-1) + per).permute(1, 0, 2).reshape(term.shape)
+    return out.masked_fill(torch.isnan(out), NEG_INF), weights, single
+
+
+__all__ = ["ExactSpace", "POSTERIOR_KINDS", "exact_label_posterior", "exact_log_target", "exact_reaching_log_policy",
+           "oracle_log_policy"]

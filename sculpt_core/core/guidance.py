@@ -7,6 +7,13 @@ For a state s with successors s'_a (a = each action; the stop action's successor
 
 then renormalised over valid actions (a learned Q does not satisfy eq. 13 exactly). ``Q`` is a learned
 classifier, or the exact posterior for the oracle; the same function serves both.
+
+The guided policy is a proper distribution without renormalisation exactly when Q(y | s) is harmonic for the
+mixture chain: Q(y | s) = Σ_a p_M(a | s) Q(y | s'_a), with p_M(a | s) = Σ_i P(i | s) p_iF(a | s) and
+Q(y | x) = Π_k Q(y_k | x) at the terminal object. That "chain" posterior is the one
+Theorem 5.3 needs; on a DAG it differs from the fixed point of the paper's Algorithm A.1, which continues each
+state with the generating model's own policy. ``P(i | s)`` is the posterior of the generating model given that
+its trajectory passes through s (∝ u_i(s) for equal priors), a separate output of the classifier.
 """
 
 from __future__ import annotations
@@ -28,9 +35,16 @@ def guided_log_policy(
         log_v_state: ``[B]`` log Q(y_obs | s).
         log_v_children: ``[B, A]`` log Q(y_obs | s'_a) (stop column: the terminal classifier at s).
     """
-    mix = torch.logsumexp(log_pf_models.double() + log_mix_weights.double().T.unsqueeze(-1), dim=0)
+    mix = mixture_log_policy(log_pf_models, log_mix_weights)
     logits = mix + log_v_children.double() - log_v_state.double().unsqueeze(-1)
     return safe_log_softmax(logits, valid=torch.isfinite(log_pf_models).any(0))
+
+
+def mixture_log_policy(log_pf_models: torch.Tensor, log_mix_weights: torch.Tensor) -> torch.Tensor:
+    """log p_M(a | s) = logsumexp_i [log p_iF(a | s) + log P(i | s)] ``[B, A]`` (Prop. 5.1; float64).
+
+    ``log_pf_models`` ``[m, B, A]``, ``log_mix_weights`` ``[B, m]``."""
+    return torch.logsumexp(log_pf_models.double() + log_mix_weights.double().T.unsqueeze(-1), dim=0)
 
 
 def safe_log_softmax(logits: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:

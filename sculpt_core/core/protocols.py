@@ -167,8 +167,9 @@ class Classifier(Protocol):
 
     Optional parts: an *action head* (``embed_states(states, logit_alpha, terminal)``,
     ``joint_from_embedding(emb)``, ``action_values(emb, reduce)`` → ``[B, A]`` values of every action's
-    successor from the state's own embedding, :class:`ActionHeadClassifier`) and exact mixture weights
-    ``log_mixture_weights(states)`` ``[B, m]`` (None: use the y1-marginal)."""
+    successor from the state's own embedding, :class:`ActionHeadClassifier`) and its own mixture weights
+    ``log_mixture_weights(states, logit_alpha)`` ``[B, m]`` = log P(i | s) (a mixture head trained by the chain
+    objective, or the exact weights; None: use the y1-marginal of the non-terminal joint)."""
 
     @property
     def cfg(self) -> ClassifierConfig: ...

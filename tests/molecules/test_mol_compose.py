@@ -27,7 +27,7 @@ from sculpt_core.domains.molecules.sampling import sample_trajectories  # noqa: 
 from sculpt_core.domains.molecules.classifier import MolClassifier, MolClassifierConfig  # noqa: E402
 from sculpt_core.domains.molecules.model import MolBaseModel  # noqa: E402
 from sculpt_core.domains.molecules.classifier import load_mol_classifier, save_mol_classifier
-from sculpt_core.domains.molecules.train_classifier import MolClassifierTrainConfig, train_mol_classifier
+from sculpt_core.domains.molecules.train_classifier import MixtureChainPolicy, MolClassifierTrainConfig, train_mol_classifier
 
 try:
     resolve_fragments_path()
@@ -318,8 +318,9 @@ def test_short_classifier_training_cuts_guided_l1(env, dp, tables, models, bases
     untrained = MolClassifier(MolClassifierConfig(env.n_frags, env.max_frags, 2, 2, True), env).eval()
     before = guided_l1(untrained)
     cfg = MolClassifierTrainConfig(steps=240, trajectories_per_model=16, lr=2e-3, ema=0.99, warmup=50,
-                                   alpha_cond=True, eval_every=1000, seed=100, device="cpu")
+                                   alpha_cond=True, eval_every=1000, seed=100, device="cpu", objective="a1")
     net, info = train_mol_classifier(models[:2], BETA, cfg)
+    assert not net.cfg.mixture_head and net.log_mixture_weights(dp.states[:3]) is None
     after = guided_l1(net)
     print("guided L1 before", before, "after", after, f"({info['seconds']:.1f} s)")
     # stated factors: 1.6 for the harmonic mean (measured 0.68 → 0.31 fast / 0.30 exact; the exact A.1 fixed point
@@ -341,6 +342,47 @@ def test_short_classifier_training_cuts_guided_l1(env, dp, tables, models, bases
     for broken in (bad, tmp_path / "missing.pt"):
         with pytest.raises(SculptError):
             load_mol_classifier(broken)
+
+
+def test_mixture_chain_policy_samples_the_mixture(dp, tables, bases2, bases3):
+    """The chain the chain objective samples continuations from: with the exact P(i | s) it IS the mixture."""
+    for bases, m in ((bases2, 2), (bases3, 3)):
+        clf = ExactClassifier(dp, tables[m], n_labels=m, kind="chain")
+        p = _terminal(dp, dp.table(MixtureChainPolicy(bases, clf)))
+        mixture = torch.stack([_terminal(dp, t) for t in tables[m]]).mean(0)
+        assert _l1(p, mixture) < 1e-9
+
+
+def test_short_chain_training_cuts_guided_l1_and_warm_starts_from_a1(env, dp, tables, models, bases2):
+    comps = [A.harmonic_mean(0.5), A.contrast(0.3), A.reverse_contrast(0.7)]
+    targets = [space_log_target(dp, tables[2], c, bases2.log_z).exp() for c in comps]
+
+    def guided_l1(net) -> list[float]:
+        return [_l1(_terminal(dp, dp.table(GuidedPolicy(bases2, c, net, "fast"))), t) for c, t in zip(comps, targets)]
+
+    common = dict(trajectories_per_model=16, lr=2e-3, ema=0.99, alpha_cond=True, eval_every=1000, seed=100,
+                  device="cpu")
+    a1, _ = train_mol_classifier(models[:2], BETA, MolClassifierTrainConfig(steps=20, warmup=5, objective="a1", **common))
+    before = guided_l1(a1)
+    cfg = MolClassifierTrainConfig(steps=240, warmup=50, objective="chain", **common)
+    net, info = train_mol_classifier(models[:2], BETA, cfg, init=a1)
+    after = guided_l1(net)
+    print("chain guided L1 before", before, "after", after, f"({info['seconds']:.1f} s)")
+    assert info["objective"] == "chain" and info["loss_mixture"] > 0 and net.cfg.mixture_head
+    # the mixture head is what guidance mixes the bases with, and it learned P(i | s) ∝ u_i(s)
+    exact_w = ExactClassifier(dp, tables[2], kind="chain").log_mixture_weights(dp.states)
+    with torch.no_grad():
+        w = net.log_mixture_weights(dp.states)
+    visits = torch.logsumexp(torch.stack([dp.log_reaching(t) for t in tables[2]]), 0).exp()
+    assert float((visits * (w.exp() - exact_w.exp()).abs().sum(1)).sum() / visits.sum()) < 0.15
+    for b, a in zip(before, after):
+        assert a < b / 1.5, (before, after)
+    # a classifier of another shape cannot warm-start one
+    other = MolClassifier(MolClassifierConfig(env.n_frags, env.max_frags, 2, 2, False), env)
+    with pytest.raises(SculptError, match="configuration"):
+        train_mol_classifier(models[:2], BETA, MolClassifierTrainConfig(steps=1, objective="chain", **common), init=other)
+    with pytest.raises(SculptError, match="action head"):
+        MolClassifierTrainConfig(objective="chain", action_head=False)
 
 
 # ----- (vi) bad compositions ---------------------------------------------------------------------------------------------

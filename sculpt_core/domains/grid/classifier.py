@@ -7,6 +7,8 @@ Linear → LeakyReLU → Linear on the state encoding, and two linear heads, eac
   given a non-terminal state; only the terminal classifier factorises).
 - Terminal head: log Q_T(y = i | x), m-way. The terminal joint is Σ_k log Q_T(y_k | x); with α (two models,
   two labels, eq. 7) label y2 uses the reweighted likelihood Q_T(y2=i|x;α) ∝ (α, 1-α)_i Q_T(i|x).
+- Mixture head (optional, the "chain" objective): log P(i | s), the posterior of the generating model given
+  that its trajectory passes through s, used as the mixture weights of guidance.
 - α-conditioning: logit α is an extra input for non-terminal states and is concatenated to the non-terminal
   head's input. Terminal states see 0 there, so the terminal head cannot depend on α; α reaches the terminal
   joint only through label y2's reweighted likelihood.
@@ -35,6 +37,7 @@ class GridClassifierConfig:
     n_labels: int = 2
     alpha_cond: bool = False
     hidden: int = 256
+    mixture_head: bool = False  # log P(i | s), the mixture weights of guidance (trained by the "chain" objective)
 
     def __post_init__(self) -> None:
         if self.alpha_cond and (self.n_models != 2 or self.n_labels != 2):
@@ -57,6 +60,8 @@ class GridClassifier(nn.Module):
         )
         self.nonterminal_head = nn.Linear(cfg.hidden + extra, cfg.n_models**cfg.n_labels - 1)
         self.terminal_head = nn.Linear(cfg.hidden, cfg.n_models - 1)
+        if cfg.mixture_head:
+            self.mixture_head = nn.Linear(cfg.hidden, cfg.n_models - 1)
 
     @property
     def joint_shape(self) -> tuple[int, ...]:
@@ -79,13 +84,23 @@ class GridClassifier(nn.Module):
         logits = torch.cat([logits, torch.zeros_like(logits[:, :1])], 1)
         return torch.log_softmax(logits, 1).reshape((len(x),) + self.joint_shape)
 
-    def log_q_terminal_single(self, states: torch.Tensor) -> torch.Tensor:
-        """log Q_T(y = i | x): ``[B, m]``."""
+    def _alpha_free(self, states: torch.Tensor, head: nn.Module) -> torch.Tensor:
+        """An m-way head on the trunk with the α input at 0 (its output cannot depend on α)."""
         x = self.env.encode(states)
         if self.cfg.alpha_cond:
             x = torch.cat([x, torch.zeros_like(x[:, :1])], 1)
-        logits = self.terminal_head(self.trunk(x))
+        logits = head(self.trunk(x))
         return torch.log_softmax(torch.cat([logits, torch.zeros_like(logits[:, :1])], 1), 1)
+
+    def log_q_terminal_single(self, states: torch.Tensor) -> torch.Tensor:
+        """log Q_T(y = i | x): ``[B, m]``."""
+        return self._alpha_free(states, self.terminal_head)
+
+    def log_mixture_weights(self, states: torch.Tensor, logit_alpha: torch.Tensor | float | None = None
+                            ) -> torch.Tensor | None:
+        """log P(i | s) ``[B, m]``, which base model's trajectory passes through s (None without a mixture head:
+        guidance then uses the y1-marginal of the non-terminal joint)."""
+        return self._alpha_free(states, self.mixture_head) if self.cfg.mixture_head else None
 
 
 # ----- persistence -----------------------------------------------------------------------------

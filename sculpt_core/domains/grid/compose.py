@@ -88,8 +88,8 @@ def oracle_policy(bases: GridBases, composition: Composition) -> torch.Tensor:
 
 
 def classifier_policy(bases: GridBases, composition: Composition, classifier: GridClassifier) -> torch.Tensor:
-    """Guidance with a learned classifier on every state: mixture weights from its y1-marginal (reweighted by
-    the prior for mixtures and linear), times Q(y | s'_a) / Q(y | s) for label compositions."""
+    """Guidance with a learned classifier on every state: mixture weights from its mixture head, else its
+    y1-marginal (reweighted by the prior for mixtures and linear), times Q(y | s'_a) / Q(y | s) for label compositions."""
     check_classifier_compat(classifier.cfg, bases.m, composition, fallback=("oracle", "reaching"))
     guide = ClassifierGuidance.of(composition, classifier.cfg, bases.log_z)
     env = bases.env
@@ -97,7 +97,8 @@ def classifier_policy(bases: GridBases, composition: Composition, classifier: Gr
     with torch.no_grad():
         log_qn = classifier.log_q_nonterminal(states, guide.logit_alpha).double()  # [N, m, ..]
         log_qt = classifier.log_q_terminal_single(states).double()  # [N, m]
-    log_w = guide.mixture_weights(guide.y1_marginal(log_qn))
+        own = classifier.log_mixture_weights(states) if hasattr(classifier, "log_mixture_weights") else None
+    log_w = guide.mixture_weights(own.double() if own is not None else guide.y1_marginal(log_qn))
     if guide.guided:
         log_v, log_stop = guide.observed(log_qn), guide.stop_values(log_qt)
     else:

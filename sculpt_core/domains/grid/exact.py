@@ -12,6 +12,8 @@ composed policies (oracle, exact reaching) run on the grid with the fast DPs.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from sculpt_core.core.exact import ExactSpace
@@ -105,3 +107,40 @@ def grid_levels(env: GridEnv) -> list[torch.Tensor]:
 def generic_grid_space(env: GridEnv) -> ExactSpace:
     """The grid as a plain :class:`ExactSpace` (generic DPs over its child table): the reference for :class:`GridSpace`."""
     return ExactSpace(grid_child_table(env), grid_levels(env), torch.ones(env.n_states, dtype=torch.bool), env.stop_action)
+
+
+class ExactGridClassifier:
+    """Exact label posteriors of grid bases in the :class:`~sculpt_core.domains.grid.classifier.GridClassifier`
+    interface (ground truth of tests and benches): ``kind`` "chain" (exact guidance), "a1" or "a1_d6" (fixed
+    points of Algorithm A.1, see :func:`~sculpt_core.core.exact.exact_label_posterior`). ``log_pf`` ``[m, N, A]``."""
+
+    def __init__(self, env: GridEnv, log_pf: torch.Tensor, n_labels: int = 2, alpha_cond: bool = False,
+                 kind: str = "chain") -> None:
+        from types import SimpleNamespace
+
+        self.env, self.space, self.log_pf, self.kind = env, GridSpace(env), log_pf.double(), kind
+        self.cfg = SimpleNamespace(n_models=log_pf.shape[0], n_labels=n_labels, alpha_cond=alpha_cond)
+        self._log_u = torch.stack([self.space.log_reaching(t) for t in self.log_pf])
+        self._joint: dict = {}
+        _, self._weights, self._single = self._posterior(None)
+
+    def _posterior(self, alpha: float | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        from sculpt_core.core.exact import exact_label_posterior
+
+        return exact_label_posterior(self.space, self.log_pf, self.cfg.n_labels, alpha, self.kind, self._log_u)
+
+    def _rows(self, states: torch.Tensor) -> torch.Tensor:
+        return self.env.flat_index(states) if states.dim() > 1 else states.long()
+
+    def log_q_nonterminal(self, states: torch.Tensor, logit_alpha: float | None = None) -> torch.Tensor:
+        key = None if (logit_alpha is None or not self.cfg.alpha_cond) else round(float(logit_alpha), 12)
+        if key not in self._joint:
+            self._joint[key] = self._posterior(None if key is None else 1.0 / (1.0 + math.exp(-key)))[0]
+        return self._joint[key][self._rows(states)]
+
+    def log_q_terminal_single(self, states: torch.Tensor) -> torch.Tensor:
+        return self._single[self._rows(states)]
+
+    def log_mixture_weights(self, states: torch.Tensor, logit_alpha: float | None = None) -> torch.Tensor | None:
+        """P(i | s) for the chain posterior; None for the A.1 fixed points (their y1-marginal is P(i | s))."""
+        return self._weights[self._rows(states)] if self.kind == "chain" else None

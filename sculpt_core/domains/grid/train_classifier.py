@@ -34,8 +34,13 @@ from sculpt_core.domains.grid.exact import log_terminal
 from sculpt_core.core.metrics import l1_distance
 from sculpt_core.domains.grid.sampling import rollout_from_tables
 from sculpt_core.domains.grid.classifier import GridClassifier, GridClassifierConfig
-from sculpt_core.core.labels import outer_log, rest_label_log_weights
+from sculpt_core.core.guidance import mixture_log_policy
+from sculpt_core.core.labels import outer_log, rest_label_log_weights, terminal_joint
 from sculpt_core.domains.grid.model import GridBaseModel
+
+
+#: Classifier objectives: the paper's Algorithm A.1, and the chain posterior (:func:`_chain_expected_losses`).
+OBJECTIVES = ("a1", "chain")
 
 
 @dataclass(frozen=True)
@@ -54,8 +59,11 @@ class ClassifierTrainConfig:
     eval_every: int = 250
     lr_final_fraction: float = 0.05
     mode: str = "expected"  # "expected" (exact expectations over trajectories) or "sampled" (Monte Carlo, as in the paper)
+    objective: str = "a1"  # "a1" (the paper's Algorithm A.1) or "chain" (the posterior Theorem 5.3 needs)
 
     def __post_init__(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise SculptError(f"unknown classifier objective {self.objective!r}; one of {', '.join(OBJECTIVES)}")
         for name in ("steps", "trajectories_per_model", "warmup", "alphas_per_step", "n_labels", "eval_every"):
             if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 1):
                 raise SculptError(f"{name} must be a positive integer")
@@ -80,7 +88,8 @@ def train_grid_classifier(
         raise SculptError("a classifier needs at least two base models")
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    ccfg = GridClassifierConfig(env.height, env.ndim, m, cfg.n_labels, cfg.alpha_cond, cfg.hidden)
+    chain = cfg.objective == "chain"
+    ccfg = GridClassifierConfig(env.height, env.ndim, m, cfg.n_labels, cfg.alpha_cond, cfg.hidden, mixture_head=chain)
     net = GridClassifier(ccfg)
     target_net = copy.deepcopy(net).requires_grad_(False)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
@@ -103,12 +112,20 @@ def train_grid_classifier(
                               for j in range(k)])  # [K, N, m^n]
         with torch.no_grad():
             w_single = target_net.log_q_terminal_single(states).double()  # [N, m] terminal weights of the target net
-        if cfg.mode == "expected":
+        if chain:
+            log_mw = net.log_mixture_weights(states)  # [N, m]
+            with torch.no_grad():
+                target_mw = target_net.log_mixture_weights(states).double()
+            losses = _chain_expected_losses if cfg.mode == "expected" else _chain_sampled_losses
+            loss_t, loss_n, loss_w = losses(bases, cfg, log_qt, log_qn, log_mw, w_single, target_mw, logit_alpha, gen)
+        elif cfg.mode == "expected":
             loss_t, loss_n = _expected_losses(bases, cfg, log_qt, log_qn, w_single, logit_alpha)
+            loss_w = torch.zeros(())
         else:
             loss_t, loss_n = _sampled_losses(bases, cfg, log_qt, log_qn, w_single, logit_alpha, base_pf, model_of, gen)
+            loss_w = torch.zeros(())
         lam = min(1.0, step / cfg.warmup)
-        loss = loss_t + lam * loss_n.float()
+        loss = loss_t + loss_w.float() + lam * loss_n.float()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -120,6 +137,7 @@ def train_grid_classifier(
             raise SculptError(f"classifier training diverged at step {step}")
         if step % cfg.eval_every == 0 or step == cfg.steps:
             last = {"loss_terminal": float(loss_t.detach()), "loss_nonterminal": float(loss_n.detach()),
+                    "loss_mixture": float(loss_w.detach()),
                     "elapsed_s": time.perf_counter() - start}
             if evaluate is not None:
                 net.eval()
@@ -129,7 +147,8 @@ def train_grid_classifier(
             if progress:
                 progress(step, last)
     net.eval()
-    return net, {"seconds": time.perf_counter() - start, "steps": cfg.steps, "history": history, **last}
+    return net, {"seconds": time.perf_counter() - start, "steps": cfg.steps, "history": history,
+                 "objective": cfg.objective, **last}
 
 
 def _label_log_weights(cfg: ClassifierTrainConfig, w_single: torch.Tensor, logit_alpha: torch.Tensor) -> torch.Tensor:
@@ -180,6 +199,68 @@ def _sampled_losses(bases: GridBases, cfg, log_qt, log_qn, w_single, logit_alpha
     rows = log_qn[alpha_idx.unsqueeze(1), traj[:, :-1]].masked_fill(~valid.unsqueeze(-1), 0.0)  # [B, T, m^n]
     loss_n = -(rows.sum(1).double() * log_v.exp()).sum() / len(model_of)
     return loss_t, loss_n.float()
+
+
+def _stop_joints(cfg: ClassifierTrainConfig, w_single: torch.Tensor, logit_alpha: torch.Tensor) -> torch.Tensor:
+    """log Π_k w_{y_k}(x) for EVERY label (y1 included) ``[N, K, m^n]`` (K α values; y2 α-weighted)."""
+    return torch.stack([terminal_joint(w_single, cfg.n_labels, torch.sigmoid(a.double()) if cfg.alpha_cond else None)
+                        .flatten(1) for a in logit_alpha], 1)
+
+
+def _chain_expected_losses(bases: GridBases, cfg, log_qt, log_qn, log_mw, w_single, target_mw, logit_alpha, gen):
+    """(L_T, L_N, L_W) of the chain objective as exact expectations over trajectories.
+
+    L_T as in A.1; L_W = mean over models of Σ_s u_i(s) (−log P(i | s)) (fixed point P(i | s) ∝ u_i(s));
+    L_N = Σ_s ū(s) · (−Σ_y T(y | s) log Q_N(y | s)), ū the mixture's visit probability and T the target
+    network's chain posterior by backward DP: T(y | s) = E_{p_M}[Π_k Q_T(y_k | x) | s] with p_M the bases mixed
+    by the target's P(i | s). Its fixed point is the posterior that makes guidance exact on the grid's DAG."""
+    m = bases.m
+    k = log_qn.shape[0]
+    p = _dense_float(bases.log_p)  # [m, N]
+    loss_t = -(p * log_qt.T).sum(1).mean()
+    u = _dense_float(bases.log_u)  # [m, N]
+    loss_w = -(u * log_mw.T).sum(1).mean()
+    with torch.no_grad():
+        chain_t = chain_expected_targets(bases, cfg, w_single, target_mw, logit_alpha)  # [K, N, m^n]
+        weights = _dense_float(torch.logsumexp(bases.log_u, 0) - math.log(m))[None, :, None] * chain_t.exp().float()
+    loss_n = -(weights * log_qn).sum((1, 2)).mean()  # mean over α values
+    return loss_t, loss_n, loss_w
+
+
+def chain_expected_targets(bases: GridBases, cfg: ClassifierTrainConfig, w_single: torch.Tensor,
+                           log_mix_weights: torch.Tensor, logit_alpha: torch.Tensor) -> torch.Tensor:
+    """log T(y | s) = log E_{p_M}[Π_k w_{y_k}(x) | s] for every state ``[K, N, m^n]`` (K α values): the chain
+    posterior of terminal weights ``w_single`` ``[N, m]`` under the bases mixed by ``log_mix_weights`` ``[N, m]``."""
+    from sculpt_core.domains.grid.exact import backward_expectation
+
+    mix = mixture_log_policy(bases.log_pf, log_mix_weights)  # [N, A]
+    return backward_expectation(bases.env, mix, _stop_joints(cfg, w_single, logit_alpha)).permute(1, 0, 2)
+
+
+def _chain_sampled_losses(bases: GridBases, cfg, log_qt, log_qn, log_mw, w_single, target_mw, logit_alpha, gen):
+    """The chain objective's Monte-Carlo estimator: the bases' own trajectories for L_T and L_W, trajectories of
+    the mixture chain (the target network's P(i | s)) for L_N, every label from the target's terminal head."""
+    env, m = bases.env, bases.m
+    k = log_qn.shape[0]
+    n_tr = cfg.trajectories_per_model
+    model_of = torch.arange(m).repeat_interleave(n_tr)
+    base_pf = bases.log_pf.reshape(m * env.n_states, -1)
+    traj, _, valid = rollout_from_tables(env, base_pf, model_of * env.n_states, 0.0, gen)
+    term_idx = traj.gather(1, (valid.sum(1) - 1).unsqueeze(1)).squeeze(1)
+    loss_t = -log_qt[term_idx, model_of].mean()
+    rows_w = log_mw[traj[:, :-1], model_of.unsqueeze(1)].masked_fill(~valid, 0.0)
+    loss_w = -rows_w.sum() / len(model_of)
+    with torch.no_grad():
+        mix = mixture_log_policy(bases.log_pf, target_mw)
+    n_mix = m * n_tr
+    mtraj, _, mvalid = rollout_from_tables(env, mix, torch.zeros(n_mix, dtype=torch.long), 0.0, gen)
+    m_term = mtraj.gather(1, (mvalid.sum(1) - 1).unsqueeze(1)).squeeze(1)
+    alpha_idx = torch.arange(n_mix) % k
+    with torch.no_grad():
+        tgt = _stop_joints(cfg, w_single[m_term], logit_alpha)[torch.arange(n_mix), alpha_idx].exp()  # [B, m^n]
+    rows = log_qn[alpha_idx.unsqueeze(1), mtraj[:, :-1]].masked_fill(~mvalid.unsqueeze(-1), 0.0)  # [B, T, m^n]
+    loss_n = -(rows.sum(1).double() * tgt).sum() / n_mix
+    return loss_t, loss_n.float(), loss_w
 
 
 def guided_l1(bases: GridBases, classifier: GridClassifier, composition: Composition) -> float:

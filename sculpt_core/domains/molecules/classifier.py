@@ -15,6 +15,8 @@ Heads (K = m^n label tuples, row-major over (y_1..y_n)):
   constant 0; not factorised, since the labels are dependent given a non-terminal state);
 - terminal: log Q_T(y = i | x), m-way (m−1 logits + 0); the terminal joint factorises and label y_2 takes the
   α-likelihood of eq. 7 (:func:`~sculpt_core.core.labels.terminal_joint`);
+- mixture head (optional, trained by the "chain" objective): log P(i | s), the posterior of the generating model
+  given that its trajectory passes through s, the weights guidance mixes the bases with;
 - action head (optional, the *fast* guidance path): log Q(y_1..y_n | s, a) ≈ log Q_N(y | s'_a) for EVERY
   action a of s from s's own embedding, so guidance needs no successor graphs:
   AddNode(i, f) rank-r bilinear in an MLP of ``[h_i ‖ g ‖ logit α]`` and a learned vector of fragment f
@@ -66,6 +68,7 @@ class MolClassifierConfig:
     n_layers: int = 3
     action_head: bool = True
     action_rank: int = 16
+    mixture_head: bool = False  # log P(i | s), the mixture weights of guidance (trained by the "chain" objective)
 
     def __post_init__(self) -> None:
         for name in ("n_frags", "max_frags", "hidden", "n_layers", "action_rank"):
@@ -120,6 +123,8 @@ class MolClassifier(nn.Module):
         self.layers = nn.ModuleList(MessagePassingLayer(h) for _ in range(cfg.n_layers))
         self.nonterminal_head = nn.Linear(2 * h + 1, K - 1)
         self.terminal_head = nn.Linear(2 * h, m - 1)
+        if cfg.mixture_head:
+            self.mixture_head = nn.Linear(2 * h, m - 1)
         if cfg.action_head:
             r = cfg.action_rank
             self.add_pre = mlp(2 * h + 1, h, 1, (K - 1) * (r + 1))
@@ -190,6 +195,20 @@ class MolClassifier(nn.Module):
         logits = self.terminal_head(emb.graph)
         return torch.log_softmax(torch.cat([logits, torch.zeros_like(logits[:, :1])], 1), 1)
 
+    def mixture_from_embedding(self, emb: ClassifierEmbedding) -> torch.Tensor | None:
+        """log P(i | s) ``[B, m]``: which base model's trajectory passes through s (None without the head)."""
+        if not self.cfg.mixture_head:
+            return None
+        logits = self.mixture_head(emb.graph)
+        return torch.log_softmax(torch.cat([logits, torch.zeros_like(logits[:, :1])], 1), 1)
+
+    def log_mixture_weights(self, states: Sequence[FragState], logit_alpha: torch.Tensor | float | None = None
+                            ) -> torch.Tensor | None:
+        """log P(i | s) ``[B, m]`` of non-terminal states (None without a mixture head: use the y1-marginal)."""
+        if not self.cfg.mixture_head:
+            return None
+        return self.mixture_from_embedding(self.embed_states(states, logit_alpha, False))
+
     def log_q_nonterminal(self, states: Sequence[FragState], logit_alpha: torch.Tensor | float | None = None) -> torch.Tensor:
         """log Q_N(y_1..y_n | s): ``[B, m, ..., m]``, normalised over all tuples."""
         return self.joint_from_embedding(self.embed_states(states, logit_alpha, False))
@@ -255,6 +274,11 @@ class MolClassifier(nn.Module):
             out[sel] = base[sel] + self._edge_rows(emb, cols, col[sel] % MAX_STEMS)
         return self._joint(out)
 
+    def action_joint_table(self, emb: ClassifierEmbedding) -> torch.Tensor:
+        """log Q(y_1..y_n | s, a) flattened over label tuples for every move ``[B, A, K]`` (Stop column and slots
+        without a node/edge: −inf; no mask applied): the successors' joints the chain objective backs up."""
+        return self.action_values(emb, lambda joint: joint.flatten(1))
+
     def action_values(self, emb: ClassifierEmbedding, reduce: Reducer) -> torch.Tensor:
         """``reduce(log Q(y | s, a))`` for every move of every graph in the fixed layout ``[B, A]`` (Stop column
         and slots without a node/edge: −inf; no mask applied)."""
@@ -264,15 +288,17 @@ class MolClassifier(nn.Module):
         base = self.nonterminal_logits(emb)  # [B, K-1]
         nodes = torch.arange(batch.x.shape[0], device=self.device)
         add = base[batch.node_graph].unsqueeze(1) + self._add_rows(emb, nodes, None)  # [N, F, K-1]
-        add_v = reduce(self._joint(add.reshape(-1, K1))).reshape(add.shape[0], -1)
+        add_r = reduce(self._joint(add.reshape(-1, K1)))
+        tail = tuple(add_r.shape[1:])  # () for one value per move, (K,) for the whole joint
+        add_v = add_r.reshape((add.shape[0], -1) + tail)
         n_dir = batch.edge_index.shape[1]
         if n_dir:
             cols = torch.arange(n_dir, device=self.device)
             edge = base[batch.node_graph[batch.edge_index[0]]].unsqueeze(1) + self._edge_rows(emb, cols, None)  # [2E, 6, K-1]
-            edge_v = reduce(self._joint(edge.reshape(-1, K1))).reshape(-1, EDGE_COLS)  # [E, 12]: u-stems then v-stems
+            edge_v = reduce(self._joint(edge.reshape(-1, K1))).reshape((-1, EDGE_COLS) + tail)  # [E, 12]: u-stems then v-stems
         else:
-            edge_v = torch.zeros(0, EDGE_COLS, device=self.device)
-        stop = torch.full((batch.n_graphs,), float("-inf"), device=self.device)
+            edge_v = torch.zeros((0, EDGE_COLS) + tail, device=self.device)
+        stop = torch.full((batch.n_graphs,) + tail, float("-inf"), device=self.device)
         return scatter_logits(batch, stop, add_v, edge_v)
 
 

@@ -258,7 +258,7 @@ def cmd_mol_train_classifier(args: argparse.Namespace) -> dict[str, Any]:
     cfg = MolClassifierTrainConfig(steps=args.steps, trajectories_per_model=args.batch_size, n_labels=labels,
                                    alpha_cond=args.alpha_cond, hidden=args.hidden, n_layers=args.layers,
                                    action_head=not args.no_action_head, distill_actions=args.distill_actions,
-                                   seed=args.seed, lr=args.lr,
+                                   objective=args.objective, reuse=args.reuse, seed=args.seed, lr=args.lr,
                                    warmup=max(1, min(args.warmup, args.steps)),
                                    eval_every=max(1, args.steps // 20), time_limit_s=args.time_limit,
                                    device=args.device)
@@ -268,7 +268,8 @@ def cmd_mol_train_classifier(args: argparse.Namespace) -> dict[str, Any]:
         from sculpt_core.domains.molecules.zoo import resolve_mol_classifier
 
         init, init_bases, init_meta = load_mol_classifier(resolve_mol_classifier(args.init))
-        if init_bases != [m.name for m in models] or float(init_meta.get("beta", args.beta)) != float(args.beta):
+        if init_bases != [m.name for m in models] or float(init_meta.get("beta", args.beta)) != float(args.beta) \
+                or init_meta.get("base_fingerprints", [m.fingerprint() for m in models]) != [m.fingerprint() for m in models]:
             raise SculptError(f"--init {args.init} was trained for bases {','.join(init_bases)} at β = "
                               f"{init_meta.get('beta')}, not {','.join(m.name for m in models)} at β = {args.beta:g}")
     from sculpt_core.domains.molecules.classifier import MolClassifierConfig
@@ -277,7 +278,7 @@ def cmd_mol_train_classifier(args: argparse.Namespace) -> dict[str, Any]:
     prepare_mol_bases(models, args.beta)  # checked before the progress bar opens: one library, β in range
     env = models[0].env
     MolClassifierConfig(env.n_frags, env.max_frags, len(models), labels, args.alpha_cond, args.hidden, args.layers,
-                        not args.no_action_head)
+                        not args.no_action_head, mixture_head=args.objective == "chain")
     update, close = progress_bar(cfg.steps, "mol classifier")
     try:
         net, info = train_mol_classifier(models, args.beta, cfg, progress=update, init=init)
@@ -289,14 +290,14 @@ def cmd_mol_train_classifier(args: argparse.Namespace) -> dict[str, Any]:
     meta = {"bases": base_names, "base_fingerprints": [m.fingerprint() for m in models], "beta": float(args.beta),
             "alpha_cond": bool(args.alpha_cond), "n_labels": labels,
             "action_head": not args.no_action_head, "distill_actions": args.distill_actions,
-            "steps": total_steps, "seconds": total_seconds,
-            "continued_from": ({"steps": init_meta.get("steps"), "seconds": init_meta.get("seconds")}
-                               if init is not None else None),
+            "objective": args.objective, "steps": total_steps, "seconds": total_seconds,
+            "continued_from": ({"steps": init_meta.get("steps"), "seconds": init_meta.get("seconds"),
+                                "objective": init_meta.get("objective", "a1")} if init is not None else None),
             "sample_seconds": round(info["sample_seconds"], 1), "device": info["device"],
             "torch_threads": info["torch_threads"], "trajectories_sampled": info["trajectories_sampled"],
             "invalid_dropped": info["invalid_dropped"],
-            "final": {k: round(float(info[k]), 5) for k in ("loss", "loss_terminal", "loss_nonterminal", "loss_action")
-                      if k in info},
+            "final": {k: round(float(info[k]), 5) for k in ("loss", "loss_terminal", "loss_nonterminal", "loss_action",
+                                                             "loss_mixture") if k in info},
             "history": info["history"]}
     save_mol_classifier(args.out, net, base_names, meta)
     return {k: v for k, v in meta.items() if k != "history"} | {"out": args.out}
@@ -345,7 +346,7 @@ def register(commands: argparse._SubParsersAction, zoo: argparse._SubParsersActi
     add_compose_sample_args(p)  # --y --alpha --weights --u --classifier --scoring
     p.set_defaults(func=cmd_mol_sample)
 
-    p = commands.add_parser("train-classifier", help="train a guidance classifier for 2-3 molecule base models (Alg. A.1)")
+    p = commands.add_parser("train-classifier", help="train a guidance classifier for 2-3 molecule base models")
     p.add_argument("--bases", required=True, help="comma-separated zoo names or .pt paths (label i = i-th base)")
     p.add_argument("--beta", type=float, default=32.0, help="reward exponent the bases are sampled at")
     p.add_argument("--alpha-cond", action="store_true", help="α-conditioned classifier (two bases)")
@@ -361,6 +362,13 @@ def register(commands: argparse._SubParsersAction, zoo: argparse._SubParsersActi
     p.add_argument("--no-action-head", action="store_true", help="no fast action head (exact successor scoring only)")
     p.add_argument("--distill-actions", type=int_arg(0, 10_000), default=2,
                    help="moves per state on which the action head is distilled from the state head (0: off)")
+    from sculpt_core.domains.molecules.train_classifier import DEFAULT_OBJECTIVE, OBJECTIVES
+
+    p.add_argument("--objective", choices=OBJECTIVES, default=DEFAULT_OBJECTIVE,
+                   help="chain: the label posterior of the mixture chain, exact for guidance on a DAG (default); "
+                        "a1: the paper's Algorithm A.1")
+    p.add_argument("--reuse", type=int_arg(1, 64), default=1,
+                   help="use each sampled trajectory this many times (fresh α each time; saves sampling time)")
     p.add_argument("--seed", type=seed_arg, default=100)
     p.add_argument("--time-limit", type=positive_float, default=None, help="stop after this many seconds")
     p.add_argument("--device", type=device_arg, default=None, help="torch device (default: CUDA if available)")

@@ -12,8 +12,8 @@ module supplies what is molecular:
   ("DB F", :class:`MolTrajectoryProductPolicy`);
 - ``ensemble``: the same mixing with u_i = 1;
 - ``classifier``: classifier guidance (:func:`~sculpt_core.core.guidance.guided_log_policy`): the mixture
-  Σ_i Q(y1=i|s) p_iF(a|s) with the y1-marginal at the CURRENT state (not at the successor; a classifier may
-  instead provide ``log_mixture_weights``, as the exact one does), times Q(y|s'_a)/Q(y|s); the Stop column uses
+  Σ_i Q(y1=i|s) p_iF(a|s) with the y1-marginal at the CURRENT state (not at the successor), or the classifier's own
+  mixture weights log P(i | s) when it has them (a mixture head, trained by the "chain" objective, or the exact ones), times Q(y|s'_a)/Q(y|s); the Stop column uses
   the terminal classifier (stopping yields the complete object, which only the terminal head scores).
   Q(y|s'_a) comes from
   ``scoring="exact"``: every successor graph built and scored in chunked batched forwards, or
@@ -243,6 +243,7 @@ class GuidedPolicy:
         B = len(states)
         self.stats["states"] += B
         need_children = self._guided
+        emb = None
         if need_children and self.scoring in ("fast", "topk"):
             emb = clf.embed_states(states, self._logit_alpha, False)
             log_qn = clf.joint_from_embedding(emb).double().cpu()
@@ -250,11 +251,8 @@ class GuidedPolicy:
         else:
             log_qn = clf.log_q_nonterminal(states, self._logit_alpha).double().cpu()
             children = None
-        log_y1 = self._guide.y1_marginal(log_qn)  # [B, m]
-        weights = getattr(clf, "log_mixture_weights", None)
-        exact_w = weights(states) if weights is not None else None
-        if exact_w is not None:
-            log_y1 = exact_w.double().cpu()
+        own = self._own_mixture_weights(states, emb)
+        log_y1 = own.double().cpu() if own is not None else self._guide.y1_marginal(log_qn)  # [B, m]
         log_w = self._guide.mixture_weights(log_y1)
         if not self._guided:
             zeros = torch.zeros(B, dtype=torch.float64)
@@ -273,6 +271,14 @@ class GuidedPolicy:
             stop[stop_ok] = self._guide.stop_values(log_qt)
         children[:, env.stop_action] = stop
         return log_w, log_v, children
+
+    def _own_mixture_weights(self, states: Sequence[FragState], emb: Any) -> torch.Tensor | None:
+        """The classifier's own log P(i | s) (a mixture head, or the exact weights), else None."""
+        clf = self.classifier
+        if emb is not None and hasattr(clf, "mixture_from_embedding"):
+            return clf.mixture_from_embedding(emb)
+        weights = getattr(clf, "log_mixture_weights", None)
+        return weights(states, self._logit_alpha) if weights is not None else None
 
     def _score_into(self, children: torch.Tensor, succ: list[FragState], rows: torch.Tensor, acts: torch.Tensor
                     ) -> None:

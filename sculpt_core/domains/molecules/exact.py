@@ -17,8 +17,8 @@ from typing import Any, Callable, Sequence
 import torch
 
 from sculpt_core.core.algebra import Composition
-from sculpt_core.core.exact import ExactSpace, exact_log_target, exact_reaching_log_policy, oracle_log_policy
-from sculpt_core.core.labels import terminal_joint
+from sculpt_core.core.exact import (POSTERIOR_KINDS, ExactSpace, exact_label_posterior, exact_log_target,
+                                    exact_reaching_log_policy, oracle_log_policy)
 from sculpt_core.domains.molecules.compose import _successors
 from sculpt_core.domains.molecules.env import FragmentEnv, FragState, canonical_key
 from sculpt_core.errors import SculptError
@@ -139,25 +139,18 @@ class SpaceDP(ExactSpace):
         return torch.cat(rows)
 
 
-EXACT_KINDS = ("chain", "a1", "a1_d6")
+EXACT_KINDS = POSTERIOR_KINDS
 
 
 @dataclass
 class ExactClassifier:
     """Exact label posteriors on an enumerated space, in the MolClassifier interface (tests, ground truth).
 
-    Terminal (every kind): p~(y = i | x) = p_i(x) / Σ_j p_j(x). Non-terminal joint by ``kind``:
-
-    - ``"chain"``: Thm 5.3 made exact on a DAG. The mixture policy is the Markov chain with weights
-      P(i | s) = u_i(s) / Σ_j u_j(s) (Prop 5.1, served by :meth:`log_mixture_weights`), and the joint is
-      p~(y_1..y_n | s) = E_chain[Π_k p~(y_k | x) | s] by backward DP (eq. 13) over that chain. Its own
-      y1-marginal is NOT P(i | s) on a DAG, hence the separate mixture weights.
-    - ``"a1"``: the fixed point of Algorithm A.1 with the final graph kept as a non-terminal state (grid
-      rule): P(i | s) · E_i[Π_{k≥2} p~(y_k | x) | s], the continuation under model i. Its y1-marginal is
-      P(i | s), but on a DAG (several paths into a state) it is not harmonic for the mixture chain, so even a
-      perfect A.1 classifier is slightly off the target; exact on trees.
-    - ``"a1_d6"``: the A.1 fixed point with the molecule rule (the final graph never a non-terminal
-      training state): a state's posterior is learned only from trajectories that continue past it.
+    Terminal (every kind): p~(y = i | x) = p_i(x) / Σ_j p_j(x). Non-terminal joint by ``kind``
+    (:func:`~sculpt_core.core.exact.exact_label_posterior`): ``"chain"`` (the posterior Theorem 5.3 needs, with
+    its mixture weights P(i | s) = u_i(s) / Σ_j u_j(s) served by :meth:`log_mixture_weights`), ``"a1"`` (the
+    fixed point of Algorithm A.1, final graph kept as a non-terminal state; slightly off on a DAG, exact on
+    trees) and ``"a1_d6"`` (the A.1 fixed point with the molecule rule, final graph never non-terminal).
     """
 
     dp: SpaceDP
@@ -176,45 +169,25 @@ class ExactClassifier:
         self.log_pf = self.log_pf.double()
         self.cfg = type("Cfg", (), {"n_models": m, "n_labels": self.n_labels, "alpha_cond": self.alpha_cond,
                                     "action_head": True})()
-        stop, can_stop = self.dp.space.stop_action, self.dp.space.can_stop
         self._log_u = torch.stack([self.dp.log_reaching(t) for t in self.log_pf])  # [m, N]
-        log_p = (self._log_u + self.log_pf[:, :, stop]).masked_fill(~can_stop.unsqueeze(0), float("-inf"))
-        self._weights = (self._log_u - torch.logsumexp(self._log_u, 0, keepdim=True)).T  # [N, m] = P(i | s)
-        self._mix = torch.logsumexp(self.log_pf + self._weights.T.unsqueeze(-1), 0)  # [N, A]
-        single = (log_p - torch.logsumexp(log_p, 0, keepdim=True)).T  # [N, m]
-        self._single = single.masked_fill(torch.isnan(single), -math.log(m))
+        _, self._weights, self._single = self._posterior(None)
+
+    def _posterior(self, alpha: float | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return exact_label_posterior(self.dp, self.log_pf, self.n_labels, alpha, self.kind, self._log_u)
 
     def _joint_table(self, logit_alpha: float | None) -> torch.Tensor:
         key = None if (logit_alpha is None or not self.alpha_cond) else round(float(logit_alpha), 12)
-        if key in self._cache:
-            return self._cache[key]
-        alpha = None if key is None else 1.0 / (1.0 + math.exp(-key))
-        term = terminal_joint(self._single, self.n_labels, alpha)  # [N, m, ..., m]
-        N, m = self._single.shape
-        if self.kind == "chain":
-            out = self.dp.backward_expectation(self._mix, term)
-        else:
-            rest = term.reshape(N, m, -1)[:, 0] - self._single[:, :1]  # log Π_{k≥2} p~(y_k|x)  [N, r]
-            per = torch.stack([self.dp.backward_expectation(self.log_pf[i], rest) for i in range(m)])  # [m, N, r]
-            log_w = self._log_u.clone()
-            if self.kind == "a1_d6":  # condition on continuing past s
-                stop = self.dp.space.stop_action
-                keep = torch.log1p(-self.log_pf[:, :, stop].exp().clamp(max=1 - 1e-15))  # [m, N]
-                ch = self.dp.child.clamp(min=0)
-                moves = self.log_pf.clone()
-                moves[:, :, stop] = float("-inf")
-                moves = moves.masked_fill((self.dp.child < 0).unsqueeze(0), float("-inf"))
-                per = torch.logsumexp(moves.unsqueeze(-1) + per[:, ch], 2) - keep.unsqueeze(-1)
-                log_w = log_w + keep
-            log_w = log_w - torch.logsumexp(log_w, 0, keepdim=True)
-            out = (log_w.unsqueeze(-1) + per).permute(1, 0, 2).reshape(term.shape)
-        out = out.masked_fill(torch.isnan(out), float("-inf"))
-        self._cache[key] = out
-        return out
+        if key not in self._cache:
+            alpha = None if key is None else 1.0 / (1.0 + math.exp(-key))
+            self._cache[key] = self._posterior(alpha)[0]
+        return self._cache[key]
 
-    def log_mixture_weights(self, states: Sequence[FragState]) -> torch.Tensor | None:
+    def log_mixture_weights(self, states: Sequence[FragState], logit_alpha: float | None = None) -> torch.Tensor | None:
         """The exact mixture weights P(i | s) ``[B, m]`` for ``"chain"`` (None: use the y1-marginal)."""
         return self._weights[self.dp.index_of(states)] if self.kind == "chain" else None
+
+    def mixture_from_embedding(self, emb: tuple) -> torch.Tensor | None:
+        return self.log_mixture_weights(emb[0])
 
     def log_q_nonterminal(self, states: Sequence[FragState], logit_alpha: float | None = None) -> torch.Tensor:
         return self._joint_table(logit_alpha)[self.dp.index_of(states)]

@@ -153,12 +153,13 @@ class FragGraphBatch:
 def scatter_logits(batch: FragGraphBatch, stop: torch.Tensor, add_node: torch.Tensor, set_edge: torch.Tensor,
                    mask: torch.Tensor | None = None, fill: float = float("-inf")) -> torch.Tensor:
     """Place per-graph Stop ``[B]``, per-node AddNode ``[N, F]`` and per-edge SetEdgeAttr ``[E, 12]`` logits
-    into the fixed ``[B, n_actions]`` layout. Slots with no node/edge behind them get ``fill``; so do the
+    into the fixed ``[B, n_actions]`` layout (trailing dims after those, shared by all three, are kept). Slots with no node/edge behind them get ``fill``; so do the
     entries where ``mask`` (``[B, A]`` bool, e.g. :meth:`FragmentEnv.forward_mask`) is False. Differentiable."""
     lay = batch.layout
     B, F = batch.n_graphs, lay.n_frags
     N, E = batch.x.shape[0], batch.edge_pos.shape[0]
-    if stop.shape != (B,) or add_node.shape != (N, F) or set_edge.shape != (E, EDGE_COLS):
+    tail = tuple(stop.shape[1:])  # optional trailing dims, the same on all three (e.g. one column per label tuple)
+    if stop.shape != (B,) + tail or add_node.shape != (N, F) + tail or set_edge.shape != (E, EDGE_COLS) + tail:
         raise SculptError(f"logit shapes must be stop [{B}], add_node [{N}, {F}], set_edge [{E}, {EDGE_COLS}]; "
                           f"got {tuple(stop.shape)}, {tuple(add_node.shape)}, {tuple(set_edge.shape)}")
     dev = add_node.device
@@ -168,9 +169,9 @@ def scatter_logits(batch: FragGraphBatch, stop: torch.Tensor, add_node: torch.Te
     rows = torch.cat([batch.node_graph.unsqueeze(1).expand_as(node_cols).reshape(-1),
                       batch.edge_graph.unsqueeze(1).expand_as(edge_cols).reshape(-1)])
     cols = torch.cat([node_cols.reshape(-1), edge_cols.reshape(-1)])
-    vals = torch.cat([add_node.to(dtype).reshape(-1), set_edge.to(dtype).reshape(-1)])
-    body = torch.full((B, lay.n_actions - 1), fill, dtype=dtype, device=dev).index_put((rows, cols), vals)
+    vals = torch.cat([add_node.to(dtype).reshape((-1,) + tail), set_edge.to(dtype).reshape((-1,) + tail)])
+    body = torch.full((B, lay.n_actions - 1) + tail, fill, dtype=dtype, device=dev).index_put((rows, cols), vals)
     out = torch.cat([body, stop.to(dtype).unsqueeze(1)], dim=1)
     if mask is not None:
-        out = out.masked_fill(~mask.to(dev), fill)
+        out = out.masked_fill(~mask.to(dev).reshape(mask.shape + (1,) * len(tail)), fill)
     return out

@@ -41,9 +41,17 @@ import torch
 from sculpt_core.device import resolve_device
 from sculpt_core.errors import SculptError
 from sculpt_core.domains.molecules.sampling import sample_trajectories
-from sculpt_core.core.labels import rest_label_log_weights
+from sculpt_core.core.guidance import mixture_log_policy
+from sculpt_core.core.labels import rest_label_log_weights, terminal_joint
 from sculpt_core.domains.molecules.classifier import MolClassifier, MolClassifierConfig
 from sculpt_core.domains.molecules.model import MolBaseModel
+
+
+#: Classifier objectives: the paper's Algorithm A.1, and the chain posterior (see :func:`chain_losses`).
+OBJECTIVES = ("a1", "chain")
+#: The molecule default: on the tiny exact library the chain objective's fixed point guides exactly where A.1's
+#: misses the harmonic mean by L1 0.16 (README, "Classifier objectives").
+DEFAULT_OBJECTIVE = "chain"
 
 
 @dataclass(frozen=True)
@@ -70,6 +78,7 @@ class MolClassifierTrainConfig:
     distill_weight: float = 1.0
     distill_uniform: float = 0.2
     final_as_nonterminal: bool = True
+    objective: str = DEFAULT_OBJECTIVE  # "a1" (the paper's Algorithm A.1) or "chain" (the posterior Theorem 5.3 needs)
     lr_final_fraction: float = 0.1
     sample_batch: int = 128
     reuse: int = 1
@@ -94,19 +103,32 @@ class MolClassifierTrainConfig:
             raise SculptError("action_weight and distill_weight must be ≥ 0")
         if self.distill_actions < 0 or self.distill_states < 1 or not 0.0 <= self.distill_uniform <= 1.0:
             raise SculptError("distill_actions ≥ 0, distill_states ≥ 1 and distill_uniform in [0, 1] are required")
+        if self.objective not in OBJECTIVES:
+            raise SculptError(f"unknown classifier objective {self.objective!r}; one of {', '.join(OBJECTIVES)}")
+        if self.objective == "chain" and not self.action_head:
+            raise SculptError("the chain objective backs values up through the action head: keep the action head")
+        if self.objective == "chain" and not self.final_as_nonterminal:
+            raise SculptError("the chain objective learns P(i | s) from every visited state, the final graph included")
 
 
 # ----- on-policy trajectory supply ------------------------------------------------------------------------------
 class _Stream:
-    """Valid on-policy trajectories of one model at β, sampled in batches: (states s_0..s_L, actions a_0..a_{L−1})."""
+    """Valid on-policy trajectories of one policy, sampled in batches: (states s_0..s_L, actions a_0..a_{L−1}).
+    ``policy_fn()`` gives the policy for the next batch (a base model at β, or the current mixture chain)."""
 
-    def __init__(self, model: MolBaseModel, beta: float, batch: int, reuse: int, gen: torch.Generator) -> None:
-        self.model, self.beta, self.batch, self.reuse, self.gen = model, beta, batch, reuse, gen
+    def __init__(self, name: str, env: Any, policy_fn: Callable[[], Any], batch: int, reuse: int,
+                 gen: torch.Generator, beta: float) -> None:
+        self.name, self.env, self.policy_fn, self.batch, self.reuse, self.gen = name, env, policy_fn, batch, reuse, gen
+        self.beta = beta
         self.buffer: list[tuple[list, list[int]]] = []
         self.sampled = self.invalid = 0
 
+    @classmethod
+    def of_model(cls, model: MolBaseModel, beta: float, batch: int, reuse: int, gen: torch.Generator) -> "_Stream":
+        return cls(repr(model.name), model.env, lambda: model.policy(beta), batch, reuse, gen, beta)
+
     def _refill(self) -> None:
-        traj = sample_trajectories(self.model.env, self.model.policy(self.beta), self.batch, self.gen)
+        traj = sample_trajectories(self.env, self.policy_fn(), self.batch, self.gen)
         fresh = []
         for b in range(len(traj)):
             if not bool(traj.valid[b]):
@@ -124,9 +146,33 @@ class _Stream:
             self._refill()
             tries += 1
             if tries > 20 and len(self.buffer) < k:
-                raise SculptError(f"model {self.model.name!r} produced almost no valid molecules at β = {self.beta:g}")
+                raise SculptError(f"{self.name} produced almost no valid molecules at β = {self.beta:g}")
         out, self.buffer = self.buffer[:k], self.buffer[k:]
         return out
+
+
+@dataclass
+class MixtureChainPolicy:
+    """The mixture chain p_M(a | s) = Σ_i P(i | s) p_iF(a | s) with P(i | s) from a classifier's mixture head:
+    the policy whose continuations define the chain posterior (sampled by the chain objective). Stateless."""
+
+    bases: Any
+    classifier: MolClassifier
+
+    @property
+    def env(self) -> Any:
+        return self.bases.env
+
+    def start(self, n: int) -> None:
+        return None
+
+    @torch.no_grad()
+    def log_probs(self, states: Sequence, carry: Any = None) -> torch.Tensor:
+        log_w = self.classifier.log_mixture_weights(states).double().cpu()
+        return mixture_log_policy(self.bases.log_pf(states), log_w)
+
+    def advance(self, carry: Any, states: Sequence, actions: torch.Tensor, next_states: Sequence) -> None:
+        return None
 
 
 # ----- one step's data --------------------------------------------------------------------------------------------
@@ -207,6 +253,53 @@ def classifier_losses(net: MolClassifier, target: MolClassifier, data: _StepData
     return loss_t, loss_n, loss_a, loss_d
 
 
+def chain_losses(net: MolClassifier, target: MolClassifier, data: _StepData, mix: _StepData, m: int,
+                 distill: Callable | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(L_T, L_N, L_A, L_D, L_W) of the chain objective: ``data`` the bases' own trajectories, ``mix``
+    trajectories of the mixture chain (:class:`MixtureChainPolicy` with the target network's P(i | s)).
+
+    - L_T: as in A.1 (terminal label = the generating model, on the bases' trajectories);
+    - L_W: the mixture head, −log P(y1 = i | s) at every visited state of model i's trajectories (the final
+      graph included): fixed point P(i | s) ∝ u_i(s), what A.1's y1-marginal learns, as its own output;
+    - L_N: at every state s of a mixture-chain trajectory ending in x, −Σ_y w(y | x) log Q_N(y | s) with EVERY
+      label from the target network's terminal head, w(y | x) = Π_k Q_T(y_k | x) (y2 α-weighted): fixed point
+      E_chain[Π_k Q(y_k | x) | s], the chain posterior (A.1 continues s with the generating model instead,
+      which differs on a DAG);
+    - L_A: the action head on the chain's observed moves (s_t, a_t) → s_{t+1} with the same targets; L_D: the
+      distillation of :func:`make_distiller` on the chain's states.
+
+    Sums over a trajectory's states, means over trajectories (per model for L_T and L_W)."""
+    env, dev = net.env, net.device
+    n = net.cfg.n_labels
+    Sm, Sb, Tb = len(mix.nonterminal), len(data.nonterminal), len(data.terminal)
+    la_m = mix.logit_alpha[mix.nt_traj] if net.cfg.alpha_cond else torch.zeros(Sm)
+    batch = env.batch_graphs(list(mix.nonterminal) + list(data.nonterminal) + list(data.terminal)).to(dev)
+    la = torch.cat([la_m, torch.zeros(Sb + Tb)]).to(dev)
+    term = torch.cat([torch.zeros(Sm + Sb, dtype=torch.bool), torch.ones(Tb, dtype=torch.bool)]).to(dev)
+    emb = net.embed(batch, la, term)
+    label, b_traj = data.label.to(dev), data.nt_traj.to(dev)
+    log_qt = net.terminal_from_embedding(emb)[Sm + Sb:]
+    loss_t = _per_model_mean(-log_qt[torch.arange(Tb, device=dev), label], torch.arange(Tb, device=dev), label, m)
+    log_w = net.mixture_from_embedding(emb)[Sm:Sm + Sb]
+    loss_w = _per_model_mean(-log_w[torch.arange(Sb, device=dev), label[b_traj]], b_traj, label, m)
+    n_mix = max(1, len(mix.terminal))
+    m_traj = mix.nt_traj.to(dev)
+    with torch.no_grad():
+        alpha = torch.sigmoid(mix.logit_alpha.double()) if net.cfg.alpha_cond else None
+        tgt = terminal_joint(target.log_q_terminal_single(mix.terminal).double(), n, alpha.to(dev) if alpha is not None
+                             else None).flatten(1).exp().float()  # [T_mix, K]
+    log_qn = net.joint_from_embedding(emb)[:Sm].flatten(1)
+    loss_n = -(tgt[m_traj] * log_qn).sum() / n_mix
+    loss_a = torch.zeros((), device=dev)
+    if len(mix.pair_row):
+        pr, pt = mix.pair_row.to(dev), mix.pair_traj.to(dev)
+        log_qa = net.action_joint(emb, mix.pair_action.to(dev), pr).flatten(1)
+        loss_a = -(tgt[pt] * log_qa).sum() / n_mix
+    loss_d = distill(net, emb, mix) if distill is not None else torch.zeros((), device=dev)
+    return loss_t, loss_n, loss_a, loss_d, loss_w
+
+
 def make_distiller(bases: Any, cfg: MolClassifierTrainConfig, gen: torch.Generator) -> Callable:
     """Distillation of the action head from the state head (optional, ``distill_actions`` > 0).
 
@@ -258,7 +351,8 @@ def train_mol_classifier(
     init: MolClassifier | None = None,
 ) -> tuple[MolClassifier, dict]:
     """Train a classifier for ``models`` (in this order: label i = model i) sampled at ``beta``; ``init``: a
-    classifier of the same configuration to continue from (its weights are copied, the schedule starts anew)."""
+    classifier of the same configuration to continue from (its weights are copied, the schedule starts anew; an
+    A.1 classifier may start a chain run, which adds the mixture head)."""
     from sculpt_core.domains.molecules.compose import prepare_mol_bases
 
     bases = prepare_mol_bases(models, beta)  # same library, β in range
@@ -269,22 +363,28 @@ def train_mol_classifier(
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     ccfg = MolClassifierConfig(env.n_frags, env.max_frags, m, cfg.n_labels, cfg.alpha_cond, cfg.hidden, cfg.n_layers,
-                               cfg.action_head, cfg.action_rank)
+                               cfg.action_head, cfg.action_rank, mixture_head=cfg.objective == "chain")
     net = MolClassifier(ccfg, env).to(device)
     if init is not None:
-        if init.cfg.to_dict() != ccfg.to_dict():
+        if {**init.cfg.to_dict(), "mixture_head": ccfg.mixture_head} != ccfg.to_dict():
             raise SculptError(f"cannot continue from a classifier with another configuration ({init.cfg.to_dict()} "
                               f"vs {ccfg.to_dict()})")
-        net.load_state_dict(init.state_dict())
+        # an A.1 classifier warm-starts the chain objective: every shared weight is copied, the mixture head is new
+        missing, unexpected = net.load_state_dict(init.state_dict(), strict=False)
+        if unexpected or any(not k.startswith("mixture_head.") for k in missing):
+            raise SculptError(f"cannot continue from this classifier (missing {missing}, unexpected {unexpected})")
     target = copy.deepcopy(net).requires_grad_(False)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     frac = cfg.lr_final_fraction
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: frac + (1 - frac) * 0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps)))
     chunk = min(cfg.sample_batch, cfg.steps * cfg.trajectories_per_model)  # short runs sample no more than they use
-    streams = [_Stream(mod, float(beta), chunk, cfg.reuse, gen) for mod in bases.models]
+    streams = [_Stream.of_model(mod, float(beta), chunk, cfg.reuse, gen) for mod in bases.models]
     for mod in bases.models:
         mod.net.eval()
+    chain = cfg.objective == "chain"
+    mix_stream = _Stream("the mixture chain", env, lambda: MixtureChainPolicy(bases, target), chunk, cfg.reuse, gen,
+                         float(beta)) if chain else None
     distill = make_distiller(bases, cfg, gen) if (cfg.distill_actions > 0 and cfg.action_head) else None
     history: list[dict] = []
     start = time.perf_counter()
@@ -299,9 +399,19 @@ def train_mol_classifier(
         else:
             la = torch.zeros(len(trajs))
         data = _assemble(trajs, cfg.final_as_nonterminal, la)
-        loss_t, loss_n, loss_a, loss_d = classifier_losses(net, target, data, m, distill)
+        if chain:
+            t0 = time.perf_counter()
+            mix_trajs = [(-1, s, a) for s, a in mix_stream.take(m * cfg.trajectories_per_model)]
+            sample_s += time.perf_counter() - t0
+            mla = (torch.rand(len(mix_trajs), generator=gen) * 2 - 1) * cfg.logit_alpha_range if cfg.alpha_cond \
+                else torch.zeros(len(mix_trajs))
+            mix = _assemble(mix_trajs, True, mla)
+            loss_t, loss_n, loss_a, loss_d, loss_w = chain_losses(net, target, data, mix, m, distill)
+        else:
+            loss_t, loss_n, loss_a, loss_d = classifier_losses(net, target, data, m, distill)
+            loss_w = torch.zeros(())
         lam = min(1.0, step / cfg.warmup)
-        loss = loss_t + lam * (loss_n + cfg.action_weight * loss_a + cfg.distill_weight * loss_d)
+        loss = loss_t + loss_w + lam * (loss_n + cfg.action_weight * loss_a + cfg.distill_weight * loss_d)
         if not math.isfinite(float(loss.detach())):
             raise SculptError(f"classifier training diverged at step {step}")
         opt.zero_grad(set_to_none=True)
@@ -315,7 +425,7 @@ def train_mol_classifier(
         timed_out = cfg.time_limit_s is not None and elapsed >= cfg.time_limit_s
         last = {"loss": float(loss.detach()), "loss_terminal": float(loss_t.detach()),
                 "loss_nonterminal": float(loss_n.detach()), "loss_action": float(loss_a.detach()),
-                "loss_distill": float(loss_d.detach()),
+                "loss_distill": float(loss_d.detach()), "loss_mixture": float(loss_w.detach()),
                 "elapsed_s": elapsed, "sample_s": sample_s}
         if step % cfg.eval_every == 0 or step == cfg.steps or timed_out:
             if evaluate is not None:
@@ -330,9 +440,11 @@ def train_mol_classifier(
     net.eval()
     seconds = time.perf_counter() - start
     info = {"steps": step, "seconds": seconds, "sample_seconds": sample_s, "history": history,
-            "trajectories_sampled": sum(s.sampled for s in streams), "invalid_dropped": sum(s.invalid for s in streams),
+            "trajectories_sampled": sum(s.sampled for s in streams) + (mix_stream.sampled if chain else 0),
+            "invalid_dropped": sum(s.invalid for s in streams) + (mix_stream.invalid if chain else 0),
+            "objective": cfg.objective,
             "device": str(device), "torch_threads": torch.get_num_threads(), **last}
     return net, info
 
 
-__all__ = ["MolClassifierTrainConfig", "classifier_losses", "make_distiller", "label_targets", "train_mol_classifier"]
+__all__ = ["DEFAULT_OBJECTIVE", "MixtureChainPolicy", "MolClassifierTrainConfig", "OBJECTIVES", "chain_losses", "classifier_losses", "make_distiller", "label_targets", "train_mol_classifier"]
