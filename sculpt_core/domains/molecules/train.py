@@ -207,14 +207,7 @@ def train_mol_model(
                        "threshold": float(thr), "has_flow": True, "loss": "tb+db_flow",
                        "train_config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()}})
     net = model.net
-    z_params = list(net.log_z_net.parameters())
-    z_ids = {id(p) for p in z_params}
-    other = [p for p in net.parameters() if id(p) not in z_ids]
-    opt = torch.optim.Adam([{"params": other, "lr": cfg.lr}, {"params": z_params, "lr": cfg.lr_log_z}],
-                           betas=(0.9, 0.999), eps=1e-8, weight_decay=cfg.weight_decay)
-    # the decay continues from the steps already taken when a model is resumed (Adam moments restart)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, [lambda s: 2.0 ** (-(prev_steps + s) / cfg.lr_half_life),
-                                                    lambda s: 2.0 ** (-(prev_steps + s) / cfg.lr_log_z_half_life)])
+    opt, sched = make_optimizer(model, cfg, prev_steps)
     start = time.perf_counter()
     step, metrics = 0, {}
     for step in range(1, cfg.steps + 1):
@@ -245,6 +238,21 @@ def train_mol_model(
     return model, {**last, "steps": step, "seconds": elapsed, "history": history}
 
 
+def make_optimizer(model: MolBaseModel, cfg: MolTrainConfig, prev_steps: int = 0
+                   ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """Adam with a separate log Z group and the halving schedules of ``cfg``; the decay continues from
+    ``prev_steps`` when a model is resumed (Adam moments restart)."""
+    net = model.net
+    z_params = list(net.log_z_net.parameters())
+    z_ids = {id(p) for p in z_params}
+    other = [p for p in net.parameters() if id(p) not in z_ids]
+    opt = torch.optim.Adam([{"params": other, "lr": cfg.lr}, {"params": z_params, "lr": cfg.lr_log_z}],
+                           betas=(0.9, 0.999), eps=1e-8, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, [lambda s: 2.0 ** (-(prev_steps + s) / cfg.lr_half_life),
+                                                    lambda s: 2.0 ** (-(prev_steps + s) / cfg.lr_log_z_half_life)])
+    return opt, sched
+
+
 def _record(model: MolBaseModel, steps: int, cfg: MolTrainConfig, seconds: float, device: torch.device,
             history: list[dict]) -> None:
     """Put the training figures into the model metadata and switch it to evaluation mode."""
@@ -257,6 +265,20 @@ def _record(model: MolBaseModel, steps: int, cfg: MolTrainConfig, seconds: float
                        "eval_beta": cfg.eval_beta, "history": history})
 
 
+class _PhaseClock:
+    """Adds the seconds since the previous lap to ``timings[name]`` (does nothing when timings is None)."""
+
+    def __init__(self, timings: dict[str, float] | None) -> None:
+        self.timings = timings
+        self.last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        if self.timings is not None:
+            now = time.perf_counter()
+            self.timings[name] = self.timings.get(name, 0.0) + now - self.last
+            self.last = now
+
+
 def _per_tensor_clip(params, max_norm: float) -> None:
     for p in params:
         if p.grad is not None:
@@ -264,22 +286,30 @@ def _per_tensor_clip(params, max_norm: float) -> None:
 
 
 def train_step(model: MolBaseModel, fn: RewardFn, cfg: MolTrainConfig, opt: torch.optim.Optimizer,
-               gen: torch.Generator) -> dict:
-    """One TB (+ DB flow) update; returns float metrics of the batch."""
+               gen: torch.Generator, timings: dict[str, float] | None = None) -> dict:
+    """One TB (+ DB flow) update; returns float metrics of the batch.
+
+    ``timings``: if given, the seconds spent in each phase are added to it under ``rollout``, ``assemble``
+    (states → RDKit molecules), ``reward``, ``forward_loss`` and ``backward`` (backward, clipping and the
+    optimiser step), for ``bench/mol_train_speed.py``."""
     env, net, device = model.env, model.net, model.device
+    clock = _PhaseClock(timings)
     B = cfg.batch_size
     low, high = cfg.beta_range
     betas = (low + (high - low) * torch.rand(B, generator=gen, dtype=torch.float64)).float()
     with torch.no_grad():
         traj = sample_trajectories(env, PerTrajectoryBetaPolicy(model, betas.to(device)), B, gen, cfg.epsilon,
                                    with_smiles=False)
+    clock.lap("rollout")
     mols = [env.to_mol(s) for s in traj.terminal]
+    clock.lap("assemble")
     ok = [i for i, m in enumerate(mols) if m is not None]
     rewards = torch.full((B,), float("nan"))
     if ok:
         rewards[ok] = fn([mols[i] for i in ok]).float().cpu().reshape(-1)
     valid = torch.isfinite(rewards)
     log_r = log_rewards(rewards, betas, valid).to(device)
+    clock.lap("reward")
 
     states, actions, nxt, idx = traj.transitions()
     batch = env.batch_graphs(states).to(device)
@@ -300,11 +330,13 @@ def train_step(model: MolBaseModel, fn: RewardFn, cfg: MolTrainConfig, opt: torc
     flow_next = torch.where(is_stop, log_r[idx_d], flow_next)
     db = (flow + step_lpf.detach() - flow_next - step_lpb).pow(2).mean()
     loss = tb + cfg.flow_weight * db
+    clock.lap("forward_loss")
 
     opt.zero_grad(set_to_none=True)
     loss.backward()
     _per_tensor_clip(net.parameters(), cfg.clip_grad)
     opt.step()
+    clock.lap("backward")
     r_ok = rewards[valid]
     with torch.no_grad():
         log_z32 = float(net.log_z(net.encode_beta(torch.tensor([32.0], device=device)))[0]) if low <= 32.0 <= high \
@@ -343,4 +375,4 @@ def evaluate_high_fraction(model: MolBaseModel, fn: RewardFn, threshold: float, 
 
 
 __all__ = ["INVALID_LOG_REWARD", "LOG_REWARD_MIN", "MolTrainConfig", "REWARD_THRESHOLDS", "RewardFn",
-           "evaluate_high_fraction", "log_rewards", "reward_fn", "train_mol_model", "train_step"]
+           "evaluate_high_fraction", "log_rewards", "make_optimizer", "reward_fn", "train_mol_model", "train_step"]
