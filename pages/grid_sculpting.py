@@ -15,7 +15,7 @@ from sculpt_core.app import caches as C
 from sculpt_core.app import grid as G
 from sculpt_core.app import grid_figures as F
 from sculpt_core.app import grid_views as GV
-from sculpt_core.app.exports import composition_meta, meta_stem
+from sculpt_core.app.exports import composition_meta, meta_stem, meta_title
 from sculpt_core.app.navigation import ensure_app_navigation
 from sculpt_core.app.widgets import operator_controls
 from sculpt_core.core.operators import build_composition, composition_key
@@ -228,7 +228,8 @@ if composition is not None and bases is not None:
         if views:
             meta = composition_meta(chosen, op, composition, beta, "compare", u=u_source)
             fig, panels = GV.show_compare(views, scale, meta)
-            GV.show_downloads(views[0].p, {**meta, "method": views[0].method}, lambda: fig, panels)
+            GV.show_downloads(views[0].p, {**meta, "method": views[0].method}, lambda: fig, panels, scale,
+                              title=meta_title(meta))
         if clf is None:
             st.caption(f"Classifier guidance left out: {clf_note}.")
             with st.expander("Train a classifier to add classifier guidance to the comparison"):
@@ -279,7 +280,7 @@ if composition is not None and bases is not None:
                     st.plotly_chart(V.delta_figure(view.delta), width="stretch", theme=None, key="fig_delta")
                     st.caption("Reaching mixing samples p_M(x) = δ(x)·G(p_1(x), …), G the operator's combination: "
                                "where δ is constant the composition is exact. Colours show log10 δ (white: δ = 1).")
-            GV.show_downloads(view.p, meta, lambda: fig, panels)
+            GV.show_downloads(view.p, meta, lambda: fig, panels, scale)
 
 # ----- base models -------------------------------------------------------------------------------------------
 if bases is not None:

@@ -15,6 +15,7 @@ import streamlit as st
 from sculpt_core.app import grid as G
 from sculpt_core.app import grid_figures as F
 from sculpt_core.app.exports import meta_stem, meta_title
+from sculpt_core.app.png_export import panels_png
 from sculpt_core.domains.grid import viz as V
 
 #: "Compare all" draws at most this many cards in a row (wider rows make panels too small to read).
@@ -37,10 +38,24 @@ def chart(fig: go.Figure, key: str, filename: str, container: Any = None) -> Non
                                                               config=F.export_config(filename))
 
 
+def figure_png(figure: go.Figure, panels: Sequence[F.Panel], title: str, scale: str) -> bytes:
+    """The figure as a PNG: plotly's own export when kaleido is installed, else the Pillow drawing of the
+    panels with axes, colour bars and the title (:func:`sculpt_core.app.png_export.panels_png`)."""
+    import importlib.util
+
+    if importlib.util.find_spec("kaleido") is not None:
+        try:
+            return figure.to_image(format="png", scale=2)
+        except Exception:  # kaleido without a usable Chrome: draw the panels ourselves
+            pass
+    return panels_png(panels, title, scale)
+
+
 def show_downloads(p: np.ndarray, meta: dict[str, str], figure: Callable[[], go.Figure],
-                   panels: Sequence[F.Panel]) -> None:
+                   panels: Sequence[F.Panel], scale: str = "shared", title: str | None = None) -> None:
     """CSV and NPY of ``p`` and the figure as HTML and PNG, each named after the view; the CSV repeats the
-    view's parameters (method, operator, labels, α, β, …) as columns."""
+    view's parameters (method, operator, labels, α, β, …) as columns, the PNG has them (or ``title``) as title."""
+    title = title if title is not None else meta_title(meta)
     stem = meta_stem("sculpt_grid", meta)
     c1, c2, c3, c4 = st.columns(4)
     c1.download_button("Distribution (CSV)", data=lambda: G.distribution_csv(p, meta), file_name=stem + ".csv",
@@ -50,11 +65,11 @@ def show_downloads(p: np.ndarray, meta: dict[str, str], figure: Callable[[], go.
                        mime="application/octet-stream", on_click="ignore", key="dl_npy", width="stretch")
     c3.download_button("Figure (HTML)", data=lambda: figure().to_html(include_plotlyjs=True, full_html=True),
                        file_name=stem + ".html", mime="text/html", on_click="ignore", key="dl_html", width="stretch")
-    c4.download_button("Figure (PNG)", data=lambda: V.figure_png(figure(), panels), file_name=stem + ".png",
-                       mime="image/png", on_click="ignore", key="dl_png", width="stretch",
-                       help="Rendered by kaleido when it is installed, else a plain image of the heatmaps. For the "
-                            "figure with its axes, colour bars and title, use the camera button above the figure "
-                            "(it saves a PNG named after the view).")
+    c4.download_button("Figure (PNG)", data=lambda: figure_png(figure(), panels, title, scale),
+                       file_name=stem + ".png", mime="image/png", on_click="ignore", key="dl_png", width="stretch",
+                       help="The heatmaps with axes, colour bars and the view's parameters as title (drawn with "
+                            "Pillow; by plotly when kaleido is installed). The camera button above a figure saves "
+                            "it as the browser draws it, also named after the view.")
 
 
 def single_figure(panels: Sequence[F.Panel], scale: str, meta: dict[str, str],
@@ -112,5 +127,5 @@ def show_bases(names: Sequence[str], dists: Sequence[np.ndarray], targets: Seque
           "fig_bases", filename)
 
 
-__all__ = ["COMPARE_COLUMNS", "chart", "scale_control", "show_bases", "show_compare", "show_downloads",
+__all__ = ["COMPARE_COLUMNS", "chart", "figure_png", "scale_control", "show_bases", "show_compare", "show_downloads",
            "single_figure"]

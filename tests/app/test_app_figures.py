@@ -252,3 +252,31 @@ def test_export_metadata_helpers():
     assert "/" not in meta_stem("x", {"bases": "../etc/passwd", "method": "m"})
     text = csv_with_meta(("smiles", "qed"), [("C,C", 0.5)], {"method": "m", "alpha": "0.5"})
     assert list(csv.reader(io.StringIO(text))) == [["method", "alpha", "smiles", "qed"], ["m", "0.5", "C,C", "0.5"]]
+
+
+def test_png_download_has_axes_colour_bars_and_the_parameters(app_env, downloads):
+    from PIL import Image
+
+    from sculpt_core.app import png_export as P
+
+    at = _grid({"op": "contrast", "alpha": "0.3"})
+    assert not at.exception
+    call = _last(downloads, "Figure (PNG)")
+    assert call["file_name"].endswith(".png") and "a0.3" in call["file_name"]
+    png = call["data"]()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    img = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+    assert img.shape[1] > 3 * 32 * 8  # three panels and a colour bar, not bare cells
+    p = np.outer(np.arange(1, 33), np.ones(32))
+    p /= p.sum()
+    plain = np.asarray(Image.open(io.BytesIO(P.panels_png([("a", p)], "", "shared"))).convert("RGB"))
+    titled = np.asarray(Image.open(io.BytesIO(P.panels_png([("a", p)], "contrast · α = 0.3", "shared"))).convert("RGB"))
+    assert titled.shape[0] > plain.shape[0]  # room for the title
+    per_panel = np.asarray(Image.open(io.BytesIO(P.panels_png([("a", p), ("b", p)], "", "panel"))).convert("RGB"))
+    shared = np.asarray(Image.open(io.BytesIO(P.panels_png([("a", p), ("b", p)], "", "shared"))).convert("RGB"))
+    assert per_panel.shape[1] > shared.shape[1]  # one colour bar per panel
+    bar_column = shared[60:60 + 256, -90 + 5]  # the shared colour bar: Viridis from yellow (top) to purple
+    assert bar_column[0].tolist() != bar_column[-1].tolist()
+    assert P.panels_png([("nan", np.full((32, 32), np.nan))], "t", "log")[:4] == b"\x89PNG"
+    assert P.ascii_text("α ⊗ β →") == "alpha (x) beta ->"
+    assert P.colormap(np.array([0.0, 1.0, np.nan])).tolist()[2] == [P.NAN_GREY] * 3
