@@ -14,6 +14,7 @@ import streamlit as st
 
 from sculpt_core.app import diffusion as D
 from sculpt_core.app import diffusion_state as S
+from sculpt_core.app.grid_figures import readable_loss_axes
 from sculpt_core.app.navigation import ensure_app_navigation
 from sculpt_core.app.widgets import operator_controls
 from sculpt_core.core.operators import composition_key
@@ -405,7 +406,9 @@ with st.expander("Train a score model on a spec", expanded=last is not None and 
         st.success(f"Trained {last['name']} in {last['seconds']:.1f} s ({last['steps']} steps, score error "
                    f"{last['score_error']:.3f}); it is now among the bases.")
         if last["history"]:
-            st.plotly_chart(V.loss_curve(*zip(*last["history"])), width="stretch", theme=None, key="fig_loss_last")
+            loss_steps, loss_values = zip(*last["history"])
+            st.plotly_chart(readable_loss_axes(V.loss_curve(loss_steps, loss_values), loss_values),
+                            width="stretch", theme=None, key="fig_loss_last")
         last["seen"] = True
     sources = [S.SPEC_PREFIX + s for s in BUILTIN_SPECS] + [S.USER_PREFIX + s for s in user_specs]
     with st.form("d_train", clear_on_submit=False):

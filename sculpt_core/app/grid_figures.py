@@ -205,13 +205,10 @@ def nice_log_ticks(values: Sequence[float], max_ticks: int = 6) -> list[float]:
     return (below[-1:] + inside + above[:1])[: max_ticks + 2]
 
 
-def loss_curve(steps: Sequence[int], losses: Sequence[float], l1s: Sequence[float] | None = None,
-               height: int = 280) -> go.Figure:
-    """Training loss (left, log axis when positive) and exact L1 (right) against step, with readable ticks:
-    whole steps on x, labelled decades or 1-2-5 values on the loss axis, two decimals on the L1 axis."""
-    from sculpt_core.domains.grid import viz as V
-
-    fig = V.loss_curve(steps, losses, l1s, height=height)
+def readable_loss_axes(fig: go.Figure, losses: Sequence[float]) -> go.Figure:
+    """Readable ticks on a loss-curve figure (any domain's): whole steps on x, labelled decades or 1-2-5 values on
+    a log loss axis (so a curve inside one decade still gets ticks), three significant digits on a linear one,
+    two decimals on a second (L1) axis."""
     fig.update_xaxes(tickformat=",d", nticks=8, showgrid=True, gridcolor="#eeeeee", title_text="training step")
     if fig.layout.yaxis.type == "log":
         ticks = nice_log_ticks(losses)
@@ -221,8 +218,18 @@ def loss_curve(steps: Sequence[int], losses: Sequence[float], l1s: Sequence[floa
                                      "showgrid": True, "gridcolor": "#eeeeee"})
     else:
         fig.update_layout(yaxis={"tickformat": ".3g", "nticks": 6, "showgrid": True, "gridcolor": "#eeeeee"})
-    fig.update_layout(yaxis2={"tickformat": ".2f", "nticks": 6})
+    if "yaxis2" in fig.layout and fig.layout["yaxis2"].overlaying:
+        fig.update_layout(yaxis2={"tickformat": ".2f", "nticks": 6})
     return fig
+
+
+def loss_curve(steps: Sequence[int], losses: Sequence[float], l1s: Sequence[float] | None = None,
+               height: int = 280) -> go.Figure:
+    """The grid's training loss (left, log axis when positive) and exact L1 (right) against step
+    (:func:`sculpt_core.domains.grid.viz.loss_curve`) with :func:`readable_loss_axes`."""
+    from sculpt_core.domains.grid import viz as V
+
+    return readable_loss_axes(V.loss_curve(steps, losses, l1s, height=height), losses)
 
 
 # ----- export ---------------------------------------------------------------------------------------------
@@ -233,4 +240,4 @@ def export_config(filename: str) -> dict:
 
 
 __all__ = ["SCALES", "SCALE_HELP", "bases_panels", "color_ranges", "error_figure", "error_range", "export_config",
-           "heatmap_panels", "log_ticks", "loss_curve", "nice_log_ticks", "wrap_title"]
+           "heatmap_panels", "log_ticks", "loss_curve", "nice_log_ticks", "readable_loss_axes", "wrap_title"]

@@ -260,6 +260,8 @@ def test_train_a_score_model_in_the_page(app_env):
     assert at.multiselect(key="d_bases").value == ["spec:ring", "trained:col_quick"]
     assert any("Trained col_quick" in s.value for s in at.success)
     assert "binned L1" in _metrics(at) and not at.error
+    loss = next(json.loads(c.proto.spec) for c in at.get("plotly_chart") if c.proto.id.endswith("fig_loss_last"))
+    assert loss["layout"]["xaxis"]["tickformat"] == ",d" and loss["layout"]["yaxis"]["tickformat"] == ".3g"
 
 
 def test_learned_zoo_bases(monkeypatch):
