@@ -4,11 +4,12 @@ One step:
 
 1. draw β ~ Uniform[low, high] per trajectory and roll out ``batch_size`` trajectories on-policy with
    ε-uniform exploration over valid actions (ε = 0.1, as the paper's molecule training; classifier training
-   and evaluation sample strictly on-policy), without gradients;
+   and evaluation sample strictly on-policy);
 2. assemble the molecules and score them: log R = β·log(max(R, 1e-30)), invalid molecules −75, clipped
    below at −75 (as the paper's code does);
-3. recompute every visited state's log-probs WITH gradients in ONE batched forward pass (all states of all
-   trajectories concatenated into one graph batch), and take the trajectory-balance loss
+3. keep the roll-out's own forward passes differentiable (one per roll-out step: the loss needs no second
+   pass over the visited states; :func:`batched_step_terms` is that second pass, kept as the reference the
+   tests compare with), and take the trajectory-balance loss
    (log Z(β) + Σ log p_F − Σ log p_B − log R)² with the uniform backward policy (−log n_parents);
 4. train the state log-flow head jointly by detailed balance on the DETACHED policy (the head reads the
    detached trunk, so the policy receives TB gradients only): (log F(s) + log p_F(s'|s) − log F(s') −
@@ -45,7 +46,7 @@ import torch
 from sculpt_core.device import resolve_device
 from sculpt_core.domains.molecules.env import FragmentEnv
 from sculpt_core.errors import SculptError
-from sculpt_core.domains.molecules.sampling import sample_trajectories
+from sculpt_core.domains.molecules.sampling import MolTrajectories, sample_trajectories
 from sculpt_core.domains.molecules.model import MolBaseModel, PerTrajectoryBetaPolicy
 
 RewardFn = Callable[[Sequence], torch.Tensor]
@@ -285,50 +286,129 @@ def _per_tensor_clip(params, max_norm: float) -> None:
             torch.nn.utils.clip_grad_norm_(p, max_norm)
 
 
+class _RecordingPolicy:
+    """The model with one β per trajectory whose forward passes keep their autograd graph.
+
+    The roll-out runs under ``no_grad``; :meth:`log_probs` re-enables gradients for the policy's own forward
+    pass, returns the log-probs detached (so the draws are those of :class:`PerTrajectoryBetaPolicy`), and
+    :meth:`advance` keeps, per step, the log-prob of the action taken and the state's log-flow WITH their
+    graphs. The loss then needs no second forward pass over every visited state (it used to cost about as
+    much as the roll-out). The carry is the trajectory index."""
+
+    def __init__(self, model: MolBaseModel, betas: torch.Tensor) -> None:
+        self.model = model
+        self.cond = model.cond(betas, betas.numel())  # validates β like PerTrajectoryBetaPolicy
+        self.steps: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # (trajectory, log p_F(a), log F)
+        self._last: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    @property
+    def env(self) -> FragmentEnv:
+        return self.model.env
+
+    def start(self, n: int) -> torch.Tensor:
+        if n != self.cond.shape[0]:
+            raise SculptError(f"policy holds {self.cond.shape[0]} β values, asked for {n} trajectories")
+        return torch.arange(n)
+
+    def log_probs(self, states: Sequence, carry: torch.Tensor) -> torch.Tensor:
+        net, env, device = self.model.net, self.model.env, self.model.device
+        with torch.enable_grad():
+            batch = env.batch_graphs(states).to(device)
+            out = net(batch, self.cond[carry.to(device)])
+            logp = net.masked_log_probs(batch, out, env.forward_mask(states).to(device))
+        self._last = (logp, out.log_flow)
+        return logp.detach()
+
+    def advance(self, carry: torch.Tensor, states: Sequence, actions: torch.Tensor,
+                next_states: Sequence) -> torch.Tensor:
+        logp, flow = self._last
+        with torch.enable_grad():  # the roll-out calls this under no_grad too
+            taken = logp.gather(1, actions.to(logp.device).unsqueeze(1)).squeeze(1)
+        self.steps.append((carry, taken, flow))
+        return carry
+
+    def trajectory_major(self, traj) -> tuple[torch.Tensor, torch.Tensor]:
+        """(log p_F of every action taken, log F of every visited non-terminal state), float64, in the order
+        of ``traj.transitions()`` (trajectory by trajectory, step by step)."""
+        T = len(self.steps)
+        key = torch.cat([c * T + t for t, (c, _, _) in enumerate(self.steps)])
+        order = torch.argsort(key)
+        lpf = torch.cat([lp for _, lp, _ in self.steps])[order.to(self.model.device)]
+        flow = torch.cat([f for _, _, f in self.steps])[order.to(self.model.device)]
+        if lpf.shape[0] != int(traj.lengths.sum()):
+            raise SculptError("recorded steps do not match the trajectories")  # pragma: no cover - invariant
+        return lpf.double(), flow.double()
+
+
+def batched_step_terms(model: MolBaseModel, traj, betas: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reference for the terms :class:`_RecordingPolicy` records: ONE batched forward pass over every visited
+    state (what ``train_step`` did before it reused the roll-out's passes). Returns (log p_F of each action
+    taken, log F of each state) float64 with gradients, in ``traj.transitions()`` order. Tests compare the two."""
+    env, net, device = model.env, model.net, model.device
+    states, actions, _, idx = traj.transitions()
+    batch = env.batch_graphs(states).to(device)
+    out = net(batch, net.encode_beta(betas.to(device))[idx.to(device)])
+    logp = net.masked_log_probs(batch, out, env.forward_mask(states).to(device))
+    return logp.gather(1, actions.to(device).unsqueeze(1)).squeeze(1).double(), out.log_flow.double()
+
+
+def tb_db_losses(model: MolBaseModel, traj, betas: torch.Tensor, log_r: torch.Tensor, step_lpf: torch.Tensor,
+                 flow: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(trajectory-balance loss, detailed-balance flow loss) of a batch (float64; see the module docstring)
+    from the per-step log p_F of the actions taken and log F of the states, in ``traj.transitions()`` order."""
+    env, net, device = model.env, model.net, model.device
+    B = len(traj)
+    _, actions, nxt, idx = traj.transitions()
+    idx_d, actions_d = idx.to(device), actions.to(device)
+    is_stop = actions_d == env.stop_action
+    step_lpb = torch.where(is_stop, 0.0, -env.log_n_parents(nxt).to(device))
+    sum_lpf = torch.zeros(B, dtype=torch.float64, device=device).index_add(0, idx_d, step_lpf)
+    sum_lpb = torch.zeros(B, dtype=torch.float64, device=device).index_add(0, idx_d, step_lpb)
+    log_z = net.log_z(net.encode_beta(betas.to(device))).double()
+    tb = (log_z + sum_lpf - sum_lpb - log_r).pow(2).mean()
+    flow_next = torch.cat([flow[1:], flow[:1]])  # row k+1 is the next state within a trajectory
+    flow_next = torch.where(is_stop, log_r[idx_d], flow_next)
+    db = (flow + step_lpf.detach() - flow_next - step_lpb).pow(2).mean()
+    return tb, db
+
+
+def sample_training_batch(model: MolBaseModel, cfg: MolTrainConfig, gen: torch.Generator
+                          ) -> tuple[torch.Tensor, MolTrajectories, torch.Tensor, torch.Tensor]:
+    """β per trajectory and an ε-exploring roll-out (the draws of :class:`PerTrajectoryBetaPolicy`), with the
+    log p_F of every action taken and log F of every state kept differentiable: (betas, traj, lpf, flow)."""
+    B = cfg.batch_size
+    low, high = cfg.beta_range
+    betas = (low + (high - low) * torch.rand(B, generator=gen, dtype=torch.float64)).float()
+    policy = _RecordingPolicy(model, betas.to(model.device))
+    traj = sample_trajectories(model.env, policy, B, gen, cfg.epsilon, with_smiles=False)
+    lpf, flow = policy.trajectory_major(traj)
+    return betas, traj, lpf, flow
+
+
 def train_step(model: MolBaseModel, fn: RewardFn, cfg: MolTrainConfig, opt: torch.optim.Optimizer,
                gen: torch.Generator, timings: dict[str, float] | None = None) -> dict:
     """One TB (+ DB flow) update; returns float metrics of the batch.
 
-    ``timings``: if given, the seconds spent in each phase are added to it under ``rollout``, ``assemble``
-    (states → RDKit molecules), ``reward``, ``forward_loss`` and ``backward`` (backward, clipping and the
-    optimiser step), for ``bench/mol_train_speed.py``."""
+    ``timings``: if given, the seconds spent in each phase are added to it under ``rollout`` (with the
+    policy's differentiable forward passes), ``assemble`` (states → RDKit molecules), ``reward``,
+    ``forward_loss`` and ``backward`` (backward, clipping and the optimiser step), for
+    ``bench/mol_train_speed.py``."""
     env, net, device = model.env, model.net, model.device
     clock = _PhaseClock(timings)
-    B = cfg.batch_size
     low, high = cfg.beta_range
-    betas = (low + (high - low) * torch.rand(B, generator=gen, dtype=torch.float64)).float()
-    with torch.no_grad():
-        traj = sample_trajectories(env, PerTrajectoryBetaPolicy(model, betas.to(device)), B, gen, cfg.epsilon,
-                                   with_smiles=False)
+    betas, traj, step_lpf, flow = sample_training_batch(model, cfg, gen)
     clock.lap("rollout")
     mols = [env.to_mol(s) for s in traj.terminal]
     clock.lap("assemble")
     ok = [i for i, m in enumerate(mols) if m is not None]
-    rewards = torch.full((B,), float("nan"))
+    rewards = torch.full((cfg.batch_size,), float("nan"))
     if ok:
         rewards[ok] = fn([mols[i] for i in ok]).float().cpu().reshape(-1)
     valid = torch.isfinite(rewards)
     log_r = log_rewards(rewards, betas, valid).to(device)
     clock.lap("reward")
 
-    states, actions, nxt, idx = traj.transitions()
-    batch = env.batch_graphs(states).to(device)
-    idx_d, actions_d = idx.to(device), actions.to(device)
-    cond = net.encode_beta(betas.to(device))
-    out = net(batch, cond[idx_d])
-    logp = net.masked_log_probs(batch, out, env.forward_mask(states).to(device))
-    step_lpf = logp.gather(1, actions_d.unsqueeze(1)).squeeze(1).double()
-    is_stop = actions_d == env.stop_action
-    step_lpb = torch.where(is_stop, 0.0, -env.log_n_parents(nxt).to(device))
-    sum_lpf = torch.zeros(B, dtype=torch.float64, device=device).index_add(0, idx_d, step_lpf)
-    sum_lpb = torch.zeros(B, dtype=torch.float64, device=device).index_add(0, idx_d, step_lpb)
-    log_z = net.log_z(cond).double()
-    tb = (log_z + sum_lpf - sum_lpb - log_r).pow(2).mean()
-
-    flow = out.log_flow.double()
-    flow_next = torch.cat([flow[1:], flow[:1]])  # row k+1 is the next state within a trajectory
-    flow_next = torch.where(is_stop, log_r[idx_d], flow_next)
-    db = (flow + step_lpf.detach() - flow_next - step_lpb).pow(2).mean()
+    tb, db = tb_db_losses(model, traj, betas, log_r, step_lpf, flow)
     loss = tb + cfg.flow_weight * db
     clock.lap("forward_loss")
 
@@ -375,4 +455,5 @@ def evaluate_high_fraction(model: MolBaseModel, fn: RewardFn, threshold: float, 
 
 
 __all__ = ["INVALID_LOG_REWARD", "LOG_REWARD_MIN", "MolTrainConfig", "REWARD_THRESHOLDS", "RewardFn",
-           "evaluate_high_fraction", "log_rewards", "make_optimizer", "reward_fn", "train_mol_model", "train_step"]
+           "batched_step_terms", "evaluate_high_fraction", "log_rewards", "make_optimizer", "reward_fn",
+           "sample_training_batch", "tb_db_losses", "train_mol_model", "train_step"]
