@@ -103,14 +103,14 @@ def show_compare(views: Sequence[G.ComposeView], scale: str, meta: dict[str, str
                     st.metric(f"{view.label}: L1 to target", G.fmt(view.l1), border=True,
                               help="Exact L1 to the target from the same learned bases; true-target L1 below.")
                     st.caption(f"L1 to true target: {G.fmt(view.l1_true)}" + (" · sampled" if view.sampled else ""))
-                fig = F.heatmap_panels([(title, z)], scale, row_height=300, ranges=[ranges[i]], title_chars=34)
+                fig = F.heatmap_panels([(title, z)], scale, row_height=360, ranges=[ranges[i]], title_chars=34)
                 chart(fig, f"fig_compare_{i}", f"{stem}_{'target' if view is None else view.label}")
                 if view is not None:
-                    err = F.error_figure(view.p, view.target, f"{view.label} − target", span=span, row_height=260,
+                    err = F.error_figure(view.p, view.target, f"{view.label} − target", span=span, row_height=320,
                                          title_chars=34)
                     chart(err, f"fig_error_{i}", f"{stem}_{view.label}_error")
                 elif delta is not None:
-                    chart(V.delta_figure(delta, title="reaching distortion log10 δ(x)", height=300),
+                    chart(V.delta_figure(delta, title="reaching distortion log10 δ(x)", height=320),
                           "fig_compare_delta", f"{stem}_delta")
     st.caption("Error maps: composed − target per cell, on one symmetric colour scale for every method (red: the "
                "method puts too much mass there, blue: too little). δ(x) = u_M(x)/N_M(x) of reaching mixing "

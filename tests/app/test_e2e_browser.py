@@ -1,5 +1,5 @@
 """End to end in a real headless browser: start the app, open the grid page, move α, see the figure change; open
-the molecule page and see it sample and draw; open the diffusion page, move α and the time slider; open the
+the molecule page and see it sample and draw; check the grid page's "compare all" cards line up with their panels; open the diffusion page, move α and the time slider; open the
 Diffusion Images page on a tiny image zoo (its own server), switch to the M1/M2 pair and download a grid.
 
 Needs Debian's ``chromium`` (``apt-get install -y chromium chromium-driver``) and the ``playwright`` Python
@@ -162,6 +162,38 @@ def test_move_alpha_changes_figure(app_url, browser):
         assert "alpha=" in page.url and f"alpha={alpha_after:g}" in page.url
         assert page.locator("[data-testid='stException']").count() == 0
         page.screenshot(path=str(OUT / "e2e_grid_after.png"), full_page=True)
+    finally:
+        page.close()
+
+
+def _overlap(a: dict, b: dict) -> bool:
+    return a["x"] < b["x"] + b["width"] and b["x"] < a["x"] + a["width"] and a["y"] < b["y"] + b["height"] and \
+        b["y"] < a["y"] + a["height"]
+
+
+def test_compare_all_cards_line_up_and_titles_do_not_overlap(app_url, browser):
+    """Issue 17: each "compare all" card (metric) sits above its own heatmap, panels are large enough to read,
+    no two panel titles overlap, and every method has an error map."""
+    page = browser.new_page(viewport={"width": 1500, "height": 1100})
+    try:
+        page.goto(app_url + "/grid_sculpting?method=compare", wait_until="domcontentloaded")
+        page.wait_for_selector(".st-key-fig_compare_1 .js-plotly-plot", timeout=60_000)
+        _wait_idle(page)
+        assert page.locator("[data-testid='stException']").count() == 0
+        charts = page.locator("[class*='st-key-fig_compare_'] .js-plotly-plot").all()
+        errors = page.locator("[class*='st-key-fig_error_'] .js-plotly-plot").all()
+        metrics = page.locator("[data-testid='stMetric']").filter(has_text="L1 to").all()
+        assert len(charts) >= 4 and len(errors) == len(metrics) - 1 >= 3
+        panels = [c.locator(".nsewdrag").first.bounding_box() for c in charts]
+        assert all(p["width"] >= 180 and p["height"] >= 180 for p in panels), panels
+        titles = [a.bounding_box() for c in charts + errors for a in c.locator(".annotation").all()]
+        assert not any(_overlap(a, b) for i, a in enumerate(titles) for b in titles[i + 1:]), titles
+        card_x = sorted(round(m.bounding_box()["x"]) for m in metrics)
+        chart_x = sorted(round(page.locator(f".st-key-fig_compare_{i}").bounding_box()["x"])
+                         for i in range(len(metrics)) if page.locator(f".st-key-fig_compare_{i}").count())
+        assert card_x == chart_x, (card_x, chart_x)  # every card in its panel's column
+        OUT.mkdir(exist_ok=True)
+        page.screenshot(path=str(OUT / "e2e_grid_compare.png"), full_page=True)
     finally:
         page.close()
 
