@@ -121,9 +121,10 @@ def cmd_grid_train_classifier(args: argparse.Namespace) -> dict:
         raise SculptError("a classifier needs at least two base models in --bases")
     alpha_cond = len(models) == 2 and args.labels == 2
     cfg = ClassifierTrainConfig(steps=args.steps, n_labels=args.labels, alpha_cond=alpha_cond, seed=args.seed,
-                                eval_every=max(1, args.steps // 20))
+                                eval_every=max(1, args.steps // 20), objective=args.objective)
     env = models[0].env  # the classifier's shape is checked before the progress bar opens
-    GridClassifierConfig(env.height, env.ndim, len(models), args.labels, alpha_cond, cfg.hidden)
+    GridClassifierConfig(env.height, env.ndim, len(models), args.labels, alpha_cond, cfg.hidden,
+                         mixture_head=args.objective == "chain")
     prepare_bases(models)  # the bases share one grid
     update, close = progress_bar(cfg.steps, "classifier")
     try:
@@ -135,7 +136,8 @@ def cmd_grid_train_classifier(args: argparse.Namespace) -> dict:
     if len(models) in (2, 3):  # the paper's compositions this classifier can guide (a 1-label one: mixtures only)
         comps = [c for c in paper_evaluation_compositions(len(models)) if _guides(net, len(models), c)]
         l1s = {c.describe(): round(guided_l1(bases, net, c), 5) for c in comps or [A.mixture(n_models=len(models))]}
-    meta = {"bases": [m.name for m in models], "alpha_cond": alpha_cond, "n_labels": args.labels, "steps": args.steps,
+    meta = {"bases": [m.name for m in models], "alpha_cond": alpha_cond, "n_labels": args.labels,
+            "objective": args.objective, "steps": args.steps,
             "train_seconds": round(info["seconds"], 1), "guided_l1": l1s}
     save_classifier(args.out, net, [m.name for m in models], meta, [m.fingerprint() for m in models])
     return {**meta, "out": args.out}
@@ -218,8 +220,13 @@ def register(commands: argparse._SubParsersAction, zoo: argparse._SubParsersActi
     p.add_argument("--out", required=True, help="output .npy (or .csv), indexed p[z0, z1]")
     p.set_defaults(func=cmd_grid_compose)
 
-    p = commands.add_parser("train-classifier", help="train a guidance classifier for base models (Algorithm A.1)")
+    from sculpt_core.domains.grid.train_classifier import DEFAULT_OBJECTIVE, OBJECTIVES
+
+    p = commands.add_parser("train-classifier", help="train a guidance classifier for base models")
     p.add_argument("--bases", required=True, help="comma-separated zoo names or .pt paths")
+    p.add_argument("--objective", choices=OBJECTIVES, default=DEFAULT_OBJECTIVE,
+                   help="chain: the mixture chain's label posterior, exact for guidance on a DAG; a1: the paper's "
+                        "Algorithm A.1")
     p.add_argument("--labels", type=int_arg(1, 12), default=2,
                    help="number of labels n (α-conditioned when 2 bases, 2 labels; 1: mixtures and linear only)")
     p.add_argument("--steps", type=STEPS, default=1500)

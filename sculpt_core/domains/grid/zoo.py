@@ -213,7 +213,7 @@ def build_grid_classifiers(
         rel = f"zoo/grid/classifier_{key.replace('+', '__')}.pt"
         fingerprints = [m.fingerprint() for m in models]
         entry = {"file": rel, "bases": names, "base_fingerprints": fingerprints, "alpha_cond": alpha_cond,
-                 "n_labels": n_labels, "steps": steps, "train_seconds": round(seconds, 1), "guided_l1": l1s,
+                 "n_labels": n_labels, "objective": cfg.objective, "steps": steps, "train_seconds": round(seconds, 1), "guided_l1": l1s,
                  "max_guided_l1": max(l1s.values())}
         save_classifier(assets_dir() / rel, net, names, entry, fingerprints)
         update_manifest("grid_classifiers", key, entry)
