@@ -31,7 +31,7 @@ except SculptError as exc:
     st.error(f"Could not compose the example picture: {exc}")
 if picture is not None:
     panels, pair = picture
-    scale = GV.scale_control("home_scale")
+    scale = GV.scale_control("home_scale", default="panel")  # four different distributions: each its own range
     GV.chart(F.heatmap_panels(panels, scale, row_height=300), "home_fig", "sculpt_home_" + pair.replace(" and ", "+"))
     st.caption(f"Exact distributions (oracle composition) of the zoo models {pair}. "
                "Vertical axis z0, horizontal axis z1, origin lower-left.")

@@ -108,9 +108,12 @@ def heatmap_panels(panels: Sequence[Panel], scale: str = "shared", cols: int | N
     right = 0.93 if not per_panel else 1.0
     xdoms = [(a * right, b * right) for a, b in _domains(cols, 0.13 if per_panel else 0.06)]
     title_px = 16 * title_lines + 6
-    height = rows * row_height + (rows - 1) * title_px + (40 if title else 0)
-    ydoms = [(1.0 - (r + 1) / rows + (title_px / height if r < rows - 1 else 0.0), 1.0 - r / rows)
-             for r in range(rows)]
+    gap_px = title_px + 30  # between rows: the tick labels of the row above, then the titles of the row below
+    height = rows * row_height + (rows - 1) * gap_px + (40 if title else 0)
+    plot_px = height - (title_px + (40 if title else 30)) - 45  # the plotting area, inside the margins
+    gap = gap_px / max(plot_px, 1)
+    row_frac = (1.0 - gap * (rows - 1)) / rows
+    ydoms = [(1.0 - r * (row_frac + gap) - row_frac, 1.0 - r * (row_frac + gap)) for r in range(rows)]
     size = max(a.shape[0] for a in arrays)
     rng = [-0.5, size - 0.5]
     layout: dict = {"height": height, "margin": {"l": 55, "r": 20, "t": title_px + (40 if title else 30), "b": 45},

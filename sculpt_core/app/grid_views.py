@@ -22,12 +22,12 @@ from sculpt_core.domains.grid import viz as V
 COMPARE_COLUMNS = 3
 
 
-def scale_control(key: str, container: Any = None) -> str:
+def scale_control(key: str, container: Any = None, default: str = "shared") -> str:
     """The colour-scale choice (shared, per panel, log10) as a small horizontal radio keyed ``key``."""
     where = container if container is not None else st
-    st.session_state.setdefault(key, "shared")
+    st.session_state.setdefault(key, default)
     if st.session_state[key] not in F.SCALES:
-        st.session_state[key] = "shared"
+        st.session_state[key] = default
     return where.radio("Colour scale", list(F.SCALES), format_func=F.SCALES.get, horizontal=True, key=key,
                        help=F.SCALE_HELP)
 

@@ -111,10 +111,10 @@ def test_home_page_heatmaps_have_colour_bars_and_a_scale_choice(tiny_zoo_content
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
     assert not at.exception
     heat, bars = _heatmap_bars(_specs(at)[0])
-    assert heat == 4 and bars == 1  # shared by default: one bar for the four panels
-    at.radio(key="home_scale").set_value("panel").run()
+    assert heat == 4 and bars == 4  # per panel by default: four different distributions, a bar each
+    at.radio(key="home_scale").set_value("shared").run()
     heat, bars = _heatmap_bars(_specs(at)[0])
-    assert heat == 4 and bars == 4
+    assert heat == 4 and bars == 1
 
 
 def test_base_model_heatmaps_have_colour_bars(app_env):
@@ -224,6 +224,15 @@ def test_loss_curve_ticks_are_readable():
 
 
 # ----- pure helpers -------------------------------------------------------------------------------------------
+def test_rows_of_panels_leave_room_for_ticks_and_titles():
+    p = np.ones((32, 32)) / 1024
+    fig = F.heatmap_panels([("a", p), ("b", p), ("c", p), ("d", p)], "panel", cols=2, row_height=300)
+    top, bottom = fig.layout.yaxis.domain, fig.layout.yaxis3.domain  # panels 1 and 3: one above the other
+    gap_px = (bottom[1] - top[0]) * -1 * (fig.layout.height - fig.layout.margin.t - fig.layout.margin.b)
+    assert gap_px >= 40  # tick labels of the upper row and the titles of the lower row fit between them
+    assert fig.layout.xaxis3.title.text and not fig.layout.xaxis.title.text  # axis names on the last row only
+
+
 def test_colour_ranges_and_log_ticks():
     p = np.array([[0.0, 0.1], [0.2, 0.7]])
     q = np.array([[0.5, 0.5], [0.0, 0.0]])
