@@ -3,6 +3,8 @@
 - the loss terms recorded during the roll-out (one forward pass per roll-out step, kept differentiable) equal
   one batched forward pass over every visited state (the old ``train_step``), values and gradients;
 - the recording roll-out draws exactly the trajectories of the plain per-trajectory-β policy;
+- the policy's factored forward pass equals its reference transcription (values, gradients), and the shipped
+  checkpoints draw the same molecules with either;
 """
 
 from __future__ import annotations
@@ -72,3 +74,44 @@ def test_recording_rollout_draws_the_plain_policys_trajectories(trained_like):
                                 cfg.epsilon, with_smiles=False)
     assert torch.equal(plain.actions, traj.actions) and torch.equal(plain.lengths, traj.lengths)
     assert plain.states == traj.states
+
+
+def _visited_states(model: MolBaseModel, n: int, seed: int) -> list:
+    traj = sample_trajectories(model.env, model.policy(32.0), n, torch.Generator().manual_seed(seed), 0.3,
+                               with_smiles=False)
+    return traj.transitions()[0]
+
+
+def test_factored_forward_equals_the_reference_forward(trained_like):
+    net = trained_like.net
+    states = _visited_states(trained_like, 16, 3)
+    batch = trained_like.env.batch_graphs(states)
+    cond = net.encode_beta(torch.linspace(0.0, 96.0, len(states)))
+    fast, ref = net(batch, cond), net.forward_reference(batch, cond)
+    for name in ("stop", "add_node", "set_edge", "log_flow"):
+        torch.testing.assert_close(getattr(fast, name), getattr(ref, name), atol=2e-5, rtol=1e-5)
+
+    def total(out) -> torch.Tensor:
+        w = torch.Generator().manual_seed(0)  # fixed random weights so no gradient cancels by symmetry
+        return sum((getattr(out, k) * torch.randn(getattr(out, k).shape, generator=w)).sum()
+                   for k in ("stop", "add_node", "set_edge", "log_flow"))
+
+    for g, r in zip(_grads(trained_like, total(fast)), _grads(trained_like, total(ref))):
+        torch.testing.assert_close(g, r, atol=1e-4, rtol=1e-4)
+
+
+def test_shipped_models_sample_as_with_the_reference_forward(monkeypatch):
+    """The shipped checkpoints draw the same molecules (fixed seed) with the factored pass and the reference."""
+    from pathlib import Path
+
+    zoo = Path(__file__).resolve().parents[2] / "assets" / "zoo" / "mol"
+    paths = [zoo / f"{n}.pt" for n in ("seh", "sa", "qed") if (zoo / f"{n}.pt").is_file()]
+    if not paths:
+        pytest.skip("no shipped molecule models")
+    for path in paths:
+        model = MolBaseModel.load(path)
+        fast = sample_trajectories(model.env, model.policy(32.0), 48, torch.Generator().manual_seed(11), 0.1)
+        with monkeypatch.context() as mp:
+            mp.setattr(type(model.net), "forward", type(model.net).forward_reference)
+            ref = sample_trajectories(model.env, model.policy(32.0), 48, torch.Generator().manual_seed(11), 0.1)
+        assert torch.equal(fast.actions, ref.actions) and fast.smiles == ref.smiles, path.name
