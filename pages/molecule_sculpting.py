@@ -171,7 +171,7 @@ for col, name in zip(cols[1:4], TABLE1_NAMES):
     col.metric(f"high {name} (≥ {dict(zip(TABLE1_NAMES, TABLE1_THRESHOLDS))[name]:g})",
                "n/a" if value is None else f"{100 * value:.0f}%", border=True,
                help="Not scored: the sEH proxy weights are missing (see the note above)." if value is None else None)
-cols[4].metric("unique", f"{100 * composed.uniqueness():.0f}%", border=True,
+cols[4].metric("unique", f"{100 * M.cached_diversity(tuple(composed.smiles))[0]:.0f}%", border=True,
                help="Distinct molecules (InChI) among the samples.")
 
 # ----- reward KDE contours ----------------------------------------------------------------------------------
