@@ -159,6 +159,8 @@ class FragmentEnv:
         self._stem_ar = np.arange(MAX_STEMS)
         # plain ints for the per-state Python paths (layout properties are recomputed on every access)
         self._F, self._n_add, self._stop = self.layout.n_frags, self.layout.n_add, self.layout.stop_action
+        # the last forward_mask call: (the states, the mask); a roll-out step asks twice for the same states
+        self._last_mask: tuple[tuple[FragState, ...], torch.Tensor] | None = None
 
     # ----- sizes -----------------------------------------------------------------------------------------
     @property
@@ -227,7 +229,20 @@ class FragmentEnv:
         """Bool ``[B, n_actions]`` (the fragment environment's rules):
         AddNode(i, ·) iff node i exists, degree(i) < #stems(i) and fewer than max_frags nodes (empty graph:
         row 0 only); SetEdgeAttr(e, c) iff that edge end is unset and stem c is a stem of its fragment not
-        used by another edge of the node; Stop iff non-empty and every stem is set."""
+        used by another edge of the node; Stop iff non-empty and every stem is set.
+
+        A call with the very same state objects as the previous call (FragState is immutable, so the same
+        objects have the same mask) returns a copy of that mask instead of recomputing it: a roll-out step
+        needs the mask of its states in the policy and again for ε-exploration."""
+        last = self._last_mask
+        if last is not None and len(last[0]) == len(states) and all(a is b for a, b in zip(last[0], states)):
+            return last[1].clone()
+        mask = self._forward_mask(states)
+        self._last_mask = (tuple(states), mask.clone())
+        return mask
+
+    def _forward_mask(self, states: Sequence[FragState]) -> torch.Tensor:
+        """:meth:`forward_mask` computed from scratch."""
         fl = self._flatten(states)
         B, M, F, E = len(states), self.max_frags, self.n_frags, self.max_frags - 1
         N = fl.frags.shape[0]
@@ -422,15 +437,26 @@ class FragmentEnv:
         junction between the chosen attachment atoms; an atom that gains a bond and carries explicit H
         (bracket atoms: [nH], [NH3+], [SH]...) loses one; then SanitizeMol. Valid only if sanitization and
         the SMILES round trip succeed."""
-        out = self._assemble(state)
+        out = self._assemble(state, with_smiles=False)
         return None if out is None else out[0]
+
+    def to_mols(self, states: Sequence[FragState]) -> list[Chem.Mol | None]:
+        """:meth:`to_mol` of each state, assembling each distinct state once (equal states share one Mol
+        object: treat the molecules as read-only)."""
+        done: dict[FragState, Chem.Mol | None] = {}
+        out = []
+        for s in states:
+            if s not in done:
+                done[s] = self.to_mol(s)
+            out.append(done[s])
+        return out
 
     def to_smiles(self, state: FragState) -> str | None:
         """Canonical SMILES of the round-tripped molecule (what any consumer re-parsing it sees), or None."""
         out = self._assemble(state)
         return None if out is None else out[1]
 
-    def _assemble(self, state: FragState) -> tuple[Chem.Mol, str] | None:
+    def _assemble(self, state: FragState, with_smiles: bool = True) -> tuple[Chem.Mol, str | None] | None:
         from rdkit import Chem
         from rdkit.rdBase import BlockLogs
 
@@ -463,7 +489,7 @@ class FragmentEnv:
             return None
         if again is None:
             return None
-        return out, Chem.MolToSmiles(again)
+        return out, (Chem.MolToSmiles(again) if with_smiles else None)
 
     # ----- orbit keys (state identity) -------------------------------------------------------------------
     def canonical_key(self, state: FragState) -> tuple:
