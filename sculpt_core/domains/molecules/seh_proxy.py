@@ -233,19 +233,23 @@ class GraphBatch:
                           self.inv_degree.to(device), self.batch.to(device), self.n_graphs)
 
 
-def _bond_type_index(bond) -> int:
-    from rdkit.Chem import BondType
+_BOND_TYPES: dict | None = None
+_HYB_COLUMNS: dict | None = None
+#: Element class column by atomic number (H, C, N, O, F; everything else is column 5).
+_CLASS_BY_Z = np.full(MAX_ATOMIC_NUMBER + 1, 5, dtype=np.int64)
+_CLASS_BY_Z[[1, 6, 7, 8, 9]] = [0, 1, 2, 3, 4]
 
-    kind = bond.GetBondType()
-    if kind in (BondType.SINGLE, BondType.UNSPECIFIED):
-        return 0
-    if kind == BondType.DOUBLE:
-        return 1
-    if kind == BondType.TRIPLE:
-        return 2
-    if kind == BondType.AROMATIC:
-        return 3
-    raise SculptError(f"the sEH proxy cannot featurise a {kind} bond")
+
+def _rdkit_tables() -> tuple[dict, dict]:
+    """RDKit enum → edge type index and hybridisation → feature column (built on first use: RDKit imports lazily)."""
+    global _BOND_TYPES, _HYB_COLUMNS
+    if _BOND_TYPES is None or _HYB_COLUMNS is None:
+        from rdkit.Chem import BondType, HybridizationType
+
+        _BOND_TYPES = {BondType.SINGLE: 0, BondType.UNSPECIFIED: 0, BondType.DOUBLE: 1, BondType.TRIPLE: 2,
+                       BondType.AROMATIC: 3}
+        _HYB_COLUMNS = {HybridizationType.SP: 10, HybridizationType.SP2: 11, HybridizationType.SP3: 12}
+    return _BOND_TYPES, _HYB_COLUMNS
 
 
 def atom_features(mol) -> np.ndarray:
@@ -253,25 +257,31 @@ def atom_features(mol) -> np.ndarray:
 
     Columns: 0–5 element class (H, C, N, O, F, other), 9 aromatic, 10–12 SP/SP2/SP3, 13 the raw total H
     count, 13 + Z the atomic-number one-hot; 6–8 and 70 stay 0 (docs/seh_proxy.md, "Atom features").
+    One RDKit call per atom property, then numpy writes the columns (the per-atom Python loop used to
+    dominate sEH scoring in training; tests compare with that loop).
     """
-    from rdkit.Chem import HybridizationType
-
-    hyb_col = {HybridizationType.SP: 10, HybridizationType.SP2: 11, HybridizationType.SP3: 12}
+    _, hyb_col = _rdkit_tables()
     n = mol.GetNumAtoms()
+    get = mol.GetAtomWithIdx
+    atoms = [get(i) for i in range(n)]
+    z = np.fromiter((a.GetAtomicNum() for a in atoms), dtype=np.int64, count=n)
+    if n and z.max() > MAX_ATOMIC_NUMBER:
+        bad = atoms[int(np.argmax(z > MAX_ATOMIC_NUMBER))]
+        raise SculptError(f"the sEH proxy cannot featurise {bad.GetSymbol()} (atomic number {bad.GetAtomicNum()} > 56)")
+    rows = np.arange(n)
     x = np.zeros((n, N_ATOM_FEATURES), dtype=np.float32)
-    for i, atom in enumerate(mol.GetAtoms()):
-        z = atom.GetAtomicNum()
-        if z > MAX_ATOMIC_NUMBER:
-            raise SculptError(f"the sEH proxy cannot featurise {atom.GetSymbol()} (atomic number {z} > 56)")
-        x[i, _ELEMENT_CLASS.get(atom.GetSymbol(), 5)] = 1.0
-        if atom.GetIsAromatic():
-            x[i, 9] = 1.0
-        col = hyb_col.get(atom.GetHybridization())
-        if col is not None:
-            x[i, col] = 1.0
-        if z > 0:  # a dummy atom's bit would land in column 13, which the H count overwrites
-            x[i, 13 + z] = 1.0
-        x[i, 13] = atom.GetTotalNumHs(includeNeighbors=True)
+    cls = _CLASS_BY_Z[z]
+    dummy = np.flatnonzero(z == 0)  # class from the symbol, as for every atom in the reference
+    if dummy.size:
+        cls[dummy] = [_ELEMENT_CLASS.get(atoms[i].GetSymbol(), 5) for i in dummy]
+    x[rows, cls] = 1.0
+    x[rows, 9] = np.fromiter((a.GetIsAromatic() for a in atoms), dtype=bool, count=n)
+    hyb = np.fromiter((hyb_col.get(a.GetHybridization(), -1) for a in atoms), dtype=np.int64, count=n)
+    has = hyb >= 0
+    x[rows[has], hyb[has]] = 1.0
+    real = z > 0  # a dummy atom's bit would land in column 13, which the H count overwrites
+    x[rows[real], 13 + z[real]] = 1.0
+    x[rows, 13] = np.fromiter((a.GetTotalNumHs(includeNeighbors=True) for a in atoms), dtype=np.float32, count=n)
     return x
 
 
@@ -287,16 +297,22 @@ def mol_to_graph(mol) -> MolGraph:
     if mol.GetNumAtoms() == 0:
         raise SculptError("cannot featurise a molecule with no atoms")
     x = atom_features(mol)
-    edges: list[tuple[int, int, int]] = []
-    for bond in mol.GetBonds():
-        i, j, t = bond.GetBeginAtomIdx(), bond.GetEndAtomIdx(), _bond_type_index(bond)
-        edges.append((i, j, t))
-        edges.append((j, i, t))
-    if not edges:
-        edges.append((0, 0, ZERO_EDGE))
-    edges.sort()
-    e = torch.tensor(edges, dtype=torch.long)
-    return MolGraph(torch.from_numpy(x), e[:, :2].T.contiguous(), e[:, 2].contiguous())
+    bond_types, _ = _rdkit_tables()
+    get = mol.GetBondWithIdx
+    bonds = [get(k) for k in range(mol.GetNumBonds())]
+    if bonds:
+        try:
+            kinds = [bond_types[b.GetBondType()] for b in bonds]
+        except KeyError as exc:
+            raise SculptError(f"the sEH proxy cannot featurise a {exc.args[0]} bond") from None
+        ij = np.array([(b.GetBeginAtomIdx(), b.GetEndAtomIdx()) for b in bonds], dtype=np.int64)
+        t = np.asarray(kinds, dtype=np.int64)
+        e = np.concatenate([np.stack([ij[:, 0], ij[:, 1], t], 1), np.stack([ij[:, 1], ij[:, 0], t], 1)])
+        e = e[np.lexsort((e[:, 2], e[:, 1], e[:, 0]))]  # sorted as tuples (i, j, type)
+    else:
+        e = np.array([[0, 0, ZERO_EDGE]], dtype=np.int64)
+    et = torch.from_numpy(e)
+    return MolGraph(torch.from_numpy(x), et[:, :2].T.contiguous(), et[:, 2].contiguous())
 
 
 def batch_graphs(graphs: Sequence[MolGraph]) -> GraphBatch:
