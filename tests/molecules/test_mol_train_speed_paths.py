@@ -5,10 +5,14 @@
 - the recording roll-out draws exactly the trajectories of the plain per-trajectory-β policy;
 - the policy's factored forward pass equals its reference transcription (values, gradients), and the shipped
   checkpoints draw the same molecules with either;
+- the sEH featurisation without a per-atom Python loop equals that loop; batched sEH scoring equals scoring one
+  molecule at a time; rewards scored once per distinct molecule equal scoring every entry; assembling a batch of
+  states and the memoised forward mask equal the plain calls.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -115,3 +119,109 @@ def test_shipped_models_sample_as_with_the_reference_forward(monkeypatch):
             mp.setattr(type(model.net), "forward", type(model.net).forward_reference)
             ref = sample_trajectories(model.env, model.policy(32.0), 48, torch.Generator().manual_seed(11), 0.1)
         assert torch.equal(fast.actions, ref.actions) and fast.smiles == ref.smiles, path.name
+
+
+# ----- rewards and assembly ----------------------------------------------------------------------------------
+def _reference_atom_features(mol) -> np.ndarray:
+    """The per-atom loop ``seh_proxy.atom_features`` replaced (its columns, one atom at a time)."""
+    from rdkit.Chem import HybridizationType
+
+    from sculpt_core.domains.molecules.seh_proxy import _ELEMENT_CLASS
+
+    hyb_col = {HybridizationType.SP: 10, HybridizationType.SP2: 11, HybridizationType.SP3: 12}
+    x = np.zeros((mol.GetNumAtoms(), 71), dtype=np.float32)
+    for i, atom in enumerate(mol.GetAtoms()):
+        z = atom.GetAtomicNum()
+        x[i, _ELEMENT_CLASS.get(atom.GetSymbol(), 5)] = 1.0
+        if atom.GetIsAromatic():
+            x[i, 9] = 1.0
+        col = hyb_col.get(atom.GetHybridization())
+        if col is not None:
+            x[i, col] = 1.0
+        if z > 0:
+            x[i, 13 + z] = 1.0
+        x[i, 13] = atom.GetTotalNumHs(includeNeighbors=True)
+    return x
+
+
+def _reference_edges(mol) -> list[tuple[int, int, int]]:
+    from rdkit.Chem import BondType
+
+    kinds = {BondType.SINGLE: 0, BondType.UNSPECIFIED: 0, BondType.DOUBLE: 1, BondType.TRIPLE: 2, BondType.AROMATIC: 3}
+    edges = []
+    for b in mol.GetBonds():
+        i, j, t = b.GetBeginAtomIdx(), b.GetEndAtomIdx(), kinds[b.GetBondType()]
+        edges += [(i, j, t), (j, i, t)]
+    return sorted(edges) if edges else [(0, 0, 4)]
+
+
+ODD_SMILES = ("[Cl-].[Na+]", "[2H]OC", "c1ccccc1C#N", "C", "*CC(=O)[O-]", "c1cc[nH]c1", "C[N+](C)(C)C",
+              "O=S(=O)(N)c1ccc(Br)cc1I", "P(=O)(O)(O)OC[Se]C", "[Si](C)(C)C=C", "N#N", "[H][H]")
+
+
+def test_vectorised_featurisation_equals_the_atom_loop(trained_like):
+    from sculpt_core.domains.molecules.rewards import parse_smiles
+    from sculpt_core.domains.molecules.seh_proxy import mol_to_graph
+
+    traj = sample_trajectories(trained_like.env, trained_like.policy(32.0), 64, torch.Generator().manual_seed(2), 0.5)
+    mols = [m for m in trained_like.env.to_mols(traj.terminal) if m is not None]
+    mols += [parse_smiles(s) for s in ODD_SMILES]
+    assert len(mols) > 40 and all(m is not None for m in mols)
+    for mol in mols:
+        g = mol_to_graph(mol)
+        assert np.array_equal(g.x.numpy(), _reference_atom_features(mol))
+        got = list(zip(g.edge_index[0].tolist(), g.edge_index[1].tolist(), g.edge_type.tolist()))
+        assert got == _reference_edges(mol)
+
+
+def test_to_mols_and_mask_memo_match_the_plain_calls(trained_like):
+    from rdkit import Chem
+
+    env = trained_like.env
+    traj = sample_trajectories(env, trained_like.policy(32.0), 24, torch.Generator().manual_seed(4), 0.2)
+    states = traj.terminal + traj.terminal[:5]  # repeats share one Mol
+    mols = env.to_mols(states)
+    assert [None if m is None else Chem.MolToSmiles(m) for m in mols] == \
+        [None if env.to_mol(s) is None else Chem.MolToSmiles(env.to_mol(s)) for s in states]
+    assert [env.to_smiles(s) for s in traj.terminal] == traj.smiles
+    visited = traj.transitions()[0]
+    first = env.forward_mask(visited)
+    first[:] = False  # the caller owns its copy: the memo is not changed through it
+    assert torch.equal(env.forward_mask(visited), env._forward_mask(visited))
+    assert torch.equal(env.forward_mask(list(visited)), env._forward_mask(visited))  # another list, same states
+    assert torch.equal(env.forward_mask(visited[:7]), env._forward_mask(visited[:7]))
+
+
+def test_score_unique_equals_scoring_every_entry(trained_like):
+    from sculpt_core.domains.molecules.train import reward_fn, score_unique
+
+    env = trained_like.env
+    traj = sample_trajectories(env, trained_like.policy(32.0), 32, torch.Generator().manual_seed(6), 0.2,
+                               with_smiles=False)
+    mols = env.to_mols(traj.terminal + traj.terminal[:6]) + [None]
+    calls: list[int] = []
+
+    def counted(batch):
+        calls.append(len(batch))
+        return reward_fn("sa")(batch)
+
+    got = score_unique(counted, mols)
+    every = torch.tensor([float("nan") if m is None else float(reward_fn("sa")([m])[0]) for m in mols])
+    assert torch.equal(got.isnan(), every.isnan()) and torch.equal(got[~got.isnan()], every[~every.isnan()])
+    assert calls == [len({id(m) for m in mols if m is not None})]
+
+
+def test_batched_seh_reward_equals_one_molecule_at_a_time(trained_like):
+    from sculpt_core.domains.molecules.seh_proxy import seh_available
+    from sculpt_core.domains.molecules.train import reward_fn
+
+    if not seh_available():
+        pytest.skip("sEH proxy weights unavailable")
+    env = trained_like.env
+    traj = sample_trajectories(env, trained_like.policy(32.0), 40, torch.Generator().manual_seed(8), 0.3,
+                               with_smiles=False)
+    mols = [m for m in env.to_mols(traj.terminal) if m is not None]
+    fn = reward_fn("seh")
+    batched = fn(mols)
+    single = torch.cat([fn([m]) for m in mols])
+    torch.testing.assert_close(batched, single, atol=1e-6, rtol=1e-5)

@@ -108,6 +108,26 @@ def reward_fn(name: str) -> RewardFn:
     raise SculptError(f"unknown molecule reward {name!r}; choose one of seh, sa, qed")
 
 
+def score_unique(fn: RewardFn, mols: Sequence) -> torch.Tensor:
+    """``fn`` on the molecules as float32 ``[N]``, NaN for None, calling ``fn`` once per distinct Mol object
+    (:meth:`FragmentEnv.to_mols` gives equal states one shared Mol; a trajectory batch at low β repeats some),
+    so a reward that is a function of the molecule gets the same values as scoring every entry."""
+    where: dict[int, int] = {}
+    distinct: list = []
+    for m in mols:
+        if m is not None and id(m) not in where:
+            where[id(m)] = len(distinct)
+            distinct.append(m)
+    rewards = torch.full((len(mols),), float("nan"))
+    if distinct:
+        scores = fn(distinct).float().cpu().reshape(-1)
+        if scores.numel() != len(distinct):
+            raise SculptError(f"the reward returned {scores.numel()} values for {len(distinct)} molecules")
+        ok = [i for i, m in enumerate(mols) if m is not None]
+        rewards[ok] = scores[[where[id(mols[i])] for i in ok]]
+    return rewards
+
+
 def log_rewards(rewards: torch.Tensor, betas: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """β·log(max(R, 1e-30)) for valid molecules, −75 for invalid ones, clipped below at −75 (float64)."""
     r = rewards.double().nan_to_num(0.0).clamp(min=R_MIN)
@@ -398,12 +418,9 @@ def train_step(model: MolBaseModel, fn: RewardFn, cfg: MolTrainConfig, opt: torc
     low, high = cfg.beta_range
     betas, traj, step_lpf, flow = sample_training_batch(model, cfg, gen)
     clock.lap("rollout")
-    mols = [env.to_mol(s) for s in traj.terminal]
+    mols = env.to_mols(traj.terminal)
     clock.lap("assemble")
-    ok = [i for i, m in enumerate(mols) if m is not None]
-    rewards = torch.full((cfg.batch_size,), float("nan"))
-    if ok:
-        rewards[ok] = fn([mols[i] for i in ok]).float().cpu().reshape(-1)
+    rewards = score_unique(fn, mols)
     valid = torch.isfinite(rewards)
     log_r = log_rewards(rewards, betas, valid).to(device)
     clock.lap("reward")
@@ -438,11 +455,9 @@ def evaluate_high_fraction(model: MolBaseModel, fn: RewardFn, threshold: float, 
     model.net.eval()
     gen = torch.Generator().manual_seed(seed)
     traj = sample_trajectories(model.env, model.policy(beta), n, gen, 0.0, with_smiles=False)
-    mols = [model.env.to_mol(s) for s in traj.terminal]
+    mols = model.env.to_mols(traj.terminal)
     ok = [i for i, m in enumerate(mols) if m is not None]
-    rewards = torch.full((n,), float("nan"))
-    if ok:
-        rewards[ok] = fn([mols[i] for i in ok]).float().cpu().reshape(-1)
+    rewards = score_unique(fn, mols)
     valid = torch.isfinite(rewards)
     model.net.train(was_training)
     from rdkit import Chem
@@ -456,4 +471,4 @@ def evaluate_high_fraction(model: MolBaseModel, fn: RewardFn, threshold: float, 
 
 __all__ = ["INVALID_LOG_REWARD", "LOG_REWARD_MIN", "MolTrainConfig", "REWARD_THRESHOLDS", "RewardFn",
            "batched_step_terms", "evaluate_high_fraction", "log_rewards", "make_optimizer", "reward_fn",
-           "sample_training_batch", "tb_db_losses", "train_mol_model", "train_step"]
+           "sample_training_batch", "score_unique", "tb_db_losses", "train_mol_model", "train_step"]
