@@ -10,6 +10,7 @@ import streamlit as st
 
 from sculpt_core.app import molecules as M
 from sculpt_core.app import mol_figures as MF
+from sculpt_core.app import mol_prefetch as MP
 from sculpt_core.app.exports import composition_meta, meta_stem, meta_title
 from sculpt_core.app.grid_figures import export_config
 from sculpt_core.app.navigation import ensure_app_navigation
@@ -148,6 +149,7 @@ def samples_of(fps: tuple, mods: list, comp, meth: str, u: str, clf=None, scorin
 
 
 st.markdown(f"**Target:** {composition.describe()}  `{composition.formula()}`  at β = {beta:g}")
+MP.prefetcher().cancel()  # this view first: the previous view's unstarted neighbours are dropped
 composed = samples_of(fingerprints, models, composition, method, u_source, classifier, scoring)
 base_sets = {mod.name: samples_of((fp,), [mod], None, "base", "trajectory") for mod, fp in zip(models, fingerprints)}
 if composed is None:
@@ -251,3 +253,11 @@ with st.expander("Base models"):
     for mod, fp in zip(models, fingerprints):
         st.markdown(f"- **{mod.name}**: reward `{mod.meta.get('reward')}`, {mod.meta.get('steps')} training steps, "
                     f"β ∈ [{mod.beta_range[0]:g}, {mod.beta_range[1]:g}], fingerprint `{fp}`")
+
+# ----- while the user looks: sample the views one arrow-key step away (same cache entries as above) ----------
+if MP.prefetch_enabled():
+    MP.prefetcher().schedule(
+        (fingerprints, beta, composition_key(composition), method, u_source, scoring, n, seed),
+        M.neighbour_jobs(fingerprints, models, beta, window, op, float(alpha) if alpha_ok else None,
+                         ss.get("m_labels", ""), ss.get("m_weights", ""), method, u_source, n, seed, classifier,
+                         scoring, seh_reason is None))

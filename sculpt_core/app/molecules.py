@@ -345,7 +345,38 @@ def cached_samples(fingerprints: tuple[str, ...], beta: float, comp_key: tuple |
     return draw_samples(_models, beta, _composition, method, n, seed, u_source, _classifier, scoring=scoring)
 
 
+def neighbour_jobs(fingerprints: tuple[str, ...], models: list, beta: float, window: tuple[float, float], op: str,
+                   alpha: float | None, labels: str, weights: str, method: str, u_source: str, n: int, seed: int,
+                   classifier: Any = None, scoring: str = "fast", seh_ok: bool = True) -> list:
+    """Prefetch jobs for the views one arrow-key step away (α ± 0.01 first, then β ± 1 with their base sets,
+    then α + 0.02), each filling exactly the ``cached_samples`` (and ``cached_diversity``) entries that view reads.
+    Classifier guidance moves only α (its classifier is tied to one β)."""
+    from sculpt_core.app.mol_prefetch import neighbour_values
+    from sculpt_core.core.operators import build_composition, composition_key
+
+    def view(a: float | None, b: float):
+        def job() -> None:
+            comp = build_composition(op, len(models), a, labels, weights)
+            got = cached_samples(fingerprints, b, composition_key(comp), method, u_source, n, seed, models, comp,
+                                 classifier, scoring=scoring, seh_ok=seh_ok)
+            cached_diversity(tuple(got.smiles))
+            if b != beta:
+                for mod, fp in zip(models, fingerprints):
+                    base = cached_samples((fp,), b, None, "base", "trajectory", n, seed, [mod], None,
+                                          scoring="fast", seh_ok=seh_ok)
+                    cached_diversity(tuple(base.smiles))
+        return job
+
+    jobs = []
+    alphas = neighbour_values(alpha, 0.01, *ALPHA_RANGE, ahead=2) if alpha is not None else []
+    jobs += [view(a, beta) for a in alphas[:2]]
+    if method != "classifier":
+        jobs += [view(alpha, b) for b in neighbour_values(beta, 1.0, *window)]
+    jobs += [view(a, beta) for a in alphas[2:3]]
+    return jobs
+
+
 __all__ = ["MOL_METHODS", "MOL_SCORINGS", "MOL_U_CHOICES", "REWARD_LABELS", "SEED_MAX", "URL_KEYS", "MolPageState",
            "MolSamples", "beta_window", "cached_classifier", "cached_diversity", "cached_samples", "classifier_for", "default_mol_bases",
-           "draw_samples", "kde_axes", "load_mol", "method_note", "mol_zoo", "parse_query", "score_rewards", "seh_reason",
+           "draw_samples", "kde_axes", "load_mol", "method_note", "mol_zoo", "neighbour_jobs", "parse_query", "score_rewards", "seh_reason",
            "targeted_rewards"]

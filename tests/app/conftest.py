@@ -20,3 +20,10 @@ def downloads(monkeypatch) -> list[dict]:
     monkeypatch.setattr(DeltaGenerator, "download_button", record)
     monkeypatch.setattr(st, "download_button", lambda *a, **k: record(st._main, *a, **k))  # bound at import
     return calls
+
+
+@pytest.fixture(autouse=True)
+def _no_prefetch(monkeypatch):
+    """The molecule page's background prefetch is off in AppTest runs (so no test's neighbours compete with the
+    next test); the prefetch tests turn it on themselves."""
+    monkeypatch.setenv("SCULPT_PREFETCH", "0")

@@ -1,0 +1,112 @@
+"""Background prefetch for the Molecule Sculpting page: while the user looks at a view, the neighbouring α and β
+values are sampled by one daemon thread into the same process-wide ``st.cache_data`` entries the page reads
+(``cached_samples``), so the next arrow-key step is a cache hit.
+
+Bounded: one worker thread per process, at most :data:`MAX_PENDING` pending jobs. :meth:`Prefetcher.schedule`
+replaces the pending jobs (a new view cancels the old view's unstarted work) and :meth:`Prefetcher.cancel` drops
+them while the page computes its own view; a job started for an older view still finishes (one sample set). No
+thread touches ``st.*`` UI. ``SCULPT_PREFETCH=0`` turns prefetching off.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections import deque
+from typing import Callable, Hashable, Sequence
+
+MAX_PENDING = 6
+Job = Callable[[], object]
+
+
+def prefetch_enabled() -> bool:
+    """Prefetching is on unless ``SCULPT_PREFETCH=0``."""
+    return os.environ.get("SCULPT_PREFETCH", "1") != "0"
+
+
+class Prefetcher:
+    """One daemon thread running the latest view's jobs in order; older views' pending jobs are dropped."""
+
+    def __init__(self, max_pending: int = MAX_PENDING) -> None:
+        self.max_pending = max_pending
+        self._cond = threading.Condition()
+        self._pending: deque[tuple[int, Job]] = deque()
+        self._generation = 0
+        self._view: Hashable | None = None
+        self._busy = False
+        self._thread: threading.Thread | None = None
+        self.completed = 0  # jobs run to the end (for tests and the bench)
+
+    def schedule(self, view: Hashable, jobs: Sequence[Job]) -> None:
+        """Prefetch ``jobs`` for ``view`` (nothing new when ``view`` is already scheduled)."""
+        with self._cond:
+            if view == self._view:
+                return
+            self._view = view
+            self._generation += 1
+            self._pending = deque((self._generation, job) for job in list(jobs)[: self.max_pending])
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._loop, name="sculpt-mol-prefetch", daemon=True)
+                self._thread.start()
+            self._cond.notify_all()
+
+    def cancel(self) -> None:
+        """Drop every pending job (the page is about to compute a view of its own)."""
+        with self._cond:
+            self._generation += 1
+            self._view = None
+            self._pending.clear()
+            self._cond.notify_all()
+
+    def pending(self) -> int:
+        with self._cond:
+            return len(self._pending)
+
+    def wait_idle(self, timeout: float = 60.0) -> bool:
+        """Block until no job is pending or running (True) or ``timeout`` seconds pass (False)."""
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._pending and not self._busy, timeout)
+
+    def _loop(self) -> None:
+        logging.getLogger("streamlit.runtime.scriptrunner_utils.script_run_context").setLevel(logging.ERROR)
+        while True:
+            with self._cond:
+                while not self._pending:
+                    self._cond.wait()
+                generation, job = self._pending.popleft()
+                if generation != self._generation:  # the view changed since it was scheduled
+                    continue
+                self._busy = True
+            try:
+                job()
+                self.completed += 1
+            except Exception:  # a neighbour that cannot be sampled is simply not prefetched
+                pass
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
+
+
+_PREFETCHER = Prefetcher()
+
+
+def prefetcher() -> Prefetcher:
+    """The process-wide prefetcher."""
+    return _PREFETCHER
+
+
+def neighbour_values(value: float, step: float, low: float, high: float, ahead: int = 1) -> list[float]:
+    """The slider values one arrow-key step (``ahead`` steps) above and below ``value`` inside [low, high],
+    nearest first, rounded as the slider rounds them."""
+    out: list[float] = []
+    for k in range(1, ahead + 1):
+        for v in (value + k * step, value - k * step):
+            v = round(v, 4)
+            if low - 1e-9 <= v <= high + 1e-9 and v not in out:
+                out.append(v)
+    return out
+
+
+__all__ = ["MAX_PENDING", "Prefetcher", "neighbour_values", "prefetch_enabled", "prefetcher"]
