@@ -93,7 +93,8 @@ def heatmap_panels(panels: Sequence[Panel], scale: str = "shared", cols: int | N
     """Distributions as square heatmaps in rows of ``cols`` panels (default: all in one row), each with a colour
     bar (one bar for a shared or log scale, one per panel otherwise). ``ranges`` overrides the colour ranges
     (to share a scale across several figures); ``title`` goes above the panels (the export carries it);
-    ``points``: sampled cells ``[n, 2]`` (z0, z1) drawn over panel ``points_panel``."""
+    ``points``: sampled cells ``[n, 2]`` (z0, z1) drawn over panel ``points_panel``. ``z`` is sent as float32
+    (7 significant digits, half the browser payload of float64; the colour ranges are computed in float64)."""
     n = len(panels)
     if n == 0:
         raise ValueError("no panels to draw")
@@ -138,7 +139,7 @@ def heatmap_panels(panels: Sequence[Panel], scale: str = "shared", cols: int | N
         axis = "coloraxis" if not per_panel or i == 0 else f"coloraxis{i + 1}"
         shown = _log10(z, 10 ** ranges[i][0]) if scale == "log" else z
         hover = "log10 p" if scale == "log" else colorbar_title
-        data.append({"type": "heatmap", "z": shown, "xaxis": f"x{sfx}", "yaxis": f"y{sfx}", "coloraxis": axis,
+        data.append({"type": "heatmap", "z": shown.astype(np.float32), "xaxis": f"x{sfx}", "yaxis": f"y{sfx}", "coloraxis": axis,
                      "name": label, "hovertemplate": f"z0=%{{y}}, z1=%{{x}}<br>{hover}=%{{z:.3g}}<extra></extra>"})
         if per_panel or i == 0:
             bar: dict = {"title": {"text": colorbar_title}, "thickness": 10}

@@ -289,3 +289,16 @@ def test_png_download_has_axes_colour_bars_and_the_parameters(app_env, downloads
     assert P.panels_png([("nan", np.full((32, 32), np.nan))], "t", "log")[:4] == b"\x89PNG"
     assert P.ascii_text("α ⊗ β →") == "alpha (x) beta ->"
     assert P.colormap(np.array([0.0, 1.0, np.nan])).tolist()[2] == [P.NAN_GREY] * 3
+
+
+def test_heatmap_payload_is_float32_and_keeps_the_values():
+    """Issue 17 (grid ≤ 200 ms): heatmaps are sent to the browser as float32 typed arrays, half the float64 bytes."""
+    import plotly.io as pio
+
+    from sculpt_core.app import grid_figures as F
+
+    z = np.random.default_rng(0).random((32, 32))
+    z /= z.sum()
+    spec = json.loads(pio.to_json(F.heatmap_panels([("a", z), ("b", z)], "shared"), validate=False))
+    assert all(t["z"]["dtype"] == "f4" for t in spec["data"])
+    assert np.allclose(_z(spec["data"][0]).reshape(32, 32), z, rtol=1e-6, atol=0)
