@@ -218,6 +218,31 @@ def sinkhorn_check(approx: float, exact: float, pair: str) -> dict:
             "relative_error": round((float(approx) - float(exact)) / float(exact), 6) if exact > 0 else None}
 
 
+
+def emd_command(paths: Sequence[str], load: Callable[[str], object], matrix: Callable[..., np.ndarray], out: str,
+                solver: str, reg: float, what: str, example: str,
+                describe: Callable[[list], dict] = lambda sets: {"n": [len(s) for s in sets]}) -> dict:
+    """The shared body of the ``<domain> emd`` commands: load every input with ``load``, compute the pairwise
+    matrix with ``matrix(sets, solver, reg)``, check a Sinkhorn run against the exact value of its first pair,
+    save the matrix atomically to ``out`` and return the JSON record (``describe(sets)`` adds the inputs' sizes;
+    ``what``/``example`` word the errors)."""
+    from sculpt_core.core.io import save_array
+
+    if len(paths) < 2:
+        raise SculptError(f"{what} needs at least two inputs, e.g. {what} {example}")
+    if solver == "sinkhorn" and not reg > 0:
+        raise SculptError(f"--reg must be positive, got {reg}")
+    sets = [load(p) for p in paths]
+    t0 = time.perf_counter()
+    d = matrix(sets, solver, reg)
+    seconds = time.perf_counter() - t0
+    check = None
+    if solver == "sinkhorn":  # the exact value of the first pair, to show the approximation's error
+        check = sinkhorn_check(d[0, 1], matrix(sets[:2], "exact", reg)[0, 1], f"{paths[0]} ↔ {paths[1]}")
+    save_array(out, d)
+    return {"k": len(sets), **describe(sets), "solver": solver, "reg": reg if solver == "sinkhorn" else None,
+            "sinkhorn_check": check, "matrix": np.round(d, 4).tolist(), "seconds": round(seconds, 3), "out": out}
+
 # ----- matrices ----------------------------------------------------------------------------------------------
 _PAIR_JOB: Callable[[int, int], float] | None = None  # the distance a forked worker evaluates
 
@@ -416,5 +441,5 @@ def embed(d: np.ndarray, method: str = "tsne", seed: int = 0, bases: Sequence[in
 
 
 __all__ = ["EMBED_METHODS", "Embedding", "MapItem", "Progress", "TSNE_DEFAULTS", "check_distance_matrix",
-           "default_workers", "emd", "embed", "label_text", "mds_embedding", "orient", "pairwise_matrix",
+           "default_workers", "emd", "emd_command", "embed", "label_text", "mds_embedding", "orient", "pairwise_matrix",
            "parse_alphas", "plan_items", "sinkhorn", "sinkhorn_check", "transport", "tsne_embedding"]

@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from sculpt_core.core.maps import MapItem, Progress, pairwise_matrix, sinkhorn_check, transport
+from sculpt_core.core.maps import MapItem, Progress, emd_command, pairwise_matrix, transport
 from sculpt_core.errors import SculptError
 
 #: Cost matrices above this many entries (6000 × 6000, ≈ 290 MB float64) are refused: subsample first.
@@ -98,25 +98,9 @@ def map_samples(names: Sequence[str], items: Sequence[MapItem], n: int = 1000, s
 def cmd_diffusion_emd(args: argparse.Namespace) -> dict[str, Any]:
     """``diffusion emd --in a.npy,b.npy[,…] --out d.npy``."""
     from sculpt_core.core.cli import parse_list
-    from sculpt_core.core.io import save_array
 
-    paths = parse_list(args.infiles, str, "--in")
-    if len(paths) < 2:
-        raise SculptError("--in needs at least two sample sets, e.g. --in a.npy,b.npy")
-    if args.solver == "sinkhorn" and not args.reg > 0:
-        raise SculptError(f"--reg must be positive, got {args.reg}")
-    sets = [load_sample_set(p) for p in paths]
-    t0 = time.perf_counter()
-    matrix = emd_matrix(sets, args.solver, args.reg)
-    seconds = time.perf_counter() - t0
-    check = None
-    if args.solver == "sinkhorn":  # the exact value of the first pair, to show the approximation's error
-        check = sinkhorn_check(matrix[0, 1], emd_matrix(sets[:2])[0, 1], f"{paths[0]} ↔ {paths[1]}")
-    save_array(args.out, matrix)
-    return {"k": len(sets), "n": [len(s) for s in sets], "solver": args.solver,
-            "reg": args.reg if args.solver == "sinkhorn" else None, "sinkhorn_check": check,
-            "matrix": np.round(matrix, 4).tolist(),
-            "seconds": round(seconds, 3), "out": args.out}
+    return emd_command(parse_list(args.infiles, str, "--in"), load_sample_set, emd_matrix, args.out, args.solver,
+                       args.reg, "--in", "a.npy,b.npy")
 
 
 def add_emd_command(commands: argparse._SubParsersAction) -> None:

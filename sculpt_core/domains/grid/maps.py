@@ -24,7 +24,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from sculpt_core.core.maps import MapItem, Progress, emd, pairwise_matrix, sinkhorn, sinkhorn_check
+from sculpt_core.core.maps import MapItem, Progress, emd, emd_command, pairwise_matrix, sinkhorn
 from sculpt_core.errors import SculptError
 
 
@@ -133,25 +133,9 @@ def map_distributions(names: Sequence[str], items: Sequence[MapItem], beta: floa
 def cmd_grid_emd(args: argparse.Namespace) -> dict[str, Any]:
     """``grid emd --dists p.npy,q.npy[,…] --out d.npy``."""
     from sculpt_core.core.cli import parse_list
-    from sculpt_core.core.io import save_array
 
-    paths = parse_list(args.dists, str, "--dists")
-    if len(paths) < 2:
-        raise SculptError("--dists needs at least two distributions, e.g. --dists p.npy,q.npy")
-    if args.solver == "sinkhorn" and not args.reg > 0:
-        raise SculptError(f"--reg must be positive, got {args.reg}")
-    dists = [load_distribution(p) for p in paths]
-    t0 = time.perf_counter()
-    matrix = emd_matrix(dists, args.solver, args.reg)
-    seconds = time.perf_counter() - t0
-    check = None
-    if args.solver == "sinkhorn":  # the exact value of the first pair, to show the approximation's error
-        check = sinkhorn_check(matrix[0, 1], emd_matrix(dists[:2])[0, 1], f"{paths[0]} ↔ {paths[1]}")
-    save_array(args.out, matrix)
-    return {"k": len(dists), "shape": list(dists[0].shape), "solver": args.solver,
-            "reg": args.reg if args.solver == "sinkhorn" else None, "sinkhorn_check": check,
-            "matrix": np.round(matrix, 4).tolist(),
-            "seconds": round(seconds, 3), "out": args.out}
+    return emd_command(parse_list(args.dists, str, "--dists"), load_distribution, emd_matrix, args.out, args.solver,
+                       args.reg, "--dists", "p.npy,q.npy", describe=lambda dists: {"shape": list(dists[0].shape)})
 
 
 __all__ = ["cell_cost", "check_distribution", "cmd_grid_emd", "emd_matrix", "grid_emd", "load_distribution",

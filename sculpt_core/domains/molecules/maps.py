@@ -26,7 +26,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from sculpt_core.core.maps import MapItem, Progress, pairwise_matrix, sinkhorn_check, transport
+from sculpt_core.core.maps import MapItem, Progress, emd_command, pairwise_matrix, transport
 from sculpt_core.errors import SculptError
 
 FIG4_FILE = "maps/mol_fig4.json"
@@ -245,25 +245,11 @@ def load_fig4() -> dict[str, Any] | None:
 def cmd_mol_emd(args: argparse.Namespace) -> dict[str, Any]:
     """``mol emd --in a.csv,b.csv[,…] --out d.npy``: the exact (or Sinkhorn) EMD matrix of sample sets."""
     from sculpt_core.core.cli import parse_list
-    from sculpt_core.core.io import save_array
 
     paths = parse_list(args.infiles, str, "--in")
-    if len(paths) < 2:
-        raise SculptError("--in needs at least two sample sets, e.g. --in a.csv,b.csv")
-    if args.solver == "sinkhorn" and not args.reg > 0:
-        raise SculptError(f"--reg must be positive, got {args.reg}")
-    sets = [read_sample_set(p) for p in paths]
-    t0 = time.perf_counter()
-    matrix = emd_matrix(sets, solver=args.solver, reg=args.reg, names=paths)
-    seconds = time.perf_counter() - t0
-    check = None
-    if args.solver == "sinkhorn":  # the exact value of the first pair, to show the approximation's error
-        check = sinkhorn_check(matrix[0, 1], emd_matrix(sets[:2])[0, 1], f"{paths[0]} ↔ {paths[1]}")
-    save_array(args.out, matrix)
-    return {"k": len(sets), "n": [len(s) for s in sets], "solver": args.solver,
-            "reg": args.reg if args.solver == "sinkhorn" else None, "sinkhorn_check": check,
-            "matrix": np.round(matrix, 4).tolist(),
-            "seconds": round(seconds, 3), "out": args.out}
+    return emd_command(paths, read_sample_set,
+                       lambda sets, solver, reg: emd_matrix(sets, solver=solver, reg=reg, names=paths[:len(sets)]),
+                       args.out, args.solver, args.reg, "--in", "a.csv,b.csv")
 
 
 def cmd_zoo_build_mol_map(args: argparse.Namespace) -> dict[str, Any]:
