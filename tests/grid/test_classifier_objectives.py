@@ -23,16 +23,6 @@ OPS_2 = [A.harmonic_mean(), A.contrast(), A.reverse_contrast(), A.harmonic_mean(
 OPS_3 = [A.conditioning(y, 3) for y in ((1, 2), (1, 2, 3), (1, 1), (2, 3), (3, 3, 3))] + [A.mixture(n_models=3)]
 
 
-@pytest.fixture(scope="module")
-def bases3():
-    return prepare_bases([random_model(9, seed=s, name=f"m{s}") for s in (11, 12, 13)])
-
-
-@pytest.fixture(scope="module")
-def bases2(bases3):
-    return prepare_bases(bases3.models[:2])
-
-
 def test_chain_posterior_guides_every_operator_exactly_and_a1_fixed_point_does_not(bases2, bases3):
     for bases, ops in ((bases2, OPS_2), (bases3, OPS_3)):
         m = bases.m

@@ -13,16 +13,6 @@ from sculpt_core.core.metrics import l1_distance
 from helpers import random_model
 
 
-@pytest.fixture(scope="module")
-def bases3():
-    return prepare_bases([random_model(9, seed=s, name=f"m{s}") for s in (11, 12, 13)])
-
-
-@pytest.fixture(scope="module")
-def bases2(bases3):
-    return prepare_bases(bases3.models[:2])
-
-
 ALL_2 = [A.harmonic_mean(), A.contrast(), A.reverse_contrast()] + [
     op(a) for op in (A.harmonic_mean, A.contrast, A.reverse_contrast) for a in (0.05, 0.5, 0.95)
 ] + [A.chained_harmonic_mean(2), A.linear([0.2, 0.8]), A.mixture([2, 1]), A.harmonic_mean(beta=1.7)]
