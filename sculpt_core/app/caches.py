@@ -6,8 +6,10 @@ pointing ``SCULPT_ASSETS`` elsewhere) is picked up without restarting the app. N
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Hashable, Sequence
 
 import streamlit as st
 
@@ -84,4 +86,28 @@ def zoo_classifier(names: Sequence[str]):
     return _zoo_classifier(tuple(names), manifest_stamp(), assets_key())
 
 
-__all__ = ["assets_dir", "assets_key", "load_zoo_model", "manifest_stamp", "zoo_classifier", "zoo_names", "zoo_token"]
+class LRU:
+    """A small thread-safe LRU dictionary (one per process, shared by every session: wrap it in
+    ``st.cache_resource``). ``get`` returns None for a missing key."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.data: OrderedDict = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, key: Hashable) -> Any:
+        with self.lock:
+            if key in self.data:
+                self.data.move_to_end(key)
+                return self.data[key]
+        return None
+
+    def put(self, key: Hashable, value: Any) -> None:
+        with self.lock:
+            self.data[key] = value
+            self.data.move_to_end(key)
+            while len(self.data) > self.size:
+                self.data.popitem(last=False)
+
+
+__all__ = ["LRU", "assets_dir", "assets_key", "load_zoo_model", "manifest_stamp", "zoo_classifier", "zoo_names", "zoo_token"]

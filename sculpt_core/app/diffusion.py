@@ -20,10 +20,8 @@ import hashlib
 import inspect
 import io
 import json
-import threading
 import time
 import uuid
-from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -31,7 +29,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import streamlit as st
 
-from sculpt_core.app.caches import assets_key, manifest_stamp
+from sculpt_core.app.caches import LRU, assets_key, manifest_stamp
 from sculpt_core.app.diffusion_state import (
     METHOD_LABELS,
     SPEC_PREFIX,
@@ -345,32 +343,9 @@ def compute_run(bases: Sequence[Base], comp: A.Composition, method: str, s: RunS
     return score_samples(compute_samples(bases, comp, method, s, classifier), q, s)
 
 
-class _LRU:
-    """A small thread-safe LRU dictionary (shared by every session of the process)."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.data: OrderedDict = OrderedDict()
-        self.lock = threading.Lock()
-
-    def get(self, key):
-        with self.lock:
-            if key in self.data:
-                self.data.move_to_end(key)
-                return self.data[key]
-        return None
-
-    def put(self, key, value) -> None:
-        with self.lock:
-            self.data[key] = value
-            self.data.move_to_end(key)
-            while len(self.data) > self.size:
-                self.data.popitem(last=False)
-
-
 @st.cache_resource(show_spinner=False)
-def _sample_store() -> _LRU:
-    return _LRU(96)
+def _sample_store() -> LRU:
+    return LRU(96)
 
 
 PREVIEW_N = 300

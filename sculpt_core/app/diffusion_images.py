@@ -19,9 +19,7 @@ set the judge counts (M1 ◑ M2 is 2/3 red 0 and 1/3 green 0 at γ = 1).
 
 from __future__ import annotations
 
-import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -31,7 +29,7 @@ import streamlit as st
 
 from sculpt_core.app import image_grid as IG
 from sculpt_core.app.url_state import query_getter, read_numbers
-from sculpt_core.app.caches import assets_dir, assets_key, manifest_stamp
+from sculpt_core.app.caches import LRU, assets_dir, assets_key, manifest_stamp
 from sculpt_core.app.diffusion_state import COMPARE, diffusion_composition
 from sculpt_core.app.widgets import operator_controls
 from sculpt_core.core import algebra as A
@@ -263,30 +261,9 @@ class Grid:
     seconds: float
 
 
-class _LRU:
-    """A small thread-safe LRU dictionary (shared by every session of the process)."""
-
-    def __init__(self, size: int) -> None:
-        self.size, self.data, self.lock = size, OrderedDict(), threading.Lock()
-
-    def get(self, key: tuple) -> Grid | None:
-        with self.lock:
-            if key in self.data:
-                self.data.move_to_end(key)
-                return self.data[key]
-        return None
-
-    def put(self, key: tuple, value: Grid) -> None:
-        with self.lock:
-            self.data[key] = value
-            self.data.move_to_end(key)
-            while len(self.data) > self.size:
-                self.data.popitem(last=False)
-
-
 @st.cache_resource(show_spinner=False)
-def _store() -> _LRU:
-    return _LRU(96)
+def _store() -> LRU:
+    return LRU(96)
 
 
 @dataclass
