@@ -201,6 +201,9 @@ def classifier_panel(reason: str) -> None:
 
 # ----- results -----------------------------------------------------------------------------------------------
 def compose_view(meth: str, u: str, clf=None, clf_token=None) -> G.ComposeView:
+    if G.is_sampled(meth, u):  # the slow views: sampled in chunks behind a progress bar, the previous view kept
+        return G.cached_sampled_compose(tokens, beta, composition_key(composition), G.TRAJECTORY_SAMPLES, bases,
+                                        composition, progress=computing)
     return G.cached_compose(tokens, beta, composition_key(composition), meth, u, clf_token,
                             G.TRAJECTORY_SAMPLES, bases, composition, clf)
 
@@ -218,6 +221,7 @@ def safe_view(meth: str, u: str, clf=None, clf_token=None) -> G.ComposeView | No
 if composition is not None and bases is not None:
     st.markdown(f"**Target:** {composition.describe()}  `{composition.formula()}`")
     scale = GV.scale_control("g_scale")
+    computing = GV.StaleWhileComputing()  # the previous view stays, marked stale, while a new one is sampled
     if method == "compare":
         clf, clf_token, clf_note = current_classifier()
         runs = [("oracle", "exact", None, None)]
@@ -225,6 +229,7 @@ if composition is not None and bases is not None:
             runs.append(("classifier", "exact", clf, clf_token))
         runs += [("reaching", u_source, None, None), ("ensemble", "exact", None, None)]
         views = [v for v in (safe_view(*r) for r in runs) if v is not None]
+        computing.clear()
         if views:
             meta = composition_meta(chosen, op, composition, beta, "compare", u=u_source)
             fig, panels = GV.show_compare(views, scale, meta)
@@ -245,6 +250,7 @@ if composition is not None and bases is not None:
             else:
                 st.caption(f"Classifier: {clf_note}.")
         view = safe_view(method, u_source, clf, clf_token) if ready else None
+        computing.clear()
         if view is not None:
             meta = composition_meta(chosen, op, composition, beta, method,
                                     u=u_source if method == "reaching" else None)

@@ -6,12 +6,13 @@ composed results as plain arrays, downloads, upload validation, in-app training 
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import math
 import os
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import streamlit as st
@@ -20,15 +21,16 @@ import torch
 from sculpt_core.app.url_state import query_getter, read_bases
 from sculpt_core.app.exports import csv_with_meta
 from sculpt_core.app.grid_figures import SCALES
-from sculpt_core.app.caches import assets_key, load_zoo_model, manifest_stamp, zoo_names, zoo_token
+from sculpt_core.app.caches import LRU, assets_key, load_zoo_model, manifest_stamp, zoo_names, zoo_token
 from sculpt_core.core import algebra as A
 from sculpt_core.core.io import npy_from_bytes
 from sculpt_core.core.limits import MAX_UPLOAD_BYTES, check_size
 from sculpt_core.core.metrics import l1_distance
 from sculpt_core.core.operators import ALPHA_RANGE, OPERATORS, TWO_MODEL_OPS
-from sculpt_core.domains.grid.compose import GridBases, compose, prepare_bases, sample_points
+from sculpt_core.domains.grid.compose import GridBases, compose, prepare_bases, sample_composed, sample_points
 from sculpt_core.domains.grid.env import GridEnv
 from sculpt_core.domains.grid.model import GridBaseModel
+from sculpt_core.domains.grid.sampling import terminal_histogram
 from sculpt_core.domains.grid.rewards import GRID_REWARDS, grid_log_reward, validate_log_reward
 from sculpt_core.domains.grid.train import GridTrainConfig, train_grid_model
 from sculpt_core.domains.grid.train_classifier import ClassifierTrainConfig
@@ -51,6 +53,8 @@ U_CHOICES: dict[str, str] = {
 }
 POINTS_MAX = 5000
 TRAJECTORY_SAMPLES = 20000
+#: Trajectory-product views are sampled in chunks of this many trajectories, so the page can report progress.
+SAMPLE_CHUNK = 2000
 
 
 # ----- page state in the URL -------------------------------------------------------------------------
@@ -365,6 +369,67 @@ def cached_compose(tokens: tuple[str, ...], beta: float | None, comp_key: tuple,
                    _classifier=None) -> ComposeView:
     """A composed result, cached by everything it depends on."""
     return run_compose(_bases, _composition, method, _classifier, u_source, n_samples)
+
+
+def is_sampled(method: str, u_source: str) -> bool:
+    """Whether this view is a Monte-Carlo histogram (reaching with trajectory-product u): the slow views."""
+    return method == "reaching" and u_source == "trajectory"
+
+
+#: ``progress(done, total)``: trajectories sampled so far out of ``total``.
+Progress = Callable[[int, int], None]
+
+
+def sampled_compose(bases: GridBases, composition: A.Composition, n_samples: int = TRAJECTORY_SAMPLES,
+                    seed: int = 0, progress: Progress | None = None, chunk: int = SAMPLE_CHUNK) -> ComposeView:
+    """Reaching mixing with trajectory-product u as a histogram of ``n_samples`` trajectories, drawn in chunks of
+    ``chunk`` (chunk k seeded ``seed + k``; deterministic) so ``progress(done, total)`` can follow it."""
+    total = int(n_samples)
+    sizes = [min(chunk, total - start) for start in range(0, total, chunk)]
+    if progress is not None:
+        progress(0, total)
+    first = run_compose(bases, composition, "reaching", None, "trajectory", sizes[0], seed)  # checks, targets
+    counts = first.p * sizes[0]
+    done = sizes[0]
+    for k, size in enumerate(sizes[1:], start=1):
+        if progress is not None:
+            progress(done, total)
+        traj = sample_composed(bases, composition, size, seed + k)
+        counts = counts + terminal_histogram(bases.env, traj).numpy() * size
+        done += size
+    if progress is not None:
+        progress(done, total)
+    p = counts / counts.sum()
+    return dataclasses.replace(first, p=p, n_samples=total, l1=float(l1_distance(p, first.target)),
+                               l1_true=None if first.true_target is None else float(l1_distance(p, first.true_target)))
+
+
+@st.cache_resource(show_spinner=False)
+def _sampled_store() -> LRU:
+    return LRU(64)
+
+
+def sampled_key(tokens: tuple[str, ...], beta: float | None, comp_key: tuple, n_samples: int, seed: int = 0) -> tuple:
+    """What a sampled view depends on (the method and u are fixed: reaching, trajectory product)."""
+    return tokens, beta, comp_key, "reaching", "trajectory", int(n_samples), int(seed)
+
+
+def cached_sampled_view(tokens: tuple[str, ...], beta: float | None, comp_key: tuple, n_samples: int) -> ComposeView | None:
+    """The sampled view if it was computed already in this process, else None."""
+    return _sampled_store().get(sampled_key(tokens, beta, comp_key, n_samples))
+
+
+def cached_sampled_compose(tokens: tuple[str, ...], beta: float | None, comp_key: tuple, n_samples: int,
+                           bases: GridBases, composition: A.Composition,
+                           progress: Progress | None = None) -> ComposeView:
+    """:func:`sampled_compose`, once per process and view (kept outside ``st.cache_data`` so the progress
+    reports reach the page while it samples); ``progress`` is called only when it samples."""
+    key = sampled_key(tokens, beta, comp_key, n_samples)
+    view = _sampled_store().get(key)
+    if view is None:
+        view = sampled_compose(bases, composition, n_samples, progress=progress)
+        _sampled_store().put(key, view)
+    return view
 
 
 @st.cache_data(show_spinner=False, max_entries=64)

@@ -1,11 +1,13 @@
 """How the Grid Sculpting page (and the home page) draw their results in Streamlit: the colour-scale control,
 charts whose camera button saves a PNG named after the view, the downloads, the "compare all" cards (one
 column per method: its metric card, its heatmap and its error map, so cards line up with their panels) and the
-base models. Figures come from :mod:`sculpt_core.app.grid_figures`.
+base models, and the previous view kept on screen (marked stale, with a progress bar) while a sampled view
+computes. Figures come from :mod:`sculpt_core.app.grid_figures`.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -72,6 +74,44 @@ def show_downloads(p: np.ndarray, meta: dict[str, str], figure: Callable[[], go.
                             "it as the browser draws it, also named after the view.")
 
 
+STALE_CAPTION = ("Stale: the figures below are the previous view, kept on screen (faded) until the new one is "
+                 "sampled.")
+
+
+class StaleWhileComputing:
+    """Never a blank page while a view is sampled. The previous view's elements stay on screen (Streamlit keeps an
+    element until the rerun writes its position again, and fades it meanwhile); on the first progress report this
+    marks it stale in ``slot`` (above the results) with a progress bar of the counts done and the time left.
+    :meth:`clear` removes both once the new view is ready. ``what`` names the unit counted."""
+
+    def __init__(self, slot: Any = None, what: str = "trajectories") -> None:
+        self.slot = slot if slot is not None else st.empty()
+        self.what = what
+        self.bar = None
+        self.t0 = time.perf_counter()
+        self.reports: list[tuple[int, int]] = []
+
+    def text(self, done: int, total: int) -> str:
+        elapsed = time.perf_counter() - self.t0
+        left = "estimating the time left" if done <= 0 else f"about {elapsed / done * (total - done):.1f} s left"
+        return f"Sampling {self.what}: {done:,} / {total:,} · {elapsed:.1f} s elapsed, {left}"
+
+    def __call__(self, done: int, total: int) -> None:
+        self.reports.append((done, total))
+        if self.bar is None:
+            self.t0 = time.perf_counter()
+            with self.slot.container():
+                st.caption(STALE_CAPTION)
+                self.bar = st.progress(0.0, text=self.text(done, total))
+        self.bar.progress(min(done / max(total, 1), 1.0), text=self.text(done, total))
+
+    def clear(self) -> None:
+        """Remove the stale note and the progress bar (nothing to do when nothing was sampled)."""
+        if self.bar is not None:
+            self.slot.empty()
+            self.bar = None
+
+
 def single_figure(panels: Sequence[F.Panel], scale: str, meta: dict[str, str],
                   points: np.ndarray | None = None) -> go.Figure:
     """The composed panel beside its targets, titled with the view's parameters."""
@@ -127,5 +167,5 @@ def show_bases(names: Sequence[str], dists: Sequence[np.ndarray], targets: Seque
           "fig_bases", filename)
 
 
-__all__ = ["COMPARE_COLUMNS", "chart", "figure_png", "scale_control", "show_bases", "show_compare", "show_downloads",
+__all__ = ["COMPARE_COLUMNS", "STALE_CAPTION", "StaleWhileComputing", "chart", "figure_png", "scale_control", "show_bases", "show_compare", "show_downloads",
            "single_figure"]

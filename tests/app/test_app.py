@@ -362,6 +362,94 @@ def test_shipped_classifier_is_used(app_env):
     assert _view(at)[1] != before[1]
 
 
+# ----- never a blank page while sampling ------------------------------------------------------------------------
+def test_sampled_view_reports_progress_and_clears_it(app_env, monkeypatch):
+    """Issue 17: a trajectory-product view is sampled in chunks behind a progress bar with counts (the previous
+    view stays on screen, marked stale); once it is ready the note and the bar are gone, and the same view again
+    is served from the cache without sampling."""
+    from sculpt_core.app import grid as G
+    from sculpt_core.app import grid_views as GV
+
+    reports: list[tuple[int, int]] = []
+    original = GV.StaleWhileComputing.__call__
+
+    def record(self, done, total):
+        reports.append((done, total))
+        return original(self, done, total)
+
+    monkeypatch.setattr(GV.StaleWhileComputing, "__call__", record)
+    at = _grid(app_env, {"bases": "circle1,circle2", "op": "hm", "alpha": "0.37", "method": "reaching",
+                         "u": "exact"})  # an α no other test samples: not cached in this process yet
+    assert reports == []  # exact u: nothing is sampled, no progress bar
+    at.radio(key="g_u").set_value("trajectory").run()
+    _ok(at)
+    total = G.TRAJECTORY_SAMPLES
+    assert reports[0] == (0, total) and reports[-1] == (total, total)
+    done = [d for d, _ in reports]
+    assert done == sorted(done) and len(set(done)) == total // G.SAMPLE_CHUNK + 1
+    assert not any(GV.STALE_CAPTION in c.value for c in at.caption)  # cleared once the new view is drawn
+    assert not at.get("progress")
+    assert any(f"histogram of {total} sampled trajectories" in c.value for c in at.caption)
+    assert "L1 to target" in _metrics(at)
+    reports.clear()
+    at.slider(key="g_points").set_value(250).run()  # another rerun of the same view: cached, no sampling
+    _ok(at)
+    assert reports == []
+
+
+def test_stale_note_and_progress_bar_show_counts_and_time_left():
+    """While sampling, the stale note and a progress bar with counts done / total and the time left are shown."""
+
+    def script():
+        import streamlit as st
+
+        from sculpt_core.app import grid_views as GV
+
+        st.plotly_chart({"data": [{"type": "heatmap", "z": [[1, 2]]}]}, key="fig_previous")
+        pending = GV.StaleWhileComputing()
+        pending(0, 20000)
+        pending(8000, 20000)
+        if st.session_state.get("clear"):
+            pending.clear()
+
+    at = AppTest.from_function(script, default_timeout=TIMEOUT).run()
+    _ok(at)
+    from sculpt_core.app.grid_views import STALE_CAPTION
+
+    assert [c.value for c in at.caption] == [STALE_CAPTION]
+    bar = at.get("progress")[0].proto
+    assert bar.value == 40 and "8,000 / 20,000" in bar.text and "s left" in bar.text, bar
+    at.session_state["clear"] = True
+    at.run()
+    assert not at.caption and not at.get("progress")
+
+
+def test_sampled_compose_in_chunks_is_a_normalised_deterministic_histogram():
+    from sculpt_core.app import grid as G
+    from sculpt_core.core import algebra as A
+    from sculpt_core.core.metrics import l1_distance
+    from sculpt_core.domains.grid.compose import sample_composed
+    from sculpt_core.domains.grid.sampling import terminal_histogram
+
+    from sculpt_core.domains.grid.compose import prepare_bases
+
+    from helpers import random_model
+
+    bases = prepare_bases([random_model(9, seed=s, name=f"m{s}") for s in (21, 22)])
+    comp = A.harmonic_mean()
+    reports: list[tuple[int, int]] = []
+    view = G.sampled_compose(bases, comp, 2500, seed=3, progress=lambda d, t: reports.append((d, t)), chunk=1000)
+    assert reports == [(0, 2500), (1000, 2500), (2000, 2500), (2500, 2500)]
+    chunks = [(1000, 3), (1000, 4), (500, 5)]  # chunk k is seeded seed + k
+    counts = sum(terminal_histogram(bases.env, sample_composed(bases, comp, n, sd)).numpy() * n for n, sd in chunks)
+    np.testing.assert_allclose(view.p, counts / 2500, atol=1e-12)
+    assert view.sampled and view.n_samples == 2500 and view.method == "reaching" and view.u_source == "trajectory"
+    assert view.p.sum() == pytest.approx(1.0) and view.l1 == pytest.approx(l1_distance(view.p, view.target))
+    again = G.sampled_compose(bases, comp, 2500, seed=3, chunk=1000)
+    assert np.array_equal(again.p, view.p)
+    assert not np.array_equal(G.sampled_compose(bases, comp, 2500, seed=4, chunk=1000).p, view.p)
+
+
 # ----- the URL holds the view ----------------------------------------------------------------------------------
 def test_query_params_restore_the_view(app_env):
     at = _grid(app_env, {"bases": "circle1,circle2", "op": "contrast", "alpha": "0.3", "method": "reaching",
