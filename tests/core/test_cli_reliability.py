@@ -123,6 +123,13 @@ def test_check_output_path_creates_nothing(tmp_path):
 
 
 # ----- Ctrl-C -------------------------------------------------------------------------------------------------------
+def _default_sigint() -> None:
+    """In the child: SIGINT back to its default, so Python installs its KeyboardInterrupt handler even when the
+    tests themselves run as a background job (a non-interactive shell starts those with SIGINT ignored, and an
+    ignored signal stays ignored across exec)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.skipif(os.name != "posix", reason="needs SIGINT delivery to a child process (POSIX)")
 def test_ctrl_c_exits_130_with_one_line_and_leaves_the_old_output(tmp_path):
     out = tmp_path / "m.pt"
@@ -130,7 +137,7 @@ def test_ctrl_c_exits_130_with_one_line_and_leaves_the_old_output(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "sculpt_core", "grid", "train", "--reward", "circle1", "--steps",
                              "100000", "--out", str(out)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
     deadline = time.monotonic() + 120
     err = ""
     while time.monotonic() < deadline:  # wait until training runs (the progress bar is on stderr)
