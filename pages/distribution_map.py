@@ -12,6 +12,7 @@ import streamlit as st
 from sculpt_core.app import maps as MP
 from sculpt_core.app.map_figures import heatmap_figure, map_figure
 from sculpt_core.app.navigation import ensure_app_navigation
+from sculpt_core.app.page_url import UrlKey, load_url_state, write_url_state
 from sculpt_core.core.maps import parse_alphas, plan_items
 from sculpt_core.errors import SculptError
 
@@ -25,9 +26,13 @@ st.caption("Each point is a distribution — a base model or a composition. Dist
            "sample sets). The map places base 1 → base 2 along +x and base 3 above, centred on the bases.")
 
 SOURCES = {"fig4": "Paper Fig. 4 (shipped, molecules)", "build": "Build a map"}
-for key, value in {"dm_source": "fig4", "dm_embed": "tsne", "dm_seed": MP.DEFAULT_SEED, "dm_perp": 4.0,
-                   "dm_fig4_source": "ours", "dm_domain": "grid"}.items():
-    ss.setdefault(key, value)
+URL_KEYS = (UrlKey("source", "dm_source", "fig4", tuple(SOURCES)),
+            UrlKey("embedding", "dm_embed", "tsne", tuple(MP.EMBEDDINGS)),  # not "embed": Streamlit reserves it
+            UrlKey("seed", "dm_seed", MP.DEFAULT_SEED, lo=0, hi=10_000, integer=True),
+            UrlKey("perplexity", "dm_perp", 4.0, lo=1.0, hi=12.0),
+            UrlKey("distances", "dm_fig4_source", "ours", ("ours", "paper")),
+            UrlKey("domain", "dm_domain", "grid", tuple(MP.DOMAINS)))
+load_url_state(URL_KEYS, "dm_qp_loaded")
 
 sb = st.sidebar
 sb.header("Map")
@@ -36,6 +41,8 @@ method = sb.radio("Embedding", list(MP.EMBEDDINGS), format_func=MP.EMBEDDINGS.ge
 seed = int(sb.number_input("Embedding seed", 0, 10_000, step=1, key="dm_seed"))
 perplexity = float(sb.slider("t-SNE perplexity", 1.0, 12.0, step=0.5, key="dm_perp", disabled=method != "tsne",
                              help="Must be below the number of distributions; a larger value is clamped."))
+
+write_url_state(URL_KEYS)
 
 record = None
 if source == "fig4":

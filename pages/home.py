@@ -5,6 +5,7 @@ import streamlit as st
 from sculpt_core.app import caches as C
 from sculpt_core.app import grid as G
 from sculpt_core.app.navigation import ensure_app_navigation
+from sculpt_core.app.page_url import UrlKey, load_url_state, write_url_state
 from sculpt_core.device import describe_device
 from sculpt_core.errors import SculptError
 from sculpt_core.app import grid_figures as F
@@ -31,7 +32,10 @@ except SculptError as exc:
     st.error(f"Could not compose the example picture: {exc}")
 if picture is not None:
     panels, pair = picture
+    url_keys = (UrlKey("scale", "home_scale", "panel", tuple(F.SCALES)),)
+    load_url_state(url_keys, "home_qp_loaded")
     scale = GV.scale_control("home_scale", default="panel")  # four different distributions: each its own range
+    write_url_state(url_keys)  # a copied link or a reload keeps the colour scale
     GV.chart(F.heatmap_panels(panels, scale, row_height=300), "home_fig", "sculpt_home_" + pair.replace(" and ", "+"))
     st.caption(f"Exact distributions (oracle composition) of the zoo models {pair}. "
                "Vertical axis z0, horizontal axis z1, origin lower-left.")

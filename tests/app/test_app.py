@@ -87,6 +87,35 @@ def test_home_page_runs(tiny_zoo_contents, app_env):
     assert "2309.16115" in text and "Routing by Reaching" in text
 
 
+def test_home_and_map_pages_keep_their_view_in_the_url(app_env):
+    """Issue 17: the home page's colour scale and the map page's controls live in the URL; a link restores them
+    and a bad value falls back with one warning."""
+    at = _home(app_env)
+    assert at.radio(key="home_scale").value == "panel" and "scale" not in at.query_params  # the default
+    at.radio(key="home_scale").set_value("log").run()
+    assert at.query_params["scale"] == ["log"] or at.query_params["scale"] == "log"
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    at.query_params["scale"] = "shared"
+    at.run()
+    _ok(at)
+    assert at.radio(key="home_scale").value == "shared" and not at.warning
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    at.query_params["scale"] = "rainbow"
+    at.run()
+    assert at.radio(key="home_scale").value == "panel" and "scale='rainbow' ignored" in at.warning[0].value
+
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    at.query_params.update({"embedding": "mds", "seed": "7", "distances": "paper", "perplexity": "x"})
+    at.switch_page("pages/distribution_map.py").run()
+    _ok(at)
+    assert at.radio(key="dm_embed").value == "mds" and at.number_input(key="dm_seed").value == 7
+    assert at.radio(key="dm_fig4_source").value == "paper"
+    assert len(at.warning) == 1 and "perplexity='x' ignored" in at.warning[0].value
+    at.radio(key="dm_embed").set_value("tsne").run()
+    query = {k: (v[-1] if isinstance(v, list) else v) for k, v in at.query_params.items()}
+    assert query == {"seed": "7", "distances": "paper"}, query
+
+
 def test_home_page_with_empty_zoo_warns(app_env, tmp_path, monkeypatch):
     monkeypatch.setenv("SCULPT_ASSETS", str(tmp_path))
     at = _home(app_env)
