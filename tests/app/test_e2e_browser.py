@@ -1,6 +1,10 @@
-"""End to end in a real headless browser: start the app, open the grid page, move α, see the figure change; open
-the molecule page and see it sample and draw; check the grid page's "compare all" cards line up with their panels; open the diffusion page, move α and the time slider; open the
-Diffusion Images page on a tiny image zoo (its own server), switch to the M1/M2 pair and download a grid.
+"""End to end in a real headless browser, one test per page (issue 17): open the page, change its main control
+(the α slider by keyboard where there is one; the home page's colour scale, the map's embedding), see the figure
+change, then open the page's own URL (``page.url``, written with ``st.query_params``) in a fresh page and see the
+same view: the same control value and the same figure fingerprint. Also: the grid page's "compare all" cards line
+up with their panels, a trajectory-product view keeps the previous figures on screen behind a stale note and a
+progress bar (never a blank page), the molecule page samples and draws, the diffusion page's time slider, and the
+Diffusion Images page on a tiny image zoo (its own server): the M1/M2 pair and a grid download.
 
 Needs Debian's ``chromium`` (``apt-get install -y chromium chromium-driver``) and the ``playwright`` Python
 package (its own browser downloads are not used). Skips with the reason when either is missing.
@@ -125,7 +129,57 @@ def _alpha_thumb(page):
 
 
 def _alpha_value(page) -> float:
-    return float(_alpha_thumb(page).evaluate("e => e.value || e.getAttribute('aria-valuenow')"))
+    return _slider_value(page, "g_alpha")
+
+
+def _slider_value(page, key: str) -> float:
+    """The value of the slider keyed ``key`` (its thumb's value or aria-valuenow)."""
+    thumb = page.locator(f".st-key-{key}").get_by_role("slider")
+    return float(thumb.evaluate("e => e.value || e.getAttribute('aria-valuenow')"))
+
+
+def _press(page, key: str, arrow: str, times: int) -> None:
+    """Move the slider keyed ``key`` by ``times`` key presses (``ArrowRight``, ``ArrowLeft``, ``Home`` …)."""
+    page.locator(f".st-key-{key}").get_by_role("slider").focus()
+    for _ in range(times):
+        page.keyboard.press(arrow)
+
+
+#: A checksum of one plotly graph's data (every trace, plotly's own ``uid``/``_…`` fields left out), or null.
+FIGURE_JS = """(selector) => {
+  const plot = document.querySelector(selector);
+  if (!plot || !plot.data || !plot.data.length) return null;
+  const s = JSON.stringify(plot.data, (k, v) => (k === "uid" || k.startsWith("_")) ? undefined : v);
+  let h = 5381;
+  for (let i = 0; i < s.length; i++) h = ((h * 33) ^ s.charCodeAt(i)) >>> 0;
+  return s.length + ":" + h;
+}"""
+
+
+def _figure(page, selector: str) -> str | None:
+    return page.evaluate(FIGURE_JS, selector)
+
+
+def _wait_figure_changed(page, selector: str, before: str | None, timeout_ms: int = 60_000) -> str:
+    page.wait_for_function(f"([sel, before]) => {{ const f = ({FIGURE_JS})(sel); return f !== null && f !== before; }}",
+                           arg=[selector, before], timeout=timeout_ms)
+    _wait_idle(page, timeout_ms)
+    return _figure(page, selector)
+
+
+def _reopen(browser, url: str, ready: str, viewport: dict, timeout_ms: int = 90_000):
+    """``url`` (a page's own address, copied) in a fresh page, once its content is drawn and the script idle."""
+    page = browser.new_page(viewport=viewport)
+    page.goto(url, wait_until="domcontentloaded")
+    page.wait_for_selector(ready, timeout=timeout_ms)
+    _wait_idle(page, timeout_ms)
+    assert page.locator("[data-testid='stException']").count() == 0
+    return page
+
+
+def _radio_value(page, key: str) -> str:
+    """The label of the checked option of the radio keyed ``key``."""
+    return page.locator(f".st-key-{key} label:has(input:checked)").inner_text().strip()
 
 
 def test_move_alpha_changes_figure(app_url, browser):
@@ -162,8 +216,59 @@ def test_move_alpha_changes_figure(app_url, browser):
         assert "alpha=" in page.url and f"alpha={alpha_after:g}" in page.url
         assert page.locator("[data-testid='stException']").count() == 0
         page.screenshot(path=str(OUT / "e2e_grid_after.png"), full_page=True)
+        url, l1_after = page.url, _metric_text(page, "L1 to true target")
     finally:
         page.close()
+
+    # the copied link restores the same view in a fresh session
+    page = _reopen(browser, url, "[data-testid='stPlotlyChart']", {"width": 1500, "height": 1100})
+    try:
+        assert _alpha_value(page) == pytest.approx(alpha_after)
+        assert _fingerprint(page) == fp_after and _metric_text(page, "L1 to true target") == l1_after
+        _trajectory_view_is_never_blank(page)
+    finally:
+        page.close()
+
+
+#: Records, from the click on: the fewest plotly charts the main area ever held, whether a progress bar and the
+#: stale note were seen, and the fewest charts while the bar was shown.
+WATCH_JS = """() => {
+  const main = document.querySelector("[data-testid='stMain']");
+  const w = window.__sculptWatch = {minCharts: 1e9, minChartsWithBar: 1e9, sawBar: false, sawStale: false, bars: []};
+  const look = () => {
+    const charts = main.querySelectorAll("[data-testid='stPlotlyChart']").length;
+    w.minCharts = Math.min(w.minCharts, charts);
+    const bar = main.querySelector("[data-testid='stProgress']");
+    if (bar) {
+      w.sawBar = true;
+      w.minChartsWithBar = Math.min(w.minChartsWithBar, charts);
+      w.bars.push(bar.innerText);
+      if (main.innerText.includes("Stale: the figures below are the previous view")) w.sawStale = true;
+    }
+  };
+  new MutationObserver(look).observe(main, {subtree: true, childList: true, characterData: true, attributes: true});
+}"""
+
+
+def _trajectory_view_is_never_blank(page) -> None:
+    """Issue 17: switching to trajectory-product u samples 20,000 trajectories; meanwhile the previous figures
+    stay on screen, a stale note and a progress bar with counts and the time left are shown, and then go."""
+    page.locator(".st-key-g_method").get_by_text("reaching mixing").click()
+    _wait_idle(page)
+    page.wait_for_selector(".st-key-g_u", timeout=30_000)
+    fp_exact = _fingerprint(page)
+    page.evaluate(WATCH_JS)
+    page.locator(".st-key-g_u").get_by_text("trajectory product (sampled)").click()
+    page.get_by_text("Monte-Carlo histogram of 20000 sampled trajectories").wait_for(timeout=60_000)
+    _wait_idle(page)
+    watch = page.evaluate("() => window.__sculptWatch")
+    assert watch["sawBar"] and watch["sawStale"], watch
+    assert watch["minCharts"] >= 1 and watch["minChartsWithBar"] >= 1, watch  # never a blank main area
+    assert any("/ 20,000" in text and "elapsed" in text for text in watch["bars"]), watch["bars"]
+    assert page.locator("[data-testid='stMain'] [data-testid='stProgress']").count() == 0
+    assert page.get_by_text("Stale: the figures below").count() == 0
+    assert _fingerprint(page) != fp_exact and "u=trajectory" in page.url
+    assert page.locator("[data-testid='stException']").count() == 0
 
 
 def _overlap(a: dict, b: dict) -> bool:
@@ -207,8 +312,26 @@ def test_home_page_renders(app_url, browser):
         assert page.get_by_text("2309.16115").count() >= 1
         assert page.locator("[data-testid='stException']").count() == 0
         page.screenshot(path=str(OUT / "e2e_home.png"), full_page=True)
+        # its control: the colour scale (per panel → log10 changes every panel's values)
+        assert _radio_value(page, "home_scale") == "per panel"
+        before = _figure(page, HOME_FIG)
+        assert before is not None, "no plotly data in the home picture"
+        page.locator(".st-key-home_scale").get_by_text("log10 (shared)").click()
+        after = _wait_figure_changed(page, HOME_FIG, before)
+        assert "scale=log" in page.url, page.url
+        url = page.url
     finally:
         page.close()
+
+    page = _reopen(browser, url, HOME_FIG, {"width": 1400, "height": 1000})
+    try:
+        assert _radio_value(page, "home_scale") == "log10 (shared)"
+        assert _figure(page, HOME_FIG) == after
+    finally:
+        page.close()
+
+
+HOME_FIG = ".st-key-home_fig .js-plotly-plot"
 
 
 def test_molecule_page_samples_and_draws(app_url, browser):
@@ -221,8 +344,34 @@ def test_molecule_page_samples_and_draws(app_url, browser):
         assert page.locator("[data-testid='stImage'] img").count() >= 1  # the molecule gallery
         assert _metric_text(page, "molecules / s").strip() not in ("", "n/a")
         page.screenshot(path=str(OUT / "e2e_molecules.png"), full_page=True)
+        # α by keyboard: a new sample set, so the reward KDE changes; the URL carries α
+        alpha_before, kde_before = _slider_value(page, "m_alpha"), _figure(page, MOL_KDE)
+        assert kde_before is not None, "no plotly data in the reward KDE"
+        _press(page, "m_alpha", "ArrowRight", 5)
+        kde_after = _wait_figure_changed(page, MOL_KDE, kde_before, 90_000)
+        alpha_after = _slider_value(page, "m_alpha")
+        assert alpha_after == pytest.approx(alpha_before + 0.05)
+        assert f"alpha={alpha_after:g}" in page.url, page.url
+        assert page.locator("[data-testid='stException']").count() == 0
+        url, gallery = page.url, _image_srcs(page, "[data-testid='stMain'] [data-testid='stImage'] img")
     finally:
         page.close()
+
+    page = _reopen(browser, url, MOL_KDE, {"width": 1500, "height": 1400})
+    try:
+        assert _slider_value(page, "m_alpha") == pytest.approx(alpha_after)
+        assert _figure(page, MOL_KDE) == kde_after
+        assert _image_srcs(page, "[data-testid='stMain'] [data-testid='stImage'] img") == gallery
+    finally:
+        page.close()
+
+
+MOL_KDE = ".st-key-fig_kde .js-plotly-plot"
+
+
+def _image_srcs(page, selector: str) -> list[str]:
+    """The ``src`` of every image the selector finds (Streamlit serves each image under its content hash)."""
+    return page.locator(selector).evaluate_all("els => els.map(e => e.getAttribute('src'))")
 
 
 TARGET_FINGERPRINT_JS = """(index) => {
@@ -271,6 +420,7 @@ def test_diffusion_page_alpha_and_time_slider(app_url, browser):
         assert _metric_text(page, "binned L1") != l1_before or page.evaluate(TARGET_FINGERPRINT_JS, 0) != fp_before
         assert page.get_by_text("Preview (").count() == 0  # the quick preview was replaced by the full run
         assert page.locator("[data-testid='stException']").count() == 0
+        url, target_after, l1_after = page.url, page.evaluate(TARGET_FINGERPRINT_JS, 0), _metric_text(page, "binned L1")
 
         # the time slider: back to t ≈ 1, where the particles spread over the prior (σ(1) ≈ 9.85)
         end_range = page.evaluate(SNAPSHOT_RANGE_JS)
@@ -283,6 +433,16 @@ def test_diffusion_page_alpha_and_time_slider(app_url, browser):
         assert page.evaluate(SNAPSHOT_RANGE_JS) > 8 > end_range
         assert page.locator("[data-testid='stException']").count() == 0
         page.screenshot(path=str(OUT / "e2e_diffusion_after.png"), full_page=True)
+    finally:
+        page.close()
+
+    # the link copied after the α move: the same α, exact target and samples (the same binned L1)
+    page = _reopen(browser, url, "[data-testid='stPlotlyChart']", {"width": 1500, "height": 1800})
+    try:
+        page.wait_for_function(f"(want) => ({TARGET_FINGERPRINT_JS})(0) === want", arg=target_after, timeout=60_000)
+        assert _slider_value(page, "d_alpha") == pytest.approx(alpha)
+        assert _metric_text(page, "binned L1") == l1_after
+        assert page.get_by_text("Preview (").count() == 0
     finally:
         page.close()
 
@@ -308,6 +468,7 @@ def test_distribution_map_opens_on_fig4_and_switches_embedding(app_url, browser)
         assert _metric_text(page, "d(SEH, SA)").strip() not in ("", "n/a")
         OUT.mkdir(exist_ok=True)
         page.screenshot(path=str(OUT / "e2e_map_tsne.png"), full_page=True)
+        tsne = _figure(page, MAP_FIG)
         page.locator("[data-testid='stSidebar']").get_by_text("MDS (metric, SMACOF)").click()
         _wait_idle(page)
         page.wait_for_function(f"() => {{ const s = ({MAP_JS})(); return s && s.title.includes('MDS'); }}",
@@ -315,8 +476,22 @@ def test_distribution_map_opens_on_fig4_and_switches_embedding(app_url, browser)
         assert page.evaluate(MAP_JS)["points"] == 13
         assert page.locator("[data-testid='stException']").count() == 0
         page.screenshot(path=str(OUT / "e2e_map_mds.png"), full_page=True)
+        mds = _figure(page, MAP_FIG)
+        assert mds is not None and mds != tsne, "the map's points did not move with the embedding"
+        assert "embedding=mds" in page.url, page.url
+        url = page.url
     finally:
         page.close()
+
+    page = _reopen(browser, url, MAP_FIG, {"width": 1500, "height": 1600})
+    try:
+        assert _radio_value(page, "dm_embed") == "MDS (metric, SMACOF)"
+        assert "MDS" in page.evaluate(MAP_JS)["title"] and _figure(page, MAP_FIG) == mds
+    finally:
+        page.close()
+
+
+MAP_FIG = ".st-key-dm_map .js-plotly-plot"
 
 
 @pytest.fixture(scope="module")
@@ -354,5 +529,31 @@ def test_diffusion_images_grids_pair_preset_and_png(image_app_url, browser):
         assert download.value.suggested_filename == "sculpt_images_m1_m2_classifier.png"
         assert Path(download.value.path()).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         page.screenshot(path=str(OUT / "e2e_images_pair.png"), full_page=True)
+        # α by keyboard: the composed grid changes (an α-conditioned classifier samples a new one; the tiny zoo's
+        # pair classifier is not α-conditioned, so the page says so in its place), the bases stay, the URL has α
+        srcs_before = _image_srcs(page, IMAGES)
+        _press(page, "di_alpha", "ArrowLeft", 20)
+        _wait_idle(page)
+        page.wait_for_function(f"(before) => Array.from(document.querySelectorAll(\"{IMAGES}\"), "
+                               f"e => e.getAttribute('src')).join() !== before", arg=",".join(srcs_before),
+                               timeout=60_000)
+        _wait_idle(page)
+        alpha, srcs_after = _slider_value(page, "di_alpha"), _image_srcs(page, IMAGES)
+        assert alpha == pytest.approx(0.3) and f"alpha={alpha:g}" in page.url, page.url
+        assert srcs_after[:2] == srcs_before[:2]
+        not_alpha = page.get_by_text("this classifier is not α-conditioned").count()
+        assert (len(srcs_after) == 2 and not_alpha == 1) or (len(srcs_after) == 3 and srcs_after[2] != srcs_before[2])
+        url = page.url
+    finally:
+        page.close()
+
+    page = _reopen(browser, url, IMAGES, {"width": 1500, "height": 1400})
+    try:
+        page.wait_for_function(f"(n) => document.querySelectorAll(\"{IMAGES}\").length === n", arg=len(srcs_after),
+                               timeout=60_000)
+        _wait_idle(page)
+        assert _slider_value(page, "di_alpha") == pytest.approx(alpha)
+        assert _image_srcs(page, IMAGES) == srcs_after
+        assert page.get_by_text("this classifier is not α-conditioned").count() == not_alpha
     finally:
         page.close()
