@@ -414,11 +414,6 @@ def sampled_key(tokens: tuple[str, ...], beta: float | None, comp_key: tuple, n_
     return tokens, beta, comp_key, "reaching", "trajectory", int(n_samples), int(seed)
 
 
-def cached_sampled_view(tokens: tuple[str, ...], beta: float | None, comp_key: tuple, n_samples: int) -> ComposeView | None:
-    """The sampled view if it was computed already in this process, else None."""
-    return _sampled_store().get(sampled_key(tokens, beta, comp_key, n_samples))
-
-
 def cached_sampled_compose(tokens: tuple[str, ...], beta: float | None, comp_key: tuple, n_samples: int,
                            bases: GridBases, composition: A.Composition,
                            progress: Progress | None = None) -> ComposeView:

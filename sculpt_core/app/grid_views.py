@@ -167,5 +167,5 @@ def show_bases(names: Sequence[str], dists: Sequence[np.ndarray], targets: Seque
           "fig_bases", filename)
 
 
-__all__ = ["COMPARE_COLUMNS", "STALE_CAPTION", "StaleWhileComputing", "chart", "figure_png", "scale_control", "show_bases", "show_compare", "show_downloads",
-           "single_figure"]
+__all__ = ["COMPARE_COLUMNS", "STALE_CAPTION", "StaleWhileComputing", "chart", "figure_png", "scale_control",
+           "show_bases", "show_compare", "show_downloads", "single_figure"]
