@@ -6,7 +6,6 @@ composed results as plain arrays, downloads, upload validation, in-app training 
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import math
 import os
@@ -27,10 +26,9 @@ from sculpt_core.core.io import npy_from_bytes
 from sculpt_core.core.limits import MAX_UPLOAD_BYTES, check_size
 from sculpt_core.core.metrics import l1_distance
 from sculpt_core.core.operators import ALPHA_RANGE, OPERATORS, TWO_MODEL_OPS
-from sculpt_core.domains.grid.compose import GridBases, compose, prepare_bases, sample_composed, sample_points
+from sculpt_core.domains.grid.compose import GridBases, compose, prepare_bases, sample_points
 from sculpt_core.domains.grid.env import GridEnv
 from sculpt_core.domains.grid.model import GridBaseModel
-from sculpt_core.domains.grid.sampling import terminal_histogram
 from sculpt_core.domains.grid.rewards import GRID_REWARDS, grid_log_reward, validate_log_reward
 from sculpt_core.domains.grid.train import GridTrainConfig, train_grid_model
 from sculpt_core.domains.grid.train_classifier import ClassifierTrainConfig
@@ -53,8 +51,6 @@ U_CHOICES: dict[str, str] = {
 }
 POINTS_MAX = 5000
 TRAJECTORY_SAMPLES = 20000
-#: Trajectory-product views are sampled in chunks of this many trajectories, so the page can report progress.
-SAMPLE_CHUNK = 2000
 
 
 # ----- page state in the URL -------------------------------------------------------------------------
@@ -217,9 +213,11 @@ class ComposeView:
 
 
 def run_compose(bases: GridBases, composition: A.Composition, method: str, classifier=None, u_source: str = "exact",
-                n_samples: int = TRAJECTORY_SAMPLES, seed: int = 0) -> ComposeView:
-    """compose() → ComposeView (raises SculptError)."""
-    res = compose(bases, composition, method, classifier=classifier, u_source=u_source, n_samples=n_samples, seed=seed)
+                n_samples: int = TRAJECTORY_SAMPLES, seed: int = 0,
+                progress: Callable[[int, int], None] | None = None) -> ComposeView:
+    """compose() → ComposeView (raises SculptError); ``progress(done, total)`` follows a sampled view."""
+    res = compose(bases, composition, method, classifier=classifier, u_source=u_source, n_samples=n_samples, seed=seed,
+                  progress=progress)
     return ComposeView(method, u_source if method == "reaching" else "exact", np.asarray(res.p, dtype=np.float64),
                        np.asarray(res.target, dtype=np.float64),
                        None if res.true_target is None else np.asarray(res.true_target, dtype=np.float64),
@@ -381,27 +379,11 @@ Progress = Callable[[int, int], None]
 
 
 def sampled_compose(bases: GridBases, composition: A.Composition, n_samples: int = TRAJECTORY_SAMPLES,
-                    seed: int = 0, progress: Progress | None = None, chunk: int = SAMPLE_CHUNK) -> ComposeView:
-    """Reaching mixing with trajectory-product u as a histogram of ``n_samples`` trajectories, drawn in chunks of
-    ``chunk`` (chunk k seeded ``seed + k``; deterministic) so ``progress(done, total)`` can follow it."""
-    total = int(n_samples)
-    sizes = [min(chunk, total - start) for start in range(0, total, chunk)]
-    if progress is not None:
-        progress(0, total)
-    first = run_compose(bases, composition, "reaching", None, "trajectory", sizes[0], seed)  # checks, targets
-    counts = first.p * sizes[0]
-    done = sizes[0]
-    for k, size in enumerate(sizes[1:], start=1):
-        if progress is not None:
-            progress(done, total)
-        traj = sample_composed(bases, composition, size, seed + k)
-        counts = counts + terminal_histogram(bases.env, traj).numpy() * size
-        done += size
-    if progress is not None:
-        progress(done, total)
-    p = counts / counts.sum()
-    return dataclasses.replace(first, p=p, n_samples=total, l1=float(l1_distance(p, first.target)),
-                               l1_true=None if first.true_target is None else float(l1_distance(p, first.true_target)))
+                    seed: int = 0, progress: Progress | None = None) -> ComposeView:
+    """Reaching mixing with trajectory-product u as a histogram of ``n_samples`` trajectories, drawn in chunks
+    (``domains.grid.compose.sampled_histogram``: the same histogram as ``grid compose --u trajectory`` for a
+    seed) so ``progress(done, total)`` can follow it."""
+    return run_compose(bases, composition, "reaching", None, "trajectory", n_samples, seed, progress=progress)
 
 
 @st.cache_resource(show_spinner=False)

@@ -398,6 +398,7 @@ def test_sampled_view_reports_progress_and_clears_it(app_env, monkeypatch):
     is served from the cache without sampling."""
     from sculpt_core.app import grid as G
     from sculpt_core.app import grid_views as GV
+    from sculpt_core.domains.grid.compose import SAMPLE_CHUNK
 
     reports: list[tuple[int, int]] = []
     original = GV.StaleWhileComputing.__call__
@@ -415,7 +416,7 @@ def test_sampled_view_reports_progress_and_clears_it(app_env, monkeypatch):
     total = G.TRAJECTORY_SAMPLES
     assert reports[0] == (0, total) and reports[-1] == (total, total)
     done = [d for d, _ in reports]
-    assert done == sorted(done) and len(set(done)) == total // G.SAMPLE_CHUNK + 1
+    assert done == sorted(done) and len(set(done)) == total // SAMPLE_CHUNK + 1
     assert not any(GV.STALE_CAPTION in c.value for c in at.caption)  # cleared once the new view is drawn
     assert not at.get("progress")
     assert any(f"histogram of {total} sampled trajectories" in c.value for c in at.caption)
@@ -453,30 +454,35 @@ def test_stale_note_and_progress_bar_show_counts_and_time_left():
     assert not at.caption and not at.get("progress")
 
 
-def test_sampled_compose_in_chunks_is_a_normalised_deterministic_histogram():
+def test_sampled_compose_in_chunks_is_a_normalised_deterministic_histogram_shared_with_the_cli():
     from sculpt_core.app import grid as G
     from sculpt_core.core import algebra as A
     from sculpt_core.core.metrics import l1_distance
-    from sculpt_core.domains.grid.compose import sample_composed
+    from sculpt_core.domains.grid.compose import compose, prepare_bases, sample_composed, sampled_histogram
     from sculpt_core.domains.grid.sampling import terminal_histogram
-
-    from sculpt_core.domains.grid.compose import prepare_bases
+    from sculpt_core.errors import SculptError
 
     from helpers import random_model
 
     bases = prepare_bases([random_model(9, seed=s, name=f"m{s}") for s in (21, 22)])
     comp = A.harmonic_mean()
     reports: list[tuple[int, int]] = []
-    view = G.sampled_compose(bases, comp, 2500, seed=3, progress=lambda d, t: reports.append((d, t)), chunk=1000)
+    p = sampled_histogram(bases, comp, 2500, seed=3, progress=lambda d, t: reports.append((d, t)), chunk=1000)
     assert reports == [(0, 2500), (1000, 2500), (2000, 2500), (2500, 2500)]
     chunks = [(1000, 3), (1000, 4), (500, 5)]  # chunk k is seeded seed + k
     counts = sum(terminal_histogram(bases.env, sample_composed(bases, comp, n, sd)).numpy() * n for n, sd in chunks)
-    np.testing.assert_allclose(view.p, counts / 2500, atol=1e-12)
-    assert view.sampled and view.n_samples == 2500 and view.method == "reaching" and view.u_source == "trajectory"
+    np.testing.assert_allclose(p, counts / 2500, atol=1e-12)
+    assert np.array_equal(sampled_histogram(bases, comp, 2500, seed=3, chunk=1000), p)
+    # the page's view is the CLI's (`grid compose --u trajectory --samples n --seed s`) for the same seed
+    reports.clear()
+    view = G.sampled_compose(bases, comp, 4500, seed=3, progress=lambda d, t: reports.append((d, t)))
+    cli = compose(bases, comp, "reaching", u_source="trajectory", n_samples=4500, seed=3)
+    assert np.array_equal(view.p, cli.p) and reports[-1] == (4500, 4500) and len(reports) == 4
+    assert view.sampled and view.n_samples == 4500 and view.method == "reaching" and view.u_source == "trajectory"
     assert view.p.sum() == pytest.approx(1.0) and view.l1 == pytest.approx(l1_distance(view.p, view.target))
-    again = G.sampled_compose(bases, comp, 2500, seed=3, chunk=1000)
-    assert np.array_equal(again.p, view.p)
-    assert not np.array_equal(G.sampled_compose(bases, comp, 2500, seed=4, chunk=1000).p, view.p)
+    assert not np.array_equal(G.sampled_compose(bases, comp, 4500, seed=4).p, view.p)
+    with pytest.raises(SculptError, match="at least 1"):
+        sampled_histogram(bases, comp, 0)
 
 
 # ----- the URL holds the view ----------------------------------------------------------------------------------

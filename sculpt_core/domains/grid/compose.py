@@ -12,6 +12,7 @@ Trajectory-dependent u_i (``u_source="trajectory"``) cannot be tabulated: use :f
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -165,8 +166,10 @@ def compose(
     u_source: str = "exact",
     n_samples: int = 20000,
     seed: int = 0,
+    progress: Callable[[int, int], None] | None = None,
 ) -> ComposeResult:
-    """Compose the bases with ``method`` and evaluate the result exactly (or by sampling for trajectory-u)."""
+    """Compose the bases with ``method`` and evaluate the result exactly (or by sampling for trajectory-u, see
+    :func:`sampled_histogram`; ``progress(done, total)`` follows that sampling)."""
     env = bases.env
 
     def result(log_pf: torch.Tensor | None, p: np.ndarray | None = None, delta: np.ndarray | None = None) -> ComposeResult:
@@ -180,7 +183,7 @@ def compose(
 
     def mixing(u: str, ensemble: bool) -> ComposeResult:
         if u == "trajectory" and not ensemble:
-            return result(None, terminal_histogram(env, sample_composed(bases, composition, n_samples, seed)).numpy())
+            return result(None, sampled_histogram(bases, composition, n_samples, seed, progress))
         log_pf, log_norm = reaching_policy(bases, composition, u, ensemble=ensemble)
         delta = (log_reaching(env, log_pf) - log_norm).exp().reshape(env.shape).numpy()
         return result(log_pf, delta=delta)
@@ -207,6 +210,31 @@ def sample_composed(bases: GridBases, composition: Composition, n: int, seed: in
 
     policy = TrajectoryProductPolicy(composition, fwd, [make_bwd(t) for t in bases.tables], bases.log_z)
     return sample_trajectories(env, policy, n, seeded_generator(seed))
+
+
+#: Trajectory-product histograms are drawn in chunks of this many trajectories (chunk k seeded ``seed + k``), so
+#: a caller can follow the progress; the CLI and the page share it and give the same histogram for a seed.
+SAMPLE_CHUNK = 2000
+
+
+def sampled_histogram(bases: GridBases, composition: Composition, n: int, seed: int = 0,
+                      progress: Callable[[int, int], None] | None = None, chunk: int = SAMPLE_CHUNK) -> np.ndarray:
+    """The terminal distribution of ``n`` trajectories of :func:`sample_composed` (grid-shaped, sums to 1), drawn
+    in chunks of ``chunk`` (chunk k seeded ``seed + k``: deterministic); ``progress(done, n)`` after each."""
+    if n < 1:
+        raise SculptError(f"the number of sampled trajectories must be at least 1, got {n}")
+    env = bases.env
+    counts = np.zeros(env.shape)
+    done = 0
+    if progress is not None:
+        progress(0, n)
+    for k, start in enumerate(range(0, n, chunk)):
+        size = min(chunk, n - start)
+        counts += terminal_histogram(env, sample_composed(bases, composition, size, seed + k)).numpy() * size
+        done += size
+        if progress is not None:
+            progress(done, n)
+    return counts / counts.sum()
 
 
 def sample_points(env, log_pf: torch.Tensor, n: int, seed: int = 0) -> np.ndarray:
