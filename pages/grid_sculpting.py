@@ -6,15 +6,13 @@ Thin page: every computation is a call into ``sculpt_core`` (through the helpers
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
 
 import streamlit as st
 
 from sculpt_core.app import caches as C
 from sculpt_core.app import grid as G
-from sculpt_core.app import grid_figures as F
 from sculpt_core.app import grid_views as GV
+from sculpt_core.app import grid_training as GT
 from sculpt_core.app.exports import composition_meta, meta_stem, meta_title
 from sculpt_core.app.navigation import ensure_app_navigation
 from sculpt_core.app.widgets import operator_controls
@@ -63,9 +61,7 @@ defaults = {"g_bases": G.default_bases(available), "g_op": "hm", "g_alpha": 0.5,
             "g_method": "oracle", "g_u": "exact", "g_points": 0, "g_scale": "shared"}
 for key, value in defaults.items():
     ss.setdefault(key, value)
-pending = ss.pop("g_pending_base", None)
-if pending in available and pending not in ss["g_bases"]:  # a model just trained joins the selection
-    ss["g_bases"] = G.with_new_base(ss["g_bases"], pending, available, ss.get("g_op"))
+GT.take_new_base(available)  # a model just trained joins the selection when there is room (else it asks below)
 ss["g_bases"] = [b for b in ss["g_bases"] if b in available][:3]
 
 # ----- controls (sidebar) -----------------------------------------------------------------------------
@@ -299,71 +295,4 @@ if bases is not None:
                           for i, mod in enumerate(models)))
 
 # ----- train a base model -----------------------------------------------------------------------------------
-NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,40}$")
-last = ss.get("g_last_training")
-with st.expander("Train a base model", expanded=last is not None and not last.get("seen", False)):
-    if last is not None:
-        st.success(f"Trained {last['name']} in {last['seconds']:.1f} s ({last['steps']} steps, exact L1 to its "
-                   f"target {last['l1']:.3f}); it is now in the model list.")
-        if last["history"]:
-            st.plotly_chart(F.loss_curve(*zip(*last["history"])), width="stretch", theme=None, key="fig_loss_last")
-        last["seen"] = True
-    source = st.radio("Reward", ["paper reward", "upload a log-reward .npy"], horizontal=True, key="tb_source",
-                      help="Outside the form, so the form shows only what the chosen source needs.")
-    with st.form("train_base", clear_on_submit=False):
-        reward, upload = None, None
-        if source.startswith("upload"):
-            upload = st.file_uploader("Log-reward .npy: a 32×32 float array log R[z0, z1]", type=["npy"],
-                                      key="tb_upload")
-        else:
-            reward = st.selectbox("Paper reward", G.reward_names(), key="tb_reward")
-        c1, c2, c3 = st.columns(3)
-        temperature = c1.number_input("Temperature T (p ∝ R^(1/T))", 0.05, 10.0, 1.0, 0.05, key="tb_T")
-        steps = c2.number_input("Training steps", 10, 5000, 600, 10, key="tb_steps")
-        new_name = c3.text_input("Name", key="tb_name", placeholder="automatic")
-        beta_cond = st.checkbox(f"β-conditioned (trained for every β in [{G.BETA_TRAIN_RANGE[0]:g}, {G.BETA_TRAIN_RANGE[1]:g}] "
-                                "on R^(1/T), so the β slider moves live)",
-                                key="tb_beta")
-        submitted = st.form_submit_button("Train", type="primary")
-    if submitted:
-        try:
-            if source.startswith("upload"):
-                if upload is None:
-                    raise SculptError("choose a .npy file to upload first (or pick a paper reward)")
-                log_r = G.load_uploaded_log_reward(upload.getvalue(), upload.name)
-                reward_name = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(upload.name).stem)[:30] or "upload"
-            else:
-                log_r = G.paper_log_reward(reward)
-                reward_name = reward
-            name = (new_name or "").strip()
-            if not name:
-                k = 1
-                while f"{reward_name}_{k}" in available:
-                    k += 1
-                name = f"{reward_name}_{k}"
-            if not NAME_RE.match(name):
-                raise SculptError(f"model name {name!r}: use letters, digits, '_', '-' or '.' (at most 40)")
-            if name in available:
-                raise SculptError(f"a model named {name!r} exists already; choose another name")
-            cfg = G.base_train_config(int(steps), bool(beta_cond))
-            bar = st.progress(0.0, text="Training…")
-            curve = st.empty()
-            history: list[tuple[int, float, float]] = []
-
-            def progress(step: int, info: dict) -> None:
-                history.append((step, info["loss"], info["l1"]))
-                eta = info["elapsed_s"] / step * (cfg.steps - step)
-                bar.progress(min(step / cfg.steps, 1.0), text=f"step {step}/{cfg.steps} · loss {info['loss']:.3g} · "
-                                                              f"L1 {info['l1']:.3f} · {info['elapsed_s']:.0f} s elapsed, "
-                                                              f"about {eta:.0f} s left")
-                curve.plotly_chart(F.loss_curve(*zip(*history)), width="stretch", theme=None)
-
-            model, info = G.train_base_model(log_r, float(temperature), cfg, reward_name, progress=progress)
-            model.name = name
-            session_models[name] = {"token": G.new_token(), "model": model, "reward": reward_name}
-            ss["g_pending_base"] = name
-            ss["g_last_training"] = {"name": name, "seconds": info["seconds"], "steps": info["steps"],
-                                     "l1": info["l1"], "history": history, "seen": False}
-            st.rerun()
-        except SculptError as exc:
-            st.error(f"Cannot train: {exc}")
+GT.training_section(available, session_models)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -127,15 +128,16 @@ def test_grid_page_with_empty_zoo_warns(app_env, tmp_path, monkeypatch):
     monkeypatch.setenv("SCULPT_ASSETS", str(tmp_path))
     at = _grid(app_env)
     assert any("zoo is empty" in w.value for w in at.warning)
-    assert at.multiselect(key="g_bases").options == [] and not at.get("plotly_chart") and not _metrics(at)
+    figures = [c for c in at.get("plotly_chart") if getattr(c, "key", None) != "fig_train_preview"]
+    assert at.multiselect(key="g_bases").options == [] and not figures and not _metrics(at)
     # training is still offered, and works: the trained model becomes the first base and is drawn
     at.selectbox(key="tb_reward").set_value("circle1")
     at.text_input(key="tb_name").set_value("mine")
-    at.form_submit_button[0].click().run()
+    at.button(key="tb_train").click().run()
     _ok(at)
     assert not _errors(at), _errors(at)
     assert at.multiselect(key="g_bases").value == ["mine"] and at.get("plotly_chart")
-    assert any("Trained mine" in s.value for s in at.success)
+    assert any("Trained mine" in s.value for s in [*at.success, *at.warning])
 
 
 @pytest.mark.parametrize("method", ["oracle", "classifier", "reaching", "ensemble", "compare"])
@@ -304,18 +306,39 @@ def test_missing_classifier_is_explained(tiny_zoo_contents, app_env):
 def test_bad_upload_shows_error(app_env, name, payload, message):
     at = _grid(app_env)
     at.radio(key="tb_source").set_value("upload a log-reward .npy").run()
-    at.file_uploader(key="tb_upload").set_value((name, payload, "application/octet-stream"))
-    at.form_submit_button[0].click().run()
+    at.file_uploader(key="tb_upload").set_value((name, payload, "application/octet-stream")).run()
     _ok(at)
-    assert any(message in e for e in _errors(at)), _errors(at)
+    assert any(message in e for e in _errors(at)), _errors(at)  # said on upload, before any training
+    assert at.button(key="tb_train").disabled  # nothing to train on
 
 
-def test_upload_missing_file_shows_error(app_env):
+def test_upload_missing_file_cannot_train(app_env):
     at = _grid(app_env)
     at.radio(key="tb_source").set_value("upload a log-reward .npy").run()
-    at.form_submit_button[0].click().run()
     _ok(at)
-    assert any("choose a .npy file" in e for e in _errors(at))
+    assert at.button(key="tb_train").disabled
+    assert any("Choose a file" in c.value for c in at.caption)
+
+
+def test_upload_is_previewed_with_a_time_estimate(app_env):
+    from sculpt_core.app import grid_training as GT
+
+    at = _grid(app_env)
+    at.radio(key="tb_source").set_value("upload a log-reward .npy").run()
+    charts_before = len(at.get("plotly_chart"))
+    ridge = -np.abs(np.subtract.outer(np.arange(32), np.arange(32))) / 4.0
+    at.file_uploader(key="tb_upload").set_value(("ridge.npy", _npy(ridge), "application/octet-stream")).run()
+    _ok(at)
+    assert not _errors(at) and not at.button(key="tb_train").disabled
+    assert len(at.get("plotly_chart")) == charts_before + 1  # the preview of p ∝ R^(1/T)
+    assert any(c.value.startswith("Estimated training time: about") for c in at.caption)
+    p = GT.target_distribution(torch.as_tensor(ridge), 2.0)
+    assert p.sum() == pytest.approx(1.0) and p[5, 5] > p[0, 31]  # the ridge's diagonal is the likely part
+    text = GT.estimate_text(600, False, {"steps": 100, "seconds": 5.0, "beta": False})
+    assert "ms/step, from your last training" in text and "50 ms/step" in text
+    assert GT.manifest_seconds_per_step({"a": {"steps": 100, "train_seconds": 10.0},
+                                         "b": {"steps": 10, "train_seconds": 3.0, "beta_range": [1, 2]}},
+                                        False) == pytest.approx(0.1)
 
 
 # ----- training in the page ------------------------------------------------------------------------------------
@@ -323,21 +346,32 @@ def test_train_base_model_joins_selection(app_env):
     at = _grid(app_env)
     at.selectbox(key="tb_reward").set_value("corners")
     at.text_input(key="tb_name").input("my_corners")
-    at.form_submit_button[0].click().run()
+    at.button(key="tb_train").click().run()
     _ok(at)
     assert not _errors(at)
     assert "my_corners" in at.multiselect(key="g_bases").options
-    # the harmonic mean takes two models: the new one becomes p2
-    assert at.multiselect(key="g_bases").value == ["symmetric_shubert", "my_corners"]
-    assert any("Trained my_corners" in s.value for s in at.success)
+    # the harmonic mean takes two models and two are chosen: the page asks before replacing p2
+    assert at.multiselect(key="g_bases").value == ["symmetric_shubert", "diag_sigmoid"]
+    assert any("use my_corners instead of diag_sigmoid" in i.value for i in at.info)
+    at.button(key="g_offer_no").click().run()
+    assert at.multiselect(key="g_bases").value == ["symmetric_shubert", "diag_sigmoid"]
+    assert not any("instead of" in i.value for i in at.info)
+    # the fast in-app training ends far from its target: a warning, not a success
+    assert any("Trained my_corners" in w.value and "far from its target" in w.value for w in at.warning)
+    assert not any("Trained my_corners" in s.value for s in at.success)
+    at.text_input(key="tb_name").input("my_corners2")
+    at.button(key="tb_train").click().run()
+    at.button(key="g_offer_yes").click().run()
+    _ok(at)
+    assert at.multiselect(key="g_bases").value == ["symmetric_shubert", "my_corners2"]
     assert not _errors(at) and "L1 to target" in _metrics(at)
-    # with a many-model operator a newly trained model is added instead
+    # with a many-model operator a newly trained model is added without a question
     at.selectbox(key="g_op").set_value("chained_hm").run()
     at.selectbox(key="tb_reward").set_value("currin")
     at.text_input(key="tb_name").input("my_currin")
-    at.form_submit_button[0].click().run()
+    at.button(key="tb_train").click().run()
     _ok(at)
-    assert at.multiselect(key="g_bases").value == ["symmetric_shubert", "my_corners", "my_currin"]
+    assert at.multiselect(key="g_bases").value == ["symmetric_shubert", "my_corners2", "my_currin"]
     assert not _errors(at) and "L1 to target" in _metrics(at)
 
 
@@ -345,9 +379,9 @@ def test_train_uploaded_beta_conditioned_model(app_env):
     at = _grid(app_env)
     at.radio(key="tb_source").set_value("upload a log-reward .npy").run()
     at.file_uploader(key="tb_upload").set_value(("ridge.npy", _npy(-np.abs(np.subtract.outer(np.arange(32), np.arange(32))) / 4.0),
-                                                 "application/octet-stream"))
+                                                 "application/octet-stream")).run()
     at.checkbox(key="tb_beta").check()
-    at.form_submit_button[0].click().run()
+    at.button(key="tb_train").click().run()
     _ok(at)
     assert not _errors(at)
     assert "ridge_1" in at.multiselect(key="g_bases").options

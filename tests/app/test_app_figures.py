@@ -53,8 +53,10 @@ def _heatmap_bars(spec: dict) -> tuple[int, int]:
 
 
 def _compare_specs(at: AppTest) -> list[dict]:
-    """The charts of the "compare all" cards (not the base models' figure below them)."""
-    return [s for s in _specs(at) if not any("model p" in t.get("name", "") for t in s["data"])]
+    """The charts of the "compare all" cards (not the base models' figure below them, nor the training
+    section's preview of a new model's target)."""
+    return [s for s in _specs(at) if not any("model p" in t.get("name", "") or "new model" in t.get("name", "")
+                                             for t in s["data"])]
 
 
 def _z(trace: dict) -> np.ndarray:
