@@ -6,10 +6,16 @@ Bounded: one worker thread per process, at most :data:`MAX_PENDING` pending jobs
 replaces the pending jobs (a new view cancels the old view's unstarted work) and :meth:`Prefetcher.cancel` drops
 them while the page computes its own view; a job started for an older view still finishes (one sample set). No
 thread touches ``st.*`` UI. ``SCULPT_PREFETCH=0`` turns prefetching off.
+
+At interpreter exit an ``atexit`` hook (:meth:`Prefetcher.shutdown`) drops the pending jobs, tells a running job to
+stop (jobs poll :meth:`Prefetcher.check_open` through their progress callback, once per sampling step) and joins
+the thread for at most :data:`EXIT_JOIN_S` seconds: a daemon thread still inside torch when the interpreter
+finalises made the process abort with "terminate called without an active exception".
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import threading
@@ -17,7 +23,13 @@ from collections import deque
 from typing import Callable, Hashable, Sequence
 
 MAX_PENDING = 6
+#: How long the exit hook waits for a running job to notice it should stop.
+EXIT_JOIN_S = 3.0
 Job = Callable[[], object]
+
+
+class PrefetchClosed(Exception):
+    """Raised inside a running job (by :meth:`Prefetcher.check_open`) once the prefetcher is shut down."""
 
 
 def prefetch_enabled() -> bool:
@@ -36,12 +48,13 @@ class Prefetcher:
         self._view: Hashable | None = None
         self._busy = False
         self._thread: threading.Thread | None = None
+        self._closed = False
         self.completed = 0  # jobs run to the end (for tests and the bench)
 
     def schedule(self, view: Hashable, jobs: Sequence[Job]) -> None:
         """Prefetch ``jobs`` for ``view`` (nothing new when ``view`` is already scheduled)."""
         with self._cond:
-            if view == self._view:
+            if view == self._view or self._closed:
                 return
             self._view = view
             self._generation += 1
@@ -59,6 +72,30 @@ class Prefetcher:
             self._pending.clear()
             self._cond.notify_all()
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def check_open(self, *_: object) -> None:
+        """Raise :class:`PrefetchClosed` once :meth:`shutdown` was called (a running job's progress callback)."""
+        if self._closed:
+            raise PrefetchClosed("the prefetcher is shut down")
+
+    def shutdown(self, timeout: float = EXIT_JOIN_S) -> bool:
+        """Drop the pending jobs, stop the running one at its next progress report and join the thread for at
+        most ``timeout`` seconds; True when the thread is gone. No job is accepted afterwards."""
+        with self._cond:
+            self._closed = True
+            self._generation += 1
+            self._view = None
+            self._pending.clear()
+            self._cond.notify_all()
+            thread = self._thread
+        if thread is None or thread is threading.current_thread():
+            return True
+        thread.join(timeout)
+        return not thread.is_alive()
+
     def pending(self) -> int:
         with self._cond:
             return len(self._pending)
@@ -72,8 +109,10 @@ class Prefetcher:
         logging.getLogger("streamlit.runtime.scriptrunner_utils.script_run_context").setLevel(logging.ERROR)
         while True:
             with self._cond:
-                while not self._pending:
+                while not self._pending and not self._closed:
                     self._cond.wait()
+                if self._closed:
+                    return
                 generation, job = self._pending.popleft()
                 if generation != self._generation:  # the view changed since it was scheduled
                     continue
@@ -81,7 +120,7 @@ class Prefetcher:
             try:
                 job()
                 self.completed += 1
-            except Exception:  # a neighbour that cannot be sampled is simply not prefetched
+            except Exception:  # a neighbour that cannot be sampled (or a job stopped at exit) is not prefetched
                 pass
             finally:
                 with self._cond:
@@ -90,6 +129,7 @@ class Prefetcher:
 
 
 _PREFETCHER = Prefetcher()
+atexit.register(_PREFETCHER.shutdown)
 
 
 def prefetcher() -> Prefetcher:
@@ -109,4 +149,4 @@ def neighbour_values(value: float, step: float, low: float, high: float, ahead: 
     return out
 
 
-__all__ = ["MAX_PENDING", "Prefetcher", "neighbour_values", "prefetch_enabled", "prefetcher"]
+__all__ = ["EXIT_JOIN_S", "MAX_PENDING", "PrefetchClosed", "Prefetcher", "neighbour_values", "prefetch_enabled", "prefetcher"]

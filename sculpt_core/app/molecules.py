@@ -4,7 +4,9 @@ Pure helpers (no Streamlit): the page state a URL carries (:class:`MolPageState`
 methods offered and when one does not apply, the β window of the chosen models, which classifier can guide them,
 the rewards a composition targets, the KDE axes, composed sampling plus scoring into one :class:`MolSamples` record. Cached wrappers (Streamlit): zoo models
 load once per process (``st.cache_resource``); sample sets are cached by (model fingerprints, β, composition,
-method, n, seed) with ``st.cache_data``, so moving a slider back is instant.
+method, u, scoring, n, seed, whether sEH is scored) in one process-wide store shared with the prefetch thread
+(:class:`sculpt_core.app.mol_store.SampleStore`, outside ``st.cache_data`` so a progress bar can follow a run),
+so moving a slider back is instant.
 
 Operators, label and weight parsing and the composition itself are shared with the grid page
 (:mod:`sculpt_core.core.operators`, :func:`sculpt_core.app.widgets.operator_controls`).
@@ -28,20 +30,28 @@ from sculpt_core.domains.molecules.metrics import TABLE1_NAMES, TABLE1_THRESHOLD
 from sculpt_core.domains.molecules.model import MolBaseModel
 from sculpt_core.app.url_state import query_getter, read_bases, read_numbers
 from sculpt_core.app.caches import assets_key, manifest_stamp, zoo_names
+from sculpt_core.app.mol_store import CountingPolicy, Progress, Rates, SampleStore, molecule_progress
 
 MOL_METHODS: dict[str, str] = {
     "reaching": "reaching mixing (training-free)",
     "classifier": "classifier guidance",
     "ensemble": "ensemble (u = 1)",
+    "compare": "compare methods (side by side)",
 }
+#: The methods "compare" runs on the same composition, in this order.
+COMPARE_METHODS = ("reaching", "classifier", "ensemble")
+# Radio labels are short and of one form, so the options line up; what each does is its caption.
 MOL_U_CHOICES: dict[str, str] = {  # the first is the default (compose.molecules.DEFAULT_U_SOURCE)
-    "trajectory": "p_F/p_B product along the trajectory (DB F)",
-    "flow": "learned state flow (Model F)",
+    "trajectory": "trajectory product",
+    "flow": "learned state flow",
 }
+MOL_U_CAPTIONS = ("p_F/p_B product along the trajectory (DB F)", "the model's flow head F(s)/Z (Model F)")
 MOL_SCORINGS: dict[str, str] = {
-    "fast": "action head (fast)",
-    "topk": "action head, then the 64 likeliest moves scored exactly (≈ exact, 3-5x slower)",
+    "fast": "fast",
+    "topk": "top-64 exact",
 }
+MOL_SCORING_CAPTIONS = ("action head only", "action head, then the 64 likeliest moves scored exactly (≈ exact, "
+                        "3-5x slower)")
 REWARD_LABELS = {"seh": "sEH (proxy/8)", "sa": "SA ((10−SA)/9)", "qed": "QED"}
 N_CHOICES = (32, 64, 128, 256, 512, 1000)
 DEFAULT_BETA = 32.0
@@ -72,6 +82,10 @@ class MolSamples:
             col = self.rewards[:, j]
             out[name] = None if np.isnan(col).any() else float((col >= thr).mean())
         return out
+
+    def all_high(self) -> float | None:
+        """Fraction of samples high in all three rewards (Table 1's last bin; None without sEH)."""
+        return float(table1_bins(self.rewards)["fraction_all_high"]) if self.has_seh else None
 
     def table1_percent(self) -> list[int] | None:
         return list(table1_bins(self.rewards)["percent"]) if self.has_seh else None
@@ -136,7 +150,7 @@ class MolPageState:
 
     def to_query(self) -> dict[str, str]:
         """URL query parameters (labels/weights only for the operators that read them, u only for reaching,
-        scoring only for classifier guidance)."""
+        scoring only for classifier guidance; "compare" runs both, so it keeps both)."""
         q = {"bases": ",".join(self.bases), "op": self.op, "alpha": f"{self.alpha:g}", "beta": f"{self.beta:g}",
              "method": self.method}
         inputs = OPERATORS[self.op].inputs if self.op in OPERATORS else ""
@@ -144,9 +158,9 @@ class MolPageState:
             q["labels"] = self.labels
         if inputs == "weights":
             q["weights"] = self.weights
-        if self.method == "reaching":
+        if self.method in ("reaching", "compare"):
             q["u"] = self.u
-        if self.method == "classifier":
+        if self.method in ("classifier", "compare"):
             q["scoring"] = self.scoring
         q["n"], q["seed"] = str(self.n), str(self.seed)
         return q
@@ -268,8 +282,10 @@ def score_rewards(smiles: Sequence[str]) -> tuple[np.ndarray, str | None]:
 
 def draw_samples(models: Sequence[MolBaseModel], beta: float, composition: A.Composition | None, method: str,
                  n: int, seed: int, u_source: str = DEFAULT_U_SOURCE, classifier: Any = None,
-                 batch_size: int = 128, scoring: str = "fast") -> MolSamples:
-    """Sample ``n`` valid molecules from one base model (``composition=None``) or the composition, and score them."""
+                 batch_size: int = 128, scoring: str = "fast", progress: Progress | None = None) -> MolSamples:
+    """Sample ``n`` valid molecules from one base model (``composition=None``) or the composition, and score them.
+    ``progress(done, n)`` follows the run step by step without changing what is drawn (the same molecules as
+    without it, and as ``mol sample --batch-size 128`` for the seed)."""
     bases = prepare_mol_bases(list(models), beta)
     if composition is None:
         if len(models) != 1:
@@ -278,7 +294,11 @@ def draw_samples(models: Sequence[MolBaseModel], beta: float, composition: A.Com
     else:
         policy = composed_policy(bases, composition, method, classifier=classifier, u_source=u_source,
                                  scoring=scoring)
-    got = sample_molecules(policy, int(n), seed=int(seed), batch_size=batch_size, env=bases.env)
+    on_batch = None
+    if progress is not None:
+        on_step, on_batch = molecule_progress(int(n), progress, bases.env.max_trajectory_length)
+        policy = CountingPolicy(policy, on_step)
+    got = sample_molecules(policy, int(n), seed=int(seed), batch_size=batch_size, env=bases.env, progress=on_batch)
     t0 = time.perf_counter()
     rewards, _ = score_rewards(got.smiles)
     return MolSamples(got.smiles, rewards, got.seconds, time.perf_counter() - t0, got.n_invalid)
@@ -336,47 +356,91 @@ def cached_diversity(smiles: tuple[str, ...]) -> tuple[float, float | None]:
     return samples.uniqueness(), samples.diversity()
 
 
-@st.cache_data(show_spinner=False, max_entries=256)
+#: Every sample set of the process (the page's, every session's and the prefetch thread's), by :func:`sample_key`.
+SAMPLES = SampleStore(256)
+#: Molecules per second last measured per (method, scoring), for the time left before a run's first report.
+RATES = Rates()
+
+
+def sample_key(fingerprints: tuple[str, ...], beta: float, comp_key: tuple | None, method: str, u_source: str,
+               n: int, seed: int, scoring: str = "fast", seh_ok: bool = True, clf_token: Any = None) -> tuple:
+    """Everything a sample set depends on: the models' weights, β, the composition, the method with its u
+    (reaching) or scoring and classifier (classifier guidance), n, the seed and whether sEH is scored (so a set
+    scored without it is never reused with it)."""
+    u_source = u_source if method == "reaching" else ""
+    scoring, clf_token = (scoring, clf_token) if method == "classifier" else ("", None)
+    return (tuple(fingerprints), float(beta), comp_key, method, u_source, int(n), int(seed), scoring, bool(seh_ok),
+            clf_token)
+
+
+def rate_kind(method: str, scoring: str = "fast") -> tuple[str, str]:
+    return method, scoring if method == "classifier" else ""
+
+
 def cached_samples(fingerprints: tuple[str, ...], beta: float, comp_key: tuple | None, method: str, u_source: str,
                    n: int, seed: int, _models: list, _composition: A.Composition | None, _classifier: Any = None,
-                   scoring: str = "fast", seh_ok: bool = True) -> MolSamples:
-    """:func:`draw_samples`, cached by what determines its result (underscored arguments are not hashed;
-    ``seh_ok``, whether sEH can be scored, is part of the key so a set scored without it is never reused with it)."""
-    return draw_samples(_models, beta, _composition, method, n, seed, u_source, _classifier, scoring=scoring)
+                   scoring: str = "fast", seh_ok: bool = True, clf_token: Any = None,
+                   progress: Progress | None = None) -> MolSamples:
+    """:func:`draw_samples`, once per process and :func:`sample_key` (underscored arguments are not part of the
+    key); ``progress(done, n)`` follows the run when it samples here, or the prefetch thread's run of the same
+    set while it is in flight."""
+    key = sample_key(fingerprints, beta, comp_key, method, u_source, n, seed, scoring, seh_ok, clf_token)
+
+    def compute(report: Progress) -> MolSamples:
+        got = draw_samples(_models, beta, _composition, method, n, seed, u_source, _classifier, scoring=scoring,
+                           progress=report)
+        RATES.record(rate_kind(method, scoring), len(got.smiles), got.seconds)
+        return got
+
+    return SAMPLES.get_or_compute(key, compute, progress)
+
+
+def classifier_token() -> tuple[float, str]:
+    """What the shipped classifier of a view depends on beyond the bases and β (the manifest and assets)."""
+    return manifest_stamp(), assets_key()
 
 
 def neighbour_jobs(fingerprints: tuple[str, ...], models: list, beta: float, window: tuple[float, float], op: str,
                    alpha: float | None, labels: str, weights: str, method: str, u_source: str, n: int, seed: int,
-                   classifier: Any = None, scoring: str = "fast", seh_ok: bool = True) -> list:
+                   classifier: Any = None, scoring: str = "fast", seh_ok: bool = True, clf_token: Any = None,
+                   methods: Sequence[str] | None = None) -> list:
     """Prefetch jobs for the views one arrow-key step away (α ± 0.01 first, then β ± 1 with their base sets,
-    then α + 0.02), each filling exactly the ``cached_samples`` (and ``cached_diversity``) entries that view reads.
-    Classifier guidance moves only α (its classifier is tied to one β)."""
-    from sculpt_core.app.mol_prefetch import neighbour_values
+    then α + 0.02), each filling exactly the :func:`cached_samples` (and ``cached_diversity``) entries that view
+    reads. Classifier guidance moves only α (its classifier is tied to one β). ``method`` "compare" prefetches
+    each of ``methods`` (the ones the comparison runs). A running job stops at its next sampling step once the
+    prefetcher is shut down (interpreter exit)."""
+    from sculpt_core.app.mol_prefetch import neighbour_values, prefetcher
     from sculpt_core.core.operators import build_composition, composition_key
 
-    def view(a: float | None, b: float):
+    stop = prefetcher().check_open
+    runs = list(methods or ()) if method == "compare" else [method]
+
+    def view(a: float | None, b: float, meth: str):
         def job() -> None:
             comp = build_composition(op, len(models), a, labels, weights)
-            got = cached_samples(fingerprints, b, composition_key(comp), method, u_source, n, seed, models, comp,
-                                 classifier, scoring=scoring, seh_ok=seh_ok)
+            got = cached_samples(fingerprints, b, composition_key(comp), meth, u_source, n, seed, models, comp,
+                                 classifier if meth == "classifier" else None, scoring=scoring, seh_ok=seh_ok,
+                                 clf_token=clf_token, progress=stop)
             cached_diversity(tuple(got.smiles))
             if b != beta:
                 for mod, fp in zip(models, fingerprints):
                     base = cached_samples((fp,), b, None, "base", "trajectory", n, seed, [mod], None,
-                                          scoring="fast", seh_ok=seh_ok)
+                                          scoring="fast", seh_ok=seh_ok, progress=stop)
                     cached_diversity(tuple(base.smiles))
         return job
 
     jobs = []
     alphas = neighbour_values(alpha, 0.01, *ALPHA_RANGE, ahead=2) if alpha is not None else []
-    jobs += [view(a, beta) for a in alphas[:2]]
-    if method != "classifier":
-        jobs += [view(alpha, b) for b in neighbour_values(beta, 1.0, *window)]
-    jobs += [view(a, beta) for a in alphas[2:3]]
+    jobs += [view(a, beta, meth) for a in alphas[:2] for meth in runs]
+    jobs += [view(alpha, b, meth) for b in neighbour_values(beta, 1.0, *window) for meth in runs
+             if meth != "classifier"]
+    jobs += [view(a, beta, meth) for a in alphas[2:3] for meth in runs]
     return jobs
 
 
-__all__ = ["MOL_METHODS", "MOL_SCORINGS", "MOL_U_CHOICES", "REWARD_LABELS", "SEED_MAX", "URL_KEYS", "MolPageState",
-           "MolSamples", "beta_window", "cached_classifier", "cached_diversity", "cached_samples", "classifier_for", "default_mol_bases",
-           "draw_samples", "kde_axes", "load_mol", "method_note", "mol_zoo", "neighbour_jobs", "parse_query", "score_rewards", "seh_reason",
+__all__ = ["COMPARE_METHODS", "MOL_METHODS", "MOL_SCORINGS", "MOL_SCORING_CAPTIONS", "MOL_U_CAPTIONS",
+           "MOL_U_CHOICES", "RATES", "REWARD_LABELS", "SAMPLES", "SEED_MAX", "URL_KEYS", "MolPageState", "MolSamples",
+           "beta_window", "cached_classifier", "cached_diversity", "cached_samples", "classifier_for",
+           "classifier_token", "default_mol_bases", "draw_samples", "kde_axes", "load_mol", "method_note", "mol_zoo",
+           "neighbour_jobs", "parse_query", "rate_kind", "sample_key", "score_rewards", "seh_reason",
            "targeted_rewards"]

@@ -3,7 +3,11 @@ reads, the worker is bounded, and a changed view drops the old view's pending jo
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +19,16 @@ from sculpt_core.app import molecules as M  # noqa: E402
 from sculpt_core.app.mol_prefetch import Prefetcher, neighbour_values, prefetcher  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def mol_env_assets(monkeypatch):
+    """The shipped molecule models (assets/), skipped where they are missing."""
+    monkeypatch.delenv("SCULPT_ASSETS", raising=False)
+    from sculpt_core.domains.molecules.zoo import mol_model_names
+
+    if not {"seh", "sa"} <= set(mol_model_names()):
+        pytest.skip("the shipped molecule models are missing from assets/")
 
 
 def test_neighbour_values_stay_in_range_nearest_first():
@@ -75,3 +89,84 @@ def test_the_next_alpha_step_is_a_cache_hit_after_prefetch(monkeypatch):
     assert not at.exception and calls
     prefetcher().cancel()
     assert prefetcher().wait_idle(240)
+
+
+# ----- interpreter exit: the atexit hook stops and joins the worker --------------------------------------------
+ABORT = "terminate called without an active exception"
+
+TORCH_JOB = """
+import time, torch
+from sculpt_core.app.mol_prefetch import prefetcher
+
+def job():  # long torch work that polls the prefetcher, as a sampling job does once per step
+    a = torch.randn(300, 300)
+    for _ in range(100000):
+        a = torch.tanh(a @ a)
+        prefetcher().check_open()
+
+prefetcher().schedule("view", [job, job])
+time.sleep(0.5)
+assert prefetcher().pending() == 1
+print("exiting", flush=True)
+"""
+
+SAMPLING_JOB = """
+import time
+from sculpt_core.app import molecules as M
+from sculpt_core.app.mol_prefetch import prefetcher
+from sculpt_core.domains.molecules.zoo import load_mol_model
+
+models = [load_mol_model("seh"), load_mol_model("sa")]
+fps = tuple(m.fingerprint() for m in models)
+jobs = M.neighbour_jobs(fps, models, 32.0, (0.0, 96.0), "hm", 0.5, "1,2", "", "reaching", "trajectory", 1000, 5)
+prefetcher().schedule("view", jobs)
+time.sleep(1.0)
+assert prefetcher().completed == 0  # in the middle of the first neighbour's sampling
+t0 = time.perf_counter()
+stopped = prefetcher().shutdown(10.0)  # what the exit hook does
+print(f"exiting stopped={stopped} seconds={time.perf_counter() - t0:.3f}", flush=True)
+"""
+
+
+def _exit_run(code: str) -> tuple[subprocess.CompletedProcess, float]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "SCULPT_PREFETCH": "1"}
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=120)
+    return proc, time.perf_counter() - t0
+
+
+def test_exit_with_a_running_prefetch_job_is_clean():
+    """Issue 17: a daemon thread still inside torch at interpreter exit aborted the process with "terminate called
+    without an active exception"; the atexit hook drops the pending job, stops the running one and joins."""
+    proc, _ = _exit_run(TORCH_JOB)
+    assert "exiting" in proc.stdout, proc.stderr
+    assert ABORT not in proc.stderr and proc.returncode == 0, (proc.returncode, proc.stderr[-2000:])
+
+
+def test_exit_in_the_middle_of_a_prefetched_sample_set_is_clean_and_quick(mol_env_assets):
+    """A prefetched sample set polls the prefetcher at every sampling step, so shutting down stops it within a
+    step (1000 molecules would take many seconds)."""
+    proc, _ = _exit_run(SAMPLING_JOB)
+    assert "exiting stopped=True" in proc.stdout, (proc.stdout, proc.stderr[-2000:])
+    assert float(proc.stdout.split("seconds=")[1]) < 1.5
+    assert ABORT not in proc.stderr and proc.returncode == 0, (proc.returncode, proc.stderr[-2000:])
+
+
+def test_shutdown_drops_pending_jobs_and_refuses_new_ones():
+    worker = Prefetcher()
+    gate, ran = threading.Event(), []
+
+    def blocked() -> None:
+        while not gate.wait(0.01):
+            worker.check_open()
+
+    worker.schedule("v", [blocked, lambda: ran.append("pending")])
+    for _ in range(200):
+        if worker.pending() == 1:
+            break
+        threading.Event().wait(0.01)
+    assert worker.shutdown(timeout=5)  # the running job noticed and the thread ended
+    assert worker.pending() == 0 and ran == [] and worker.closed
+    worker.schedule("w", [lambda: ran.append("late")])
+    assert worker.pending() == 0 and ran == []
