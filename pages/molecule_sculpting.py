@@ -11,6 +11,8 @@ import streamlit as st
 from sculpt_core.app import molecules as M
 from sculpt_core.app import mol_figures as MF
 from sculpt_core.app import mol_prefetch as MP
+from sculpt_core.app import mol_views as MV
+from sculpt_core.app.mol_compare import paper_row, set_figures
 from sculpt_core.app.exports import composition_meta, meta_stem, meta_title
 from sculpt_core.app.grid_figures import export_config
 from sculpt_core.app.navigation import ensure_app_navigation
@@ -88,12 +90,14 @@ if not low <= ss["m_beta"] <= high:
 beta = float(sb.slider("β (reward exponent of every base, p_i ∝ R_i^β)", float(low), float(high), step=1.0,
                        key="m_beta", disabled=window is None))
 method = sb.radio("Method", list(M.MOL_METHODS), format_func=M.MOL_METHODS.get, key="m_method")
+compare = method == "compare"
 u_source, scoring = "trajectory", "fast"
-if method == "classifier":
-    scoring = sb.radio("Successor scoring", list(M.MOL_SCORINGS), format_func=M.MOL_SCORINGS.get, key="m_scoring")
-if method == "reaching":
+if method in ("classifier", "compare"):
+    scoring = sb.radio("Successor scoring (classifier)", list(M.MOL_SCORINGS), format_func=M.MOL_SCORINGS.get,
+                       captions=M.MOL_SCORING_CAPTIONS, key="m_scoring")
+if method in ("reaching", "compare"):
     u_source = sb.radio("Reaching probabilities u_i(s)", list(M.MOL_U_CHOICES), format_func=M.MOL_U_CHOICES.get,
-                        key="m_u")
+                        captions=M.MOL_U_CAPTIONS, key="m_u")
 n = int(sb.select_slider("Molecules per view", options=list(M.N_CHOICES), key="m_n",
                          help="More molecules: smoother contours, slower reruns (measured on 2 CPU cores: "
                               "about 1 s per α move at 64, 1.8 s at 128, reaching)."))
@@ -120,61 +124,71 @@ except SculptError as exc:
     st.error(f"Operator undefined for the chosen models: {exc}")
     st.stop()
 
-classifier = None
-if method == "classifier":  # a method that does not apply is a neutral note with what to use instead
-    not_applicable = M.method_note(method, composition)
+runs = list(M.COMPARE_METHODS) if compare else [method]
+classifier, notes = None, {}
+if "classifier" in runs:  # a method that does not apply is a neutral note with what to use instead
+    not_applicable = M.method_note("classifier", composition)
     if not_applicable is None:
-        classifier, note = M.cached_classifier(chosen, beta)
-        not_applicable = (f"Classifier guidance is not available here: {note}. Reaching mixing needs no "
-                          "classifier." if classifier is None else M.method_note(method, composition, classifier))
+        classifier, clf_note = M.cached_classifier(chosen, beta)
+        not_applicable = (f"Classifier guidance is not available here: {clf_note}. Reaching mixing needs no "
+                          "classifier." if classifier is None else M.method_note("classifier", composition, classifier))
     if not_applicable:
-        st.info(not_applicable)
-        st.stop()
-    st.caption(f"Classifier: {note}.")
+        notes["classifier"] = not_applicable
+        if not compare:
+            st.info(not_applicable)
+            st.stop()
+    else:
+        st.caption(f"Classifier: {clf_note}.")
+active = [r for r in runs if r not in notes]
 
 fingerprints = tuple(mod.fingerprint() for mod in models)
-
-
-def samples_of(fps: tuple, mods: list, comp, meth: str, u: str, clf=None, scoring: str = "fast"
-               ) -> M.MolSamples | None:
-    try:
-        with st.spinner(f"Sampling {n} molecules…"):
-            return M.cached_samples(fps, beta, composition_key(comp) if comp is not None else None, meth, u, n,
-                                    seed, mods, comp, clf, scoring=scoring, seh_ok=seh_reason is None)
-    except SculptError as exc:
-        st.error(f"{M.MOL_METHODS.get(meth, meth)}: {exc}")
-    except Exception as exc:  # never a traceback in the page
-        st.error(f"Sampling failed unexpectedly ({type(exc).__name__}: {exc}).")
-    return None
-
-
+seh_ok = seh_reason is None
+clf_token = M.classifier_token() if classifier is not None else None
 st.markdown(f"**Target:** {composition.describe()}  `{composition.formula()}`  at β = {beta:g}")
+progress_slot = st.empty()  # the stale note and the progress bar, always at this place
 MP.prefetcher().cancel()  # this view first: the previous view's unstarted neighbours are dropped
-composed = samples_of(fingerprints, models, composition, method, u_source, classifier, scoring)
-base_sets = {mod.name: samples_of((fp,), [mod], None, "base", "trajectory") for mod, fp in zip(models, fingerprints)}
-if composed is None:
+specs = [MV.SetSpec(meth, fingerprints, models, composition, meth, u_source, scoring,
+                    classifier if meth == "classifier" else None, clf_token) for meth in active]
+specs += [MV.SetSpec(mod.name, (fp,), [mod], None, "base") for mod, fp in zip(models, fingerprints)]
+got = MV.sample_view(specs, beta, n, seed, seh_ok, progress_slot, ss.get("m_shown"), url_query)
+results = {meth: s for meth, s in zip(active, got) if s is not None}
+base_sets = {mod.name: s for mod, s in zip(models, got[len(active):])}
+if not results:
     st.stop()
+primary = next(iter(results))
+composed = results[primary]
 
-seh_missing = seh_reason is not None or not composed.has_seh
-meta = composition_meta(chosen, op, composition, beta, method, u=u_source if method == "reaching" else None,
-                        scoring=scoring if method == "classifier" else None, n=n, seed=seed)
+seh_missing = seh_reason is not None or not all(s.has_seh for s in results.values())
+meta = composition_meta(chosen, op, composition, beta, method, u=u_source if method in ("reaching", "compare") else None,
+                        scoring=scoring if method in ("classifier", "compare") else None, n=n, seed=seed)
 stem = meta_stem("sculpt_mol", meta)
 if seh_missing and seh_reason is None:  # weights found, yet some molecule could not be scored
     st.info("Some sampled molecules have no sEH score (the proxy could not score them): sEH figures are left out "
             "for this view; SA and QED are exact.")
 
-high = composed.high_fractions()
-cols = st.columns(5)
-cols[0].metric("molecules / s", f"{composed.molecules_per_s:.0f}", border=True,
-               help=f"{len(composed.smiles)} valid molecules in {composed.seconds:.2f} s "
-                    f"({composed.invalid_dropped} invalid dropped); scoring took {composed.score_seconds:.2f} s.")
-for col, name in zip(cols[1:4], TABLE1_NAMES):
-    value = high[name]
-    col.metric(f"high {name} (≥ {dict(zip(TABLE1_NAMES, TABLE1_THRESHOLDS))[name]:g})",
-               "n/a" if value is None else f"{100 * value:.0f}%", border=True,
-               help="Not scored: the sEH proxy weights are missing (see the note above)." if value is None else None)
-cols[4].metric("unique", f"{100 * M.cached_diversity(tuple(composed.smiles))[0]:.0f}%", border=True,
-               help="Distinct molecules (InChI) among the samples.")
+label = composition.describe()
+figures = {meth: set_figures(s, *M.cached_diversity(tuple(s.smiles))) for meth, s in results.items()}
+if compare:  # the methods side by side, the same cards in the same order
+    st.subheader("Methods side by side")
+    MV.show_method_columns([(M.MOL_METHODS[meth], figures.get(meth), notes.get(meth)) for meth in runs])
+else:
+    high = composed.high_fractions()
+    cols = st.columns(6)
+    cols[0].metric("molecules / s", f"{composed.molecules_per_s:.0f}", border=True,
+                   help=f"{len(composed.smiles)} valid molecules in {composed.seconds:.2f} s "
+                        f"({composed.invalid_dropped} invalid dropped); scoring took {composed.score_seconds:.2f} s.")
+    for col, name in zip(cols[1:4], TABLE1_NAMES):
+        value = high[name]
+        col.metric(f"high {name} (≥ {dict(zip(TABLE1_NAMES, TABLE1_THRESHOLDS))[name]:g})",
+                   "n/a" if value is None else f"{100 * value:.0f}%", border=True,
+                   help="Not scored: the sEH proxy weights are missing (see the note above)." if value is None else None)
+    all_high = composed.all_high()
+    cols[4].metric("all high", "n/a" if all_high is None else f"{100 * all_high:.0f}%", border=True,
+                   help="High in sEH, SA and QED at once (Table 1's last bin).")
+    cols[5].metric("unique", f"{100 * M.cached_diversity(tuple(composed.smiles))[0]:.0f}%", border=True,
+                   help="Distinct molecules (InChI) among the samples.")
+match = paper_row([mod.meta.get("reward") for mod in models], composition, beta)
+MV.show_paper_row(match, [(f"ours, {M.MOL_METHODS[meth]}", figures[meth]) for meth in results])
 
 # ----- reward KDE contours ----------------------------------------------------------------------------------
 # The axes follow the chosen bases' rewards whenever those change; otherwise the user's pick stays, kept outside
@@ -196,9 +210,10 @@ y_choices = [r for r in available_axes if r != x_axis]
 y_axis = c2.selectbox("y axis", y_choices, format_func=M.REWARD_LABELS.get, key="m_y")
 ss["m_axes"] = (x_axis, y_axis)
 jx, jy = TABLE1_NAMES.index(x_axis), TABLE1_NAMES.index(y_axis)
-label = composition.describe()
+names = {meth: f"{label} · {meth}" if compare else label for meth in results}  # one set per method compared
+label = names[primary]
 sets = {f"p{i + 1} = {name}": s.rewards[:, [jx, jy]] for i, (name, s) in enumerate(base_sets.items()) if s is not None}
-sets[label] = composed.rewards[:, [jx, jy]]
+sets.update({names[meth]: s.rewards[:, [jx, jy]] for meth, s in results.items()})
 fig = MF.reward_kde_figure(sets, M.REWARD_LABELS[x_axis], M.REWARD_LABELS[y_axis], composed=label,
                            thresholds=(TABLE1_THRESHOLDS[jx], TABLE1_THRESHOLDS[jy]), title=meta_title(meta))
 st.plotly_chart(fig, width="stretch", theme=None, key="fig_kde", config=export_config(f"{stem}_kde_{x_axis}_{y_axis}"))
@@ -214,14 +229,17 @@ if seh_missing:
                    "the composition and its bases. It appears once the sEH proxy weights are found (see the note "
                    "at the top of the page).")
 else:
-    rows = [(label, composed.table1_percent())]
+    rows = [(names[meth], s.table1_percent()) for meth, s in results.items()]
     rows += [(f"p{i + 1} = {name}", s.table1_percent()) for i, (name, s) in enumerate(base_sets.items())
              if s is not None and s.has_seh]  # a base set with a molecule sEH could not score has no Table 1 row
-    st.plotly_chart(V.table1_figure(rows), width="stretch", theme=None, key="fig_table1")
-    st.caption("Percent of samples in each Table 1 bin; bin '110' = sEH high, SA high, QED low.")
+    st.plotly_chart(V.table1_figure(rows, paper_key=match.key), width="stretch", theme=None, key="fig_table1")
+    st.caption("Percent of samples in each Table 1 bin; bin '110' = sEH high, SA high, QED low"
+               + (f"; grey: the paper's row {match.key}." if match.key else "."))
 
 # ----- gallery ----------------------------------------------------------------------------------------------
 st.subheader("Samples")
+if compare:
+    st.caption(f"The gallery shows the {M.MOL_METHODS[primary]} samples; the CSV has every method's.")
 targets = [r for r in M.targeted_rewards(composition, base_rewards) if not (r == "seh" and seh_missing)]
 order = st.radio("Show", ["first sampled", "best in the composition's objectives (smallest reward / threshold ratio)"],
                  horizontal=True, key="m_order")
@@ -234,7 +252,7 @@ if best:
 legends = [composed.legend(i) for i in shown]
 gallery, stats = st.columns([3, 2])
 gallery.image(V.molecule_gallery_png([composed.smiles[i] for i in shown], legends), width="stretch")
-div_rows = [(label, *M.cached_diversity(tuple(composed.smiles)))]
+div_rows = [(names[meth], *M.cached_diversity(tuple(s.smiles))) for meth, s in results.items()]
 div_rows += [(f"p{i + 1} = {name}", *M.cached_diversity(tuple(s.smiles))) for i, (name, s) in
              enumerate(base_sets.items()) if s is not None]
 with stats:
@@ -244,7 +262,9 @@ with stats:
     st.plotly_chart(MF.diversity_figure(div_rows, composed=label), width="stretch", theme=None, key="fig_diversity",
                     config=export_config(f"{stem}_diversity"))
     st.caption("The composition beside its bases: a composition that collapses onto few molecules shows here.")
-st.download_button("Samples (CSV)", data=composed.csv(meta), file_name=stem + ".csv", mime="text/csv",
+csv_text = "".join(line for k, (meth, s) in enumerate(results.items())  # one header, then every method's rows
+                   for line in s.csv({**meta, "method": meth}).splitlines(keepends=True)[1 if k else 0:])
+st.download_button("Samples (CSV)", data=csv_text, file_name=stem + ".csv", mime="text/csv",
                    on_click="ignore", key="m_dl",
                    help="Columns: " + ", ".join(meta) + ", then smiles, seh_reward, sa_reward, qed (one row per "
                         "molecule; sEH empty when it could not be scored).")
@@ -254,10 +274,12 @@ with st.expander("Base models"):
         st.markdown(f"- **{mod.name}**: reward `{mod.meta.get('reward')}`, {mod.meta.get('steps')} training steps, "
                     f"β ∈ [{mod.beta_range[0]:g}, {mod.beta_range[1]:g}], fingerprint `{fp}`")
 
+ss["m_shown"] = url_query  # what the figures show, for the stale note of the next view
+
 # ----- while the user looks: sample the views one arrow-key step away (same cache entries as above) ----------
 if MP.prefetch_enabled():
     MP.prefetcher().schedule(
         (fingerprints, beta, composition_key(composition), method, u_source, scoring, n, seed),
         M.neighbour_jobs(fingerprints, models, beta, window, op, float(alpha) if alpha_ok else None,
                          ss.get("m_labels", ""), ss.get("m_weights", ""), method, u_source, n, seed, classifier,
-                         scoring, seh_reason is None))
+                         scoring, seh_ok, clf_token, methods=active))
