@@ -21,6 +21,12 @@ ROOT = Path(__file__).resolve().parents[1]
 #: Outside CI skips stay skips, and every skip reason names what is missing. The one exception are skips the
 #: run asked for itself, whose reason starts with ``NOT_APPLICABLE`` (e.g. SCULPT_TEST_REAL_ZOO=1).
 IN_CI = os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # parallel run (pytest -n N): one thread per worker, and per child
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # process it starts, so N workers do not oversubscribe N cores
+    import torch
+
+    torch.set_num_threads(1)
 NOT_APPLICABLE = "not applicable to this run: "
 
 

@@ -100,14 +100,19 @@ def _readme_paper_table1() -> dict[str, tuple[int, ...]]:
     """The paper column of the README's Table 1 (a second, independent transcription of the paper's rows)."""
     keys = {"p_SEH": "p_seh", "p_SA": "p_sa", "p_QED": "p_qed"}
     rows = {}
+    column = None  # the index of the column headed "paper" in the current table
     for line in (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8").splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if len(cells) < 3:
+            column = None
+            continue
+        if cells[0] == "row":
+            column = cells.index("paper") if "paper" in cells else None
             continue
         label = cells[0]
         key = keys.get(label) or (label[1] if re.fullmatch(r"\([a-g]\) y = .*", label) else None)
-        if key is not None and re.fullmatch(r"[0-9]+( [0-9]+){7}", cells[-1]):
-            rows[key] = tuple(int(v) for v in cells[-1].split())
+        if key is not None and column is not None and re.fullmatch(r"[0-9]+( [0-9]+){7}", cells[column]):
+            rows[key] = tuple(int(v) for v in cells[column].split())
     return rows
 
 
