@@ -69,6 +69,9 @@ class ViewProgress:
 
     def text(self, done: float) -> str:
         elapsed = now() - self.t0
+        if done >= self.total:
+            return (f"Sampled {self.total:,} / {self.total:,} molecules in {elapsed:.1f} s · scoring them (sEH proxy, "
+                    "SA, QED) and measuring their diversity")
         return (f"Sampling molecules: {done:,.0f} / {self.total:,} · {elapsed:.1f} s elapsed, "
                 + eta_text(done, self.total, elapsed, self.estimate_s))
 
@@ -150,6 +153,9 @@ def sample_view(specs: Sequence[SetSpec], beta: float, n: int, seed: int, seh_ok
         except Exception as exc:  # never a traceback in the page
             st.error(f"{label}: sampling failed unexpectedly ({type(exc).__name__}: {exc}).")
             out.append(None)
+    for got in out:  # the page reads them next: measured while the bar still says so
+        if got is not None:
+            M.cached_diversity(tuple(got.smiles))
     if progress is not None:
         progress.clear()
     return out

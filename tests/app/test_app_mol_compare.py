@@ -105,6 +105,8 @@ def test_view_progress_shows_counts_elapsed_and_time_left():
     at.session_state["clear"] = True
     at.run()
     assert not at.caption and not at.get("progress")
+    done = MV.ViewProgress(None, "", [4, 4]).text(8)  # sampled: the bar says what still runs
+    assert done.startswith("Sampled 8 / 8 molecules in ") and "scoring them" in done
 
 
 def test_stale_note_names_only_what_changed():
