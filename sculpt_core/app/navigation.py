@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import streamlit as st
 
+from sculpt_core.app.gc_tuning import after_script_run
+
 PAGE_TITLE = "Sculpt — compositional sculpting of GFlowNets"
 
 
@@ -38,7 +40,10 @@ def run_app() -> None:
         st.Page("pages/diffusion_sculpting.py", title="Diffusion Sculpting", icon=":material/blur_on:"),
         st.Page("pages/diffusion_images.py", title="Diffusion Images", icon=":material/palette:"),
     ]
-    st.navigation(pages).run()
+    try:
+        st.navigation(pages).run()
+    finally:  # also when the page stops or reruns (st.stop, st.rerun raise through here)
+        after_script_run()
 
 
 def ensure_app_navigation() -> None:

@@ -649,3 +649,21 @@ def test_viz_builders():
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     assert V.figure_png(fig, [("a", p)])[:4] == b"\x89PNG"
     assert V.l1_title("oracle", 0.01234) == "oracle · L1 0.0123"
+
+
+def test_gc_freeze_after_warm_up_runs(monkeypatch):
+    """The heap alive after the warm-up script runs is frozen (gc.freeze), so later gen-2 collections do not
+    rescan it during a slider move; SCULPT_GC_FREEZE=0 turns it off."""
+    import gc
+
+    from sculpt_core.app import gc_tuning as GC
+
+    monkeypatch.setattr(GC, "_runs", 0)
+    gc.unfreeze()
+    keep = [object() for _ in range(10)] + [[i] for i in range(1000)]  # noqa: F841 (alive across the freeze)
+    assert GC.after_script_run() and gc.get_freeze_count() >= 1000  # run 1: frozen
+    frozen = gc.get_freeze_count()
+    assert not GC.after_script_run() and gc.get_freeze_count() == frozen  # run 2: nothing
+    monkeypatch.setenv("SCULPT_GC_FREEZE", "0")
+    assert not GC.after_script_run() and GC.script_runs() == 3  # run 3 would freeze, but it is turned off
+    gc.unfreeze()
