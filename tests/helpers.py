@@ -82,3 +82,21 @@ def relabel_tree(state, rng):
             edges.append((new_id[x], new_id[y], s_x, s_y))
             queue.append(y)
     return FragState(tuple(state.frags[i] for i in order), tuple(edges)), [new_id[i] for i in range(state.n_nodes)]
+
+
+def molecule_page(query: dict | None = None, timeout: float = 90, **state):
+    """An AppTest of the Molecule Sculpting page at 32 molecules a view, ``query`` as its URL and ``state`` as
+    session state, after its first run (which must not raise)."""
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=timeout)
+    at.session_state["m_n"] = 32
+    if query:
+        at.query_params.update(query)
+    for key, value in state.items():
+        at.session_state[key] = value
+    at.switch_page("pages/molecule_sculpting.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at

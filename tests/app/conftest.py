@@ -27,3 +27,13 @@ def _no_prefetch(monkeypatch):
     """The molecule page's background prefetch is off in AppTest runs (so no test's neighbours compete with the
     next test); the prefetch tests turn it on themselves."""
     monkeypatch.setenv("SCULPT_PREFETCH", "0")
+
+
+@pytest.fixture
+def mol_env(monkeypatch):
+    """The shipped assets (the molecule models live there), not a test zoo."""
+    monkeypatch.delenv("SCULPT_ASSETS", raising=False)
+    from sculpt_core.domains.molecules.zoo import mol_model_names
+
+    if not {"seh", "sa", "qed"} <= set(mol_model_names()):
+        pytest.skip("the shipped molecule models are missing from assets/")

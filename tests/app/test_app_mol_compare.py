@@ -19,30 +19,14 @@ from sculpt_core.app.mol_compare import FIGURE_KEYS, figure_label, paper_figures
 from sculpt_core.app.mol_store import SampleStore, molecule_progress  # noqa: E402
 from sculpt_core.core import algebra as A  # noqa: E402
 
+from helpers import molecule_page  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 90
 
 
-@pytest.fixture
-def mol_env(monkeypatch):
-    """The shipped assets (the molecule models live there), not a test zoo."""
-    monkeypatch.delenv("SCULPT_ASSETS", raising=False)
-    from sculpt_core.domains.molecules.zoo import mol_model_names
-
-    if not {"seh", "sa", "qed"} <= set(mol_model_names()):
-        pytest.skip("the shipped molecule models are missing from assets/")
-
-
 def _page(query: dict | None = None, **state) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
-    at.session_state["m_n"] = 32
-    if query:
-        at.query_params.update(query)
-    for key, value in state.items():
-        at.session_state[key] = value
-    at.switch_page("pages/molecule_sculpting.py").run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return molecule_page(query, TIMEOUT, **state)
 
 
 def _record_progress(monkeypatch) -> list[MV.ViewProgress]:

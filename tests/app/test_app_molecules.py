@@ -18,6 +18,8 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 from sculpt_core.app import molecules as M  # noqa: E402
 from sculpt_core.app.molecules import MolSamples, beta_window, default_mol_bases  # noqa: E402
 from sculpt_core.core import algebra as A  # noqa: E402
+
+from helpers import molecule_page  # noqa: E402
 from sculpt_core.errors import SculptError  # noqa: E402
 from sculpt_core.domains.molecules import viz as V  # noqa: E402
 
@@ -25,26 +27,8 @@ ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 90
 
 
-@pytest.fixture
-def mol_env(monkeypatch):
-    """The shipped assets (the molecule models live there), not a test zoo."""
-    monkeypatch.delenv("SCULPT_ASSETS", raising=False)
-    from sculpt_core.domains.molecules.zoo import mol_model_names
-
-    if not {"seh", "sa", "qed"} <= set(mol_model_names()):
-        pytest.skip("the shipped molecule models are missing from assets/")
-
-
 def _page(query: dict | None = None, **state) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
-    at.session_state["m_n"] = 32
-    if query:
-        at.query_params.update(query)
-    for key, value in state.items():
-        at.session_state[key] = value
-    at.switch_page("pages/molecule_sculpting.py").run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return molecule_page(query, TIMEOUT, **state)
 
 
 def _metrics(at: AppTest) -> dict[str, str]:
