@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
@@ -21,7 +20,6 @@ from sculpt_core.core import algebra as A  # noqa: E402
 
 from helpers import molecule_page  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 90
 
 

@@ -7,7 +7,6 @@ sEH proxy weights it says so and shows SA and QED only.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,7 +22,6 @@ from helpers import molecule_page  # noqa: E402
 from sculpt_core.errors import SculptError  # noqa: E402
 from sculpt_core.domains.molecules import viz as V  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 90
 
 
