@@ -146,15 +146,27 @@ seh_ok = seh_reason is None
 clf_token = M.classifier_token() if classifier is not None else None
 st.markdown(f"**Target:** {composition.describe()}  `{composition.formula()}`  at β = {beta:g}")
 progress_slot = st.empty()  # the stale note and the progress bar, always at this place
-MP.prefetcher().cancel()  # this view first: the previous view's unstarted neighbours are dropped
+view_key = (fingerprints, beta, composition_key(composition), method, u_source, scoring, n, seed)
+if ss.get("m_view_key") != view_key:  # this view first: the previous view's unstarted neighbours are dropped
+    MP.prefetcher().cancel()
+ss["m_view_key"] = view_key
 specs = [MV.SetSpec(meth, fingerprints, models, composition, meth, u_source, scoring,
                     classifier if meth == "classifier" else None, clf_token) for meth in active]
 specs += [MV.SetSpec(mod.name, (fp,), [mod], None, "base") for mod, fp in zip(models, fingerprints)]
-got = MV.sample_view(specs, beta, n, seed, seh_ok, progress_slot, ss.get("m_shown"), url_query)
+# A set not sampled yet comes as its first batch (16 molecules) unless that was shown by the run before: the view
+# is drawn from it at once, then grown to the full set (the prefetch thread; or this page's next run).
+got, growing = MV.sample_view(specs, beta, n, seed, seh_ok, progress_slot, ss.get("m_shown"), url_query,
+                              complete=ss.get("m_growing", ()))
+ss["m_growing"] = growing
 results = {meth: s for meth, s in zip(active, got) if s is not None}
 base_sets = {mod.name: s for mod, s in zip(models, got[len(active):])}
+if growing:
+    MV.show_growing(growing, n, MP.prefetch_enabled())
 if not results:
     st.stop()
+counted = [(M.MOL_METHODS[meth] if compare else "composition", results.get(meth)) for meth in active]
+counted += [(f"p{i + 1} = {name}", s) for i, (name, s) in enumerate(base_sets.items())]
+st.caption(MV.counts_caption(counted, n))  # every figure says how many molecules it is computed on
 primary = next(iter(results))
 composed = results[primary]
 
@@ -170,7 +182,8 @@ label = composition.describe()
 figures = {meth: set_figures(s, *M.cached_diversity(tuple(s.smiles))) for meth, s in results.items()}
 if compare:  # the methods side by side, the same cards in the same order
     st.subheader("Methods side by side")
-    MV.show_method_columns([(M.MOL_METHODS[meth], figures.get(meth), notes.get(meth)) for meth in runs])
+    MV.show_method_columns([(M.MOL_METHODS[meth] + MV.size_note(results.get(meth), n), figures.get(meth),
+                             notes.get(meth)) for meth in runs])
 else:
     high = composed.high_fractions()
     cols = st.columns(6)
@@ -188,7 +201,8 @@ else:
     cols[5].metric("unique", f"{100 * M.cached_diversity(tuple(composed.smiles))[0]:.0f}%", border=True,
                    help="Distinct molecules (InChI) among the samples.")
 match = paper_row([mod.meta.get("reward") for mod in models], composition, beta)
-MV.show_paper_row(match, [(f"ours, {M.MOL_METHODS[meth]}", figures[meth]) for meth in results])
+MV.show_paper_row(match, [(f"ours, {M.MOL_METHODS[meth]}{MV.size_note(s, n)}", figures[meth])
+                          for meth, s in results.items()])
 
 # ----- reward KDE contours ----------------------------------------------------------------------------------
 # The axes follow the chosen bases' rewards whenever those change; otherwise the user's pick stays, kept outside
@@ -210,9 +224,11 @@ y_choices = [r for r in available_axes if r != x_axis]
 y_axis = c2.selectbox("y axis", y_choices, format_func=M.REWARD_LABELS.get, key="m_y")
 ss["m_axes"] = (x_axis, y_axis)
 jx, jy = TABLE1_NAMES.index(x_axis), TABLE1_NAMES.index(y_axis)
-names = {meth: f"{label} · {meth}" if compare else label for meth in results}  # one set per method compared
+names = {meth: (f"{label} · {meth}" if compare else label) + MV.size_note(s, n)  # one set per method compared
+         for meth, s in results.items()}
 label = names[primary]
-sets = {f"p{i + 1} = {name}": s.rewards[:, [jx, jy]] for i, (name, s) in enumerate(base_sets.items()) if s is not None}
+base_names = {name: f"p{i + 1} = {name}" + MV.size_note(s, n) for i, (name, s) in enumerate(base_sets.items())}
+sets = {base_names[name]: s.rewards[:, [jx, jy]] for name, s in base_sets.items() if s is not None}
 sets.update({names[meth]: s.rewards[:, [jx, jy]] for meth, s in results.items()})
 fig = MF.reward_kde_figure(sets, M.REWARD_LABELS[x_axis], M.REWARD_LABELS[y_axis], composed=label,
                            thresholds=(TABLE1_THRESHOLDS[jx], TABLE1_THRESHOLDS[jy]), title=meta_title(meta))
@@ -230,7 +246,7 @@ if seh_missing:
                    "at the top of the page).")
 else:
     rows = [(names[meth], s.table1_percent()) for meth, s in results.items()]
-    rows += [(f"p{i + 1} = {name}", s.table1_percent()) for i, (name, s) in enumerate(base_sets.items())
+    rows += [(base_names[name], s.table1_percent()) for name, s in base_sets.items()
              if s is not None and s.has_seh]  # a base set with a molecule sEH could not score has no Table 1 row
     st.plotly_chart(V.table1_figure(rows, paper_key=match.key), width="stretch", theme=None, key="fig_table1")
     st.caption("Percent of samples in each Table 1 bin; bin '110' = sEH high, SA high, QED low"
@@ -253,8 +269,8 @@ legends = [composed.legend(i) for i in shown]
 gallery, stats = st.columns([3, 2])
 gallery.image(V.molecule_gallery_png([composed.smiles[i] for i in shown], legends), width="stretch")
 div_rows = [(names[meth], *M.cached_diversity(tuple(s.smiles))) for meth, s in results.items()]
-div_rows += [(f"p{i + 1} = {name}", *M.cached_diversity(tuple(s.smiles))) for i, (name, s) in
-             enumerate(base_sets.items()) if s is not None]
+div_rows += [(base_names[name], *M.cached_diversity(tuple(s.smiles))) for name, s in base_sets.items()
+             if s is not None]
 with stats:
     st.metric("diversity", "n/a" if div_rows[0][2] is None else f"{div_rows[0][2]:.2f}", border=True,
               help="Mean pairwise Tanimoto distance (Morgan fingerprints, radius 3, 2048 bits) of the composed "
@@ -275,11 +291,13 @@ with st.expander("Base models"):
                     f"β ∈ [{mod.beta_range[0]:g}, {mod.beta_range[1]:g}], fingerprint `{fp}`")
 
 ss["m_shown"] = url_query  # what the figures show, for the stale note of the next view
+if growing:
+    MV.arm_growing()  # this run is drawn: the growing note's fragment may rerun the page now
 
 # ----- while the user looks: sample the views one arrow-key step away (same cache entries as above) ----------
-if MP.prefetch_enabled():
+if MP.prefetch_enabled():  # the growing sets first, then the neighbours
     MP.prefetcher().schedule(
-        (fingerprints, beta, composition_key(composition), method, u_source, scoring, n, seed),
-        M.neighbour_jobs(fingerprints, models, beta, window, op, float(alpha) if alpha_ok else None,
+        view_key,
+        MV.grow_jobs(specs, beta, n, seed, seh_ok, growing) + M.neighbour_jobs(fingerprints, models, beta, window, op, float(alpha) if alpha_ok else None,
                          ss.get("m_labels", ""), ss.get("m_weights", ""), method, u_source, n, seed, classifier,
                          scoring, seh_ok, clf_token, methods=active))

@@ -8,6 +8,9 @@
   trajectories of the current batch have stopped. It changes nothing in what is drawn (same calls, same order, same
   generator), so a set sampled with progress is identical to the unchunked seeded call
   (``sample_molecules(policy, n, seed, batch_size=128)``, as ``mol sample`` runs it).
+- :class:`GrowingRun`: a seeded run that draws its molecules batch by batch and can stop after any batch: the
+  page shows the first batch of a view at once and grows the same run to the full set later (in the prefetch
+  thread, or in the page's next run); the grown set is the set an uninterrupted run of the same batches gives.
 - :func:`molecule_progress`: turns those step reports and ``sample_molecules``' own per-batch count of valid
   molecules into one monotone ``progress(done, n)``. The molecules of a batch are built together, step by step
   (the shipped models' trajectories nearly all run the env's full length), so within a batch ``done`` counts
@@ -100,7 +103,28 @@ class SampleStore:
         self.size = size
         self._data: OrderedDict = OrderedDict()
         self._flights: dict[Hashable, _Flight] = {}
+        self._runs: OrderedDict = OrderedDict()  # key -> GrowingRun of a set not complete yet
         self._lock = threading.Lock()
+
+    def run(self, key: Hashable, make: Callable[[], "GrowingRun"]) -> "GrowingRun":
+        """The growing run of ``key`` (a new one from ``make()`` when there is none, or it broke); at most
+        ``size // 8`` unfinished runs are kept (the oldest is dropped, and would start again)."""
+        with self._lock:
+            run = self._runs.get(key)
+            if run is None or run.broken:
+                run = self._runs[key] = make()
+            self._runs.move_to_end(key)
+            while len(self._runs) > max(self.size // 8, 1):
+                self._runs.popitem(last=False)
+            return run
+
+    def held(self, key: Hashable) -> int | None:
+        """How many molecules ``key``'s set holds: all of them when it is stored (None), else its run's (0: none)."""
+        with self._lock:
+            if key in self._data:
+                return None
+            run = self._runs.get(key)
+            return len(run) if run is not None else 0
 
     def get(self, key: Hashable) -> Any:
         with self._lock:
@@ -117,12 +141,14 @@ class SampleStore:
         with self._lock:
             self._data[key] = value
             self._data.move_to_end(key)
+            self._runs.pop(key, None)  # complete: its run is not needed any more
             while len(self._data) > self.size:
                 self._data.popitem(last=False)
 
     def clear(self) -> None:
         with self._lock:
             self._data.clear()
+            self._runs.clear()
 
     def get_or_compute(self, key: Hashable, compute: Callable[[Progress], Any], progress: Progress | None = None,
                        poll_s: float = 0.05) -> Any:
@@ -172,6 +198,106 @@ class SampleStore:
             flight.event.set()
 
 
+class GrowingRun:
+    """One seeded run of ``n`` valid molecules, drawn in batches from ONE generator (the first of ``first``
+    trajectories when given, then of ``batch``), that can stop after any batch and be continued later, by any
+    thread (:meth:`grow_to`). Its batches are cut from the batches drawn so far, the molecules collected and ``n``
+    only, so the first ``k`` molecules are the same however the run was staged (16 first, then the rest; or all
+    at once); without ``first`` it is the set ``sample_molecules(policy, n, seed, batch_size=batch)`` gives.
+    ``draw(size, on_step)`` rolls out one batch with the run's generator and returns its (state, SMILES or None) pairs; ``score(smiles)`` the rewards ``[k, 3]`` of a batch's valid molecules, so a
+    prefix carries its rewards. One batch at a time (a lock); a run whose batch failed is ``broken`` (its
+    generator is partly consumed) and must not be continued."""
+
+    def __init__(self, n: int, batch: int, draw: Callable[[int, OnStep | None], list],
+                 score: Callable[[list], Any], max_steps: int, limit: int | None = None,
+                 first: int | None = None) -> None:
+        self.n, self.batch, self.draw, self.score = int(n), int(batch), draw, score
+        self.first = int(first) if first else self.batch
+        self.max_steps = max(int(max_steps), 1)
+        self.limit = limit if limit is not None else 10 * self.n + 1000
+        self.smiles: list[str] = []
+        self.states: list = []
+        self.rewards: list = []
+        self.total = self.invalid = 0
+        self.seconds = self.score_seconds = 0.0
+        self.marks: list[tuple[int, float, float]] = []  # (molecules, seconds, score seconds) after each batch
+        self.done = 0.0  # molecules (a molecule-equivalent estimate within a batch) of the run, for waiters
+        self.broken = False
+        self.lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self.smiles)
+
+    def grow_to(self, k: int, progress: Progress | None = None, poll_s: float = 0.05) -> None:
+        """Draw batches until the run holds ``min(k, n)`` molecules (waiting, with ``progress(done, k)``, while
+        another thread draws one); ``progress`` is monotone and ends at ``(k, k)``."""
+        k = min(int(k), self.n)
+        shown = [-1.0]
+
+        def report(done: float) -> None:
+            done = max(min(float(done), float(k)), shown[0])
+            if progress is not None and done != shown[0]:
+                shown[0] = done
+                progress(done, k)
+
+        report(len(self.smiles))
+        while len(self.smiles) < k:
+            if not self.lock.acquire(timeout=poll_s):
+                report(self.done)  # another thread draws the next batch
+                continue
+            try:
+                if self.broken:
+                    raise RuntimeError("this sampling run was interrupted; start a new one")
+                if len(self.smiles) < k:
+                    self._one_batch(report)
+            finally:
+                self.lock.release()
+        report(k)
+
+    def _one_batch(self, report: Callable[[float], None]) -> None:
+        from sculpt_core.errors import SculptError
+
+        if self.total >= self.limit:
+            raise SculptError(f"only {len(self.smiles)} valid molecules out of {self.total} trajectories; giving up")
+        base = len(self.smiles)
+        size = min(self.first if self.total == 0 else self.batch, self.n - base)
+
+        def on_step(step: int, finished: int, batch: int) -> None:
+            running = batch - finished
+            self.done = base + min(finished + running * min(step / self.max_steps, 1.0), batch)
+            report(self.done)
+
+        t0 = time.perf_counter()
+        try:
+            pairs = self.draw(size, on_step)
+        except BaseException:
+            self.broken = True
+            raise
+        self.total += size
+        new_smiles, new_states = [], []
+        for state, smi in pairs:
+            if smi is None:
+                self.invalid += 1
+            elif base + len(new_smiles) < self.n:
+                new_smiles.append(smi)
+                new_states.append(state)
+        t1 = time.perf_counter()
+        rewards = self.score(new_smiles) if new_smiles else None
+        self.seconds += t1 - t0
+        self.score_seconds += time.perf_counter() - t1
+        if rewards is not None:
+            self.rewards.append(rewards)
+        self.states.extend(new_states)
+        self.smiles.extend(new_smiles)  # last: a reader sees whole batches only
+        self.marks.append((len(self.smiles), self.seconds, self.score_seconds))
+        self.done = float(len(self.smiles))
+        report(self.done)
+
+    def seconds_for(self, k: int) -> tuple[float, float]:
+        """(sampling, scoring) seconds the run took until it held ``k`` molecules."""
+        return next(((sec, sc) for got, sec, sc in self.marks if got >= k), (self.seconds, self.score_seconds))
+
+
 class Rates:
     """Molecules per second last measured per (method, scoring): the time left before a run's first report."""
 
@@ -202,4 +328,4 @@ def now() -> float:
     return time.perf_counter()
 
 
-__all__ = ["CountingPolicy", "Progress", "Rates", "SampleStore", "eta_text", "molecule_progress", "now"]
+__all__ = ["CountingPolicy", "GrowingRun", "Progress", "Rates", "SampleStore", "eta_text", "molecule_progress", "now"]

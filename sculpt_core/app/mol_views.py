@@ -5,6 +5,10 @@
   keeps an element until the rerun writes its position again) behind a note naming what it shows and what is
   computed ("Stale: showing α=0.5, computing α=0.51") and a progress bar with the molecules done / total and the
   time left, updated at every sampling step (:class:`ViewProgress`).
+  At the default view size and above a set not sampled yet comes first as its first batch (16 molecules, the
+  start of the same seeded run): the view is drawn from it at once under a note ("first 16 of 64 molecules;
+  growing…", :func:`show_growing`), the prefetch thread grows the run to the full set (:func:`grow_jobs`) and
+  the page reruns with it; every figure names the molecules it is computed on (:func:`counts_caption`).
 - :func:`show_method_columns`: one column per method with the same cards in the same order (so they line up);
   a method that does not apply is a neutral note in its column.
 - :func:`show_paper_row`: our Table-1-style figures beside the paper's row of the view, or the sentence saying the
@@ -125,23 +129,39 @@ class SetSpec:
 
 
 def sample_view(specs: Sequence[SetSpec], beta: float, n: int, seed: int, seh_ok: bool, slot: Any,
-                shown: Mapping[str, str] | None, computing: Mapping[str, str]) -> list[M.MolSamples | None]:
-    """Every set of ``specs`` (None for one that failed, with its error shown), behind :class:`ViewProgress` when
-    any has to be sampled."""
+                shown: Mapping[str, str] | None, computing: Mapping[str, str],
+                complete: Sequence[tuple] = ()) -> tuple[list[M.MolSamples | None], list[tuple]]:
+    """(every set of ``specs``, None for one that failed with its error shown; the keys of the sets given as their
+    first batch only), behind :class:`ViewProgress` when any has to be sampled. At ``n`` ≥
+    :data:`~sculpt_core.app.molecules.STAGE_FROM` a set not stored yet is given as its first
+    :data:`~sculpt_core.app.molecules.PAGE_FIRST` molecules (the start of the same run, grown later by
+    :func:`grow_jobs` or the next run), unless its key is in ``complete`` (its first batch was shown already):
+    then it is sampled to the end here."""
     from sculpt_core.core.operators import composition_key
 
-    missing = [i for i, s in enumerate(specs) if s.key(beta, n, seed, seh_ok) not in M.SAMPLES]
+    keys = [s.key(beta, n, seed, seh_ok) for s in specs]
+    missing = [i for i, k in enumerate(keys) if k not in M.SAMPLES]
+    staged = {i for i in missing if n >= M.STAGE_FROM and keys[i] not in set(complete)}
     progress = None
     if missing:
         rates = [M.RATES.get(M.rate_kind(specs[i].method, specs[i].scoring)) for i in missing]
-        estimate = sum(n / r for r in rates) if all(rates) else None
-        progress = ViewProgress(slot, stale_note(shown, computing), [n] * len(missing), estimate)
+        parts = [M.PAGE_FIRST if i in staged else n for i in missing]
+        estimate = sum(p / r for p, r in zip(parts, rates)) if all(rates) else None
+        if staged:
+            note = (stale_note(shown, computing) + f" Drawing the first {M.PAGE_FIRST} of {n} molecules of each "
+                    "new set first.")
+        elif all(keys[i] in set(complete) for i in missing):  # the first batches are on screen
+            note = f"Showing the first {M.PAGE_FIRST} of {n} molecules; sampling the rest of the view."
+        else:
+            note = stale_note(shown, computing)
+        progress = ViewProgress(slot, note, parts, estimate)
         progress.start()
     out: list[M.MolSamples | None] = []
     for i, spec in enumerate(specs):
         label = M.MOL_METHODS.get(spec.method, spec.name)
+        sample = M.first_samples if i in staged else M.cached_samples
         try:
-            out.append(M.cached_samples(
+            out.append(sample(
                 spec.fingerprints, beta,
                 composition_key(spec.composition) if spec.composition is not None else None, spec.method,
                 spec.u_source, n, seed, spec.models, spec.composition, spec.classifier, scoring=spec.scoring,
@@ -158,7 +178,79 @@ def sample_view(specs: Sequence[SetSpec], beta: float, n: int, seed: int, seh_ok
             M.cached_diversity(tuple(got.smiles))
     if progress is not None:
         progress.clear()
-    return out
+    growing = [keys[i] for i in sorted(staged) if out[i] is not None and len(out[i].smiles) < n]
+    return out, growing
+
+
+def size_note(got: M.MolSamples | None, n: int) -> str:
+    """`` · first 16 of 64`` after the name of a set given as its first batch (nothing for a full set)."""
+    return "" if got is None or len(got.smiles) >= n else f" · first {len(got.smiles)} of {n}"
+
+
+def counts_caption(sets: Sequence[tuple[str, M.MolSamples | None]], n: int) -> str:
+    """What every figure below is computed on: ``n`` molecules per set, or which sets are their first batch."""
+    partial = [(name, got) for name, got in sets if got is not None and len(got.smiles) < n]
+    if not partial:
+        return f"Every figure below is computed on {n} molecules per sample set."
+    return ("Every figure below is computed on the molecules sampled so far: "
+            + ", ".join(f"{name}: first {len(got.smiles)} of {n} (growing…)" if len(got.smiles) < n
+                        else f"{name}: {n}" for name, got in sets if got is not None) + ".")
+
+
+def grow_jobs(specs: Sequence[SetSpec], beta: float, n: int, seed: int, seh_ok: bool,
+              growing: Sequence[tuple]) -> list:
+    """Prefetch jobs growing the sets of ``specs`` whose keys are in ``growing`` to the full ``n`` (their
+    diversity measured too), to run before the neighbours' (:func:`~sculpt_core.app.molecules.neighbour_jobs`)."""
+    from sculpt_core.app.mol_prefetch import prefetcher
+    from sculpt_core.core.operators import composition_key
+
+    stop = prefetcher().check_open
+
+    def job(spec: SetSpec):
+        def run() -> None:
+            got = M.cached_samples(
+                spec.fingerprints, beta,
+                composition_key(spec.composition) if spec.composition is not None else None, spec.method,
+                spec.u_source, n, seed, spec.models, spec.composition, spec.classifier, scoring=spec.scoring,
+                seh_ok=seh_ok, clf_token=spec.clf_token, progress=stop)
+            M.cached_diversity(tuple(got.smiles))
+        return run
+
+    return [job(s) for s in specs if s.key(beta, n, seed, seh_ok) in set(growing)]
+
+
+#: How often the page looks whether its growing sets are complete (then it reruns with them).
+GROW_POLL_S = 0.2
+#: After this long without them (no prefetch thread grew them), the page's next run samples the rest itself.
+GROW_FALLBACK_S = 4.0
+
+
+def show_growing(growing: Sequence[tuple], n: int, prefetch: bool) -> None:
+    """The note over a view drawn from first batches ("first 16 of 64 molecules; growing…"), and a fragment
+    that reruns the page once every growing set is complete: at once without prefetch (the next run samples the
+    rest), else when the prefetch thread has grown them (or after :data:`GROW_FALLBACK_S`). The page calls
+    :func:`arm_growing` at its end, so the fragment reruns only after this run is drawn."""
+    ss = st.session_state
+    ss["m_grow_armed"] = False
+    ss["m_grow_t0"] = now()
+    _grow_watch(tuple(growing), int(n), bool(prefetch))
+
+
+def arm_growing() -> None:
+    st.session_state["m_grow_armed"] = True
+
+
+@st.fragment(run_every=GROW_POLL_S)
+def _grow_watch(growing: tuple, n: int, prefetch: bool) -> None:
+    ss = st.session_state
+    held = [M.SAMPLES.held(k) for k in growing]
+    ready = all(h is None for h in held)
+    if ss.get("m_grow_armed") and (ready or not prefetch or now() - ss.get("m_grow_t0", now()) > GROW_FALLBACK_S):
+        ss["m_grow_armed"] = False
+        st.rerun(scope="app")
+    least = min(n if h is None else h for h in held) if held else n
+    st.info(f"Showing the first {M.PAGE_FIRST} of {n} molecules of the new sample sets; growing… "
+            f"({least} / {n} sampled). The figures update when the sets are complete.", icon="⏳")
 
 
 def show_method_columns(columns: Sequence[tuple[str, Mapping[str, float | None] | None, str | None]]) -> None:
@@ -188,5 +280,6 @@ def show_paper_row(match: PaperMatch, ours: Sequence[tuple[str, Mapping[str, flo
                    "β = 32); ours are the samples of this view, so they move with n and the seed.")
 
 
-__all__ = ["KEY_NAMES", "SetSpec", "ViewProgress", "sample_view", "show_method_columns", "show_paper_row",
-           "stale_note", "view_text"]
+__all__ = ["GROW_FALLBACK_S", "GROW_POLL_S", "KEY_NAMES", "SetSpec", "ViewProgress", "arm_growing",
+           "counts_caption", "grow_jobs", "sample_view", "show_growing", "size_note", "show_method_columns",
+           "show_paper_row", "stale_note", "view_text"]

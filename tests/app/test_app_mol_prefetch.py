@@ -75,14 +75,14 @@ def test_the_next_alpha_step_is_a_cache_hit_after_prefetch(monkeypatch):
     assert not at.exception
     assert prefetcher().wait_idle(240)
     calls = []
-    real = M.draw_samples
+    real = M.new_run
 
     def counted(*a, **k):
         if threading.current_thread().name != "sculpt-mol-prefetch":  # the page's own sampling, not the next prefetch
             calls.append((a[1], str(a[2])))
         return real(*a, **k)
 
-    monkeypatch.setattr(M, "draw_samples", counted)
+    monkeypatch.setattr(M, "new_run", counted)
     at.sidebar.slider(key="m_alpha").set_value(0.51).run()  # one arrow-key step
     assert not at.exception and calls == []
     at.sidebar.slider(key="m_alpha").set_value(0.7).run()  # a jump: not prefetched, sampled now
