@@ -4,8 +4,8 @@ values are sampled by one daemon thread into the same process-wide ``st.cache_da
 
 Bounded: one worker thread per process, at most :data:`MAX_PENDING` pending jobs. :meth:`Prefetcher.schedule`
 replaces the pending jobs (a new view cancels the old view's unstarted work) and :meth:`Prefetcher.cancel` drops
-them while the page computes its own view; a job started for an older view still finishes (one sample set). No
-thread touches ``st.*`` UI. ``SCULPT_PREFETCH=0`` turns prefetching off.
+them while the page computes its own view; a sampling job started for an older view stops before its next batch
+(it asks :meth:`Prefetcher.stale`; the molecules it drew are kept in the set's run). No thread touches ``st.*`` UI. ``SCULPT_PREFETCH=0`` turns prefetching off.
 
 At interpreter exit an ``atexit`` hook (:meth:`Prefetcher.shutdown`) drops the pending jobs, tells a running job to
 stop (jobs poll :meth:`Prefetcher.check_open` through their progress callback, once per sampling step) and joins
@@ -47,6 +47,8 @@ class Prefetcher:
         self._generation = 0
         self._view: Hashable | None = None
         self._busy = False
+        self._running = -1  # the generation of the running job
+        self._extended: Hashable | None = None  # the view whose schedule was extended (once per view)
         self._thread: threading.Thread | None = None
         self._closed = False
         self.completed = 0  # jobs run to the end (for tests and the bench)
@@ -57,6 +59,7 @@ class Prefetcher:
             if view == self._view or self._closed:
                 return
             self._view = view
+            self._extended = None
             self._generation += 1
             self._pending = deque((self._generation, job) for job in list(jobs)[: self.max_pending])
             if self._thread is None or not self._thread.is_alive():
@@ -64,17 +67,40 @@ class Prefetcher:
                 self._thread.start()
             self._cond.notify_all()
 
+    def extend(self, view: Hashable, jobs: Sequence[Job]) -> None:
+        """Add ``jobs`` to ``view``'s schedule, once per view: :meth:`schedule` when ``view`` is not the scheduled
+        view, else after its pending jobs (the page schedules a view's growing sets first, then its neighbours)."""
+        with self._cond:
+            if self._closed or (view == self._view and self._extended == view):
+                return
+            if view != self._view:
+                self._cond.release()
+                try:
+                    self.schedule(view, jobs)
+                finally:
+                    self._cond.acquire()
+            else:
+                self._pending.extend((self._generation, job) for job in list(jobs)[: self.max_pending])
+                self._cond.notify_all()
+            self._extended = view
+
     def cancel(self) -> None:
         """Drop every pending job (the page is about to compute a view of its own)."""
         with self._cond:
             self._generation += 1
             self._view = None
+            self._extended = None
             self._pending.clear()
             self._cond.notify_all()
 
     @property
     def closed(self) -> bool:
         return self._closed
+
+    def stale(self) -> bool:
+        """True once the running job's view is no longer the scheduled one (a new view, :meth:`cancel`, shutdown):
+        a sampling job asks before each batch and stops there (its run is kept and goes on when asked again)."""
+        return self._closed or self._running != self._generation
 
     def check_open(self, *_: object) -> None:
         """Raise :class:`PrefetchClosed` once :meth:`shutdown` was called (a running job's progress callback)."""
@@ -117,6 +143,7 @@ class Prefetcher:
                 if generation != self._generation:  # the view changed since it was scheduled
                     continue
                 self._busy = True
+                self._running = generation
             try:
                 job()
                 self.completed += 1
@@ -149,4 +176,5 @@ def neighbour_values(value: float, step: float, low: float, high: float, ahead: 
     return out
 
 
-__all__ = ["EXIT_JOIN_S", "MAX_PENDING", "PrefetchClosed", "Prefetcher", "neighbour_values", "prefetch_enabled", "prefetcher"]
+__all__ = ["EXIT_JOIN_S", "MAX_PENDING", "PrefetchClosed", "Prefetcher", "neighbour_values", "prefetch_enabled",
+           "prefetcher"]

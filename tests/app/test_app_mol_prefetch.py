@@ -61,6 +61,30 @@ def test_a_new_view_drops_the_old_views_pending_jobs():
     assert worker.wait_idle(10) and worker.pending() == 0
 
 
+def test_a_running_job_learns_its_view_changed_and_a_view_is_extended_once():
+    worker, seen, gate = Prefetcher(), [], threading.Event()
+
+    def job():
+        seen.append(worker.stale())
+        gate.wait(10)
+        seen.append(worker.stale())
+
+    worker.schedule("a", [job])
+    for _ in range(200):
+        if seen:
+            break
+        time.sleep(0.01)
+    worker.extend("a", [lambda: seen.append("n1")])
+    worker.extend("a", [lambda: seen.append("n2")])  # once per view
+    assert worker.pending() == 1
+    worker.schedule("b", [])  # a new view: the running job is stale now, its pending neighbours dropped
+    gate.set()
+    assert worker.wait_idle(10) and seen == [False, True]
+    worker.extend("c", [lambda: seen.append("c")])  # a view not scheduled yet: scheduled
+    assert worker.wait_idle(10) and seen[-1] == "c"
+    worker.shutdown()
+
+
 def test_the_next_alpha_step_is_a_cache_hit_after_prefetch(monkeypatch):
     from sculpt_core.domains.molecules.zoo import mol_model_names
 
