@@ -161,6 +161,8 @@ ss["m_growing"] = growing
 results = {meth: s for meth, s in zip(active, got) if s is not None}
 base_sets = {mod.name: s for mod, s in zip(models, got[len(active):])}
 if growing:
+    if MP.prefetch_enabled():  # grown in the background while this run draws the view from the first batches
+        MP.prefetcher().schedule(view_key, MV.grow_jobs(specs, beta, n, seed, seh_ok, growing))
     MV.show_growing(growing, n, MP.prefetch_enabled())
 if not results:
     st.stop()
@@ -295,9 +297,9 @@ if growing:
     MV.arm_growing()  # this run is drawn: the growing note's fragment may rerun the page now
 
 # ----- while the user looks: sample the views one arrow-key step away (same cache entries as above) ----------
-if MP.prefetch_enabled():  # the growing sets first, then the neighbours
-    MP.prefetcher().schedule(
+if MP.prefetch_enabled():  # the views one step away (after the growing sets: scheduled above, for the same view)
+    MP.prefetcher().extend(
         view_key,
-        MV.grow_jobs(specs, beta, n, seed, seh_ok, growing) + M.neighbour_jobs(fingerprints, models, beta, window, op, float(alpha) if alpha_ok else None,
+        M.neighbour_jobs(fingerprints, models, beta, window, op, float(alpha) if alpha_ok else None,
                          ss.get("m_labels", ""), ss.get("m_weights", ""), method, u_source, n, seed, classifier,
                          scoring, seh_ok, clf_token, methods=active))

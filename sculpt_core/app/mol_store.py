@@ -198,13 +198,18 @@ class SampleStore:
             flight.event.set()
 
 
+class RunStopped(Exception):
+    """A :class:`GrowingRun` stopped between two batches because it was asked to (it can be continued)."""
+
+
 class GrowingRun:
     """One seeded run of ``n`` valid molecules, drawn in batches from ONE generator (the first of ``first``
     trajectories when given, then of ``batch``), that can stop after any batch and be continued later, by any
     thread (:meth:`grow_to`). Its batches are cut from the batches drawn so far, the molecules collected and ``n``
     only, so the first ``k`` molecules are the same however the run was staged (16 first, then the rest; or all
     at once); without ``first`` it is the set ``sample_molecules(policy, n, seed, batch_size=batch)`` gives.
-    ``draw(size, on_step)`` rolls out one batch with the run's generator and returns its (state, SMILES or None) pairs; ``score(smiles)`` the rewards ``[k, 3]`` of a batch's valid molecules, so a
+    ``draw(size, on_step)`` rolls out one batch with the run's generator and returns its (state, SMILES or None)
+    pairs; ``score(smiles)`` the rewards ``[k, 3]`` of a batch's valid molecules, so a
     prefix carries its rewards. One batch at a time (a lock); a run whose batch failed is ``broken`` (its
     generator is partly consumed) and must not be continued."""
 
@@ -228,9 +233,11 @@ class GrowingRun:
     def __len__(self) -> int:
         return len(self.smiles)
 
-    def grow_to(self, k: int, progress: Progress | None = None, poll_s: float = 0.05) -> None:
+    def grow_to(self, k: int, progress: Progress | None = None, poll_s: float = 0.05,
+                stop: Callable[[], bool] | None = None) -> None:
         """Draw batches until the run holds ``min(k, n)`` molecules (waiting, with ``progress(done, k)``, while
-        another thread draws one); ``progress`` is monotone and ends at ``(k, k)``."""
+        another thread draws one); ``progress`` is monotone and ends at ``(k, k)``. ``stop()`` is asked before
+        each batch: when it is true the run stops there with :class:`RunStopped` (intact: it can go on later)."""
         k = min(int(k), self.n)
         shown = [-1.0]
 
@@ -249,6 +256,8 @@ class GrowingRun:
                 if self.broken:
                     raise RuntimeError("this sampling run was interrupted; start a new one")
                 if len(self.smiles) < k:
+                    if stop is not None and stop():
+                        raise RunStopped(f"stopped after {len(self.smiles)} of {self.n} molecules")
                     self._one_batch(report)
             finally:
                 self.lock.release()
@@ -328,4 +337,5 @@ def now() -> float:
     return time.perf_counter()
 
 
-__all__ = ["CountingPolicy", "GrowingRun", "Progress", "Rates", "SampleStore", "eta_text", "molecule_progress", "now"]
+__all__ = ["CountingPolicy", "GrowingRun", "Progress", "Rates", "RunStopped", "SampleStore", "eta_text",
+           "molecule_progress", "now"]

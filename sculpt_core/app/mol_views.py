@@ -204,7 +204,7 @@ def grow_jobs(specs: Sequence[SetSpec], beta: float, n: int, seed: int, seh_ok: 
     from sculpt_core.app.mol_prefetch import prefetcher
     from sculpt_core.core.operators import composition_key
 
-    stop = prefetcher().check_open
+    stop, stale = prefetcher().check_open, prefetcher().stale
 
     def job(spec: SetSpec):
         def run() -> None:
@@ -212,7 +212,7 @@ def grow_jobs(specs: Sequence[SetSpec], beta: float, n: int, seed: int, seh_ok: 
                 spec.fingerprints, beta,
                 composition_key(spec.composition) if spec.composition is not None else None, spec.method,
                 spec.u_source, n, seed, spec.models, spec.composition, spec.classifier, scoring=spec.scoring,
-                seh_ok=seh_ok, clf_token=spec.clf_token, progress=stop)
+                seh_ok=seh_ok, clf_token=spec.clf_token, progress=stop, stop=stale)
             M.cached_diversity(tuple(got.smiles))
         return run
 
@@ -220,7 +220,7 @@ def grow_jobs(specs: Sequence[SetSpec], beta: float, n: int, seed: int, seh_ok: 
 
 
 #: How often the page looks whether its growing sets are complete (then it reruns with them).
-GROW_POLL_S = 0.2
+GROW_POLL_S = 0.1
 #: After this long without them (no prefetch thread grew them), the page's next run samples the rest itself.
 GROW_FALLBACK_S = 4.0
 

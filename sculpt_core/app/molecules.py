@@ -309,6 +309,7 @@ def new_run(models: Sequence[MolBaseModel], beta: float, composition: A.Composit
         policy = composed_policy(bases, composition, method, classifier=classifier, u_source=u_source,
                                  scoring=scoring)
     gen = seeded_generator(int(seed))
+    one_torch_thread()
 
     def draw(size: int, on_step) -> list:
         traj = sample_trajectories(bases.env, CountingPolicy(policy, on_step) if on_step else policy, size, gen)
@@ -316,6 +317,18 @@ def new_run(models: Sequence[MolBaseModel], beta: float, composition: A.Composit
 
     return GrowingRun(int(n), int(batch_size), draw, lambda smiles: score_rewards(smiles)[0],
                       bases.env.max_trajectory_length, first=first)
+
+
+def one_torch_thread() -> None:
+    """Molecule sets are sampled on one torch thread: their batches are small (16-128 graphs) and the app samples
+    in two Python threads at once (the page and the prefetcher); with torch's default intra-op threads on a busy
+    2-core machine the OpenMP workers of both wait on each other (measured in a real server: a first batch of 16
+    took 0.5-1.3 s instead of 0.2 s, browser α moves 1.3 s p50 instead of 0.35 s). Process-wide (torch has no
+    per-thread setting), once."""
+    import torch
+
+    if torch.get_num_threads() != 1:
+        torch.set_num_threads(1)
 
 
 def run_samples(run: GrowingRun, k: int | None = None) -> MolSamples:
@@ -413,15 +426,16 @@ def rate_kind(method: str, scoring: str = "fast") -> tuple[str, str]:
 def cached_samples(fingerprints: tuple[str, ...], beta: float, comp_key: tuple | None, method: str, u_source: str,
                    n: int, seed: int, _models: list, _composition: A.Composition | None, _classifier: Any = None,
                    scoring: str = "fast", seh_ok: bool = True, clf_token: Any = None,
-                   progress: Progress | None = None) -> MolSamples:
+                   progress: Progress | None = None, stop: Any = None) -> MolSamples:
     """:func:`draw_samples`, once per process and :func:`sample_key` (underscored arguments are not part of the
     key); ``progress(done, n)`` follows the run when it samples here, or the prefetch thread's run of the same
-    set while it is in flight."""
+    set while it is in flight. ``stop()`` (the prefetch thread's: its view changed) stops the run between two
+    batches with :class:`~sculpt_core.app.mol_store.RunStopped`; what it drew is kept for the next caller."""
     key = sample_key(fingerprints, beta, comp_key, method, u_source, n, seed, scoring, seh_ok, clf_token)
     run = _run_of(key, _models, beta, _composition, method, n, seed, u_source, _classifier, scoring)
 
     def compute(report: Progress) -> MolSamples:
-        SAMPLES.run(key, run).grow_to(int(n), report)  # the run a first batch started, continued
+        SAMPLES.run(key, run).grow_to(int(n), report, stop=stop)  # the run a first batch started, continued
         got = run_samples(SAMPLES.run(key, run))
         RATES.record(rate_kind(method, scoring), len(got.smiles), got.seconds)
         return got
@@ -467,11 +481,12 @@ def neighbour_jobs(fingerprints: tuple[str, ...], models: list, beta: float, win
     then α + 0.02), each filling exactly the :func:`cached_samples` (and ``cached_diversity``) entries that view
     reads. Classifier guidance moves only α (its classifier is tied to one β). ``method`` "compare" prefetches
     each of ``methods`` (the ones the comparison runs). A running job stops at its next sampling step once the
-    prefetcher is shut down (interpreter exit)."""
+    prefetcher is shut down (interpreter exit), and before its next batch once the view changed (what it drew is
+    kept: the run goes on when that set is asked for again)."""
     from sculpt_core.app.mol_prefetch import neighbour_values, prefetcher
     from sculpt_core.core.operators import build_composition, composition_key
 
-    stop = prefetcher().check_open
+    stop, stale = prefetcher().check_open, prefetcher().stale
     runs = list(methods or ()) if method == "compare" else [method]
 
     def view(a: float | None, b: float, meth: str):
@@ -479,12 +494,12 @@ def neighbour_jobs(fingerprints: tuple[str, ...], models: list, beta: float, win
             comp = build_composition(op, len(models), a, labels, weights)
             got = cached_samples(fingerprints, b, composition_key(comp), meth, u_source, n, seed, models, comp,
                                  classifier if meth == "classifier" else None, scoring=scoring, seh_ok=seh_ok,
-                                 clf_token=clf_token, progress=stop)
+                                 clf_token=clf_token, progress=stop, stop=stale)
             cached_diversity(tuple(got.smiles))
             if b != beta:
                 for mod, fp in zip(models, fingerprints):
                     base = cached_samples((fp,), b, None, "base", "trajectory", n, seed, [mod], None,
-                                          scoring="fast", seh_ok=seh_ok, progress=stop)
+                                          scoring="fast", seh_ok=seh_ok, progress=stop, stop=stale)
                     cached_diversity(tuple(base.smiles))
         return job
 

@@ -18,7 +18,7 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from sculpt_core.app import molecules as M  # noqa: E402
 from sculpt_core.app.mol_prefetch import prefetcher  # noqa: E402
-from sculpt_core.app.mol_store import GrowingRun, SampleStore  # noqa: E402
+from sculpt_core.app.mol_store import GrowingRun, RunStopped, SampleStore  # noqa: E402
 from sculpt_core.core.operators import build_composition  # noqa: E402
 
 from helpers import molecule_page  # noqa: E402
@@ -87,13 +87,21 @@ def test_growing_run_batches_progress_waiters_and_breakage():
     worker.join(10)
     assert shared.drawn == [4, 8, 8] and waited[-1] == (4, 4)
 
+    stopped = _fake_run(20)
+    stopped.grow_to(4)
+    with pytest.raises(RunStopped):
+        stopped.grow_to(20, stop=lambda: True)  # asked before each batch: nothing drawn, the run intact
+    assert not stopped.broken and stopped.drawn == [4]
+    stopped.grow_to(20)
+    assert stopped.drawn == [4, 8, 8] and stopped.smiles[:4] == ["C1_0", "C1_1", "C1_2", "C1_3"]
+
     broken = _fake_run(20, fail_at=2)
     broken.grow_to(4)
     with pytest.raises(RuntimeError):
         broken.grow_to(20)
     assert broken.broken and len(broken) == 4
     store = SampleStore(16)
-    assert store.run("k", lambda: broken) is broken or True
+    store._runs["k"] = broken
     fresh = store.run("k", lambda: _fake_run(20))
     assert fresh is not broken and store.held("k") == 0  # a broken run is started again, not continued
     store.put("k", "value")
