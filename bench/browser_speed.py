@@ -81,7 +81,10 @@ def browser_moves(url: str, moves: int, chromium: str, dwell_ms: int = 300) -> d
             page.wait_for_function(f"(before) => ({RUNNING})() && ({SIGNATURE})() !== before", arg=before,
                                    timeout=300_000, polling=10)
             latencies.append(time.perf_counter() - start)
-            page.wait_for_function(f"() => ({RUNNING})() && !({GROWING})()", timeout=300_000, polling=10)
+            if page.evaluate(GROWING):  # drawn from a first batch: wait for the figures of the full view
+                partial = page.evaluate(SIGNATURE)
+                page.wait_for_function(f"(partial) => ({RUNNING})() && !({GROWING})() && ({SIGNATURE})() !== partial",
+                                       arg=partial, timeout=300_000, polling=10)
             full.append(time.perf_counter() - start)
             page.wait_for_timeout(dwell_ms)  # the user looks (the molecule page prefetches the next views meanwhile)
         browser.close()
