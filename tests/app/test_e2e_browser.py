@@ -350,7 +350,8 @@ def test_molecule_page_samples_and_draws(app_url, browser):
         alpha_before, kde_before = _slider_value(page, "m_alpha"), _figure(page, MOL_KDE)
         assert kde_before is not None, "no plotly data in the reward KDE"
         _press(page, "m_alpha", "ArrowRight", 5)
-        kde_after = _wait_figure_changed(page, MOL_KDE, kde_before, 90_000)
+        _wait_figure_changed(page, MOL_KDE, kde_before, 90_000)  # the first batch of 16 may come first …
+        kde_after = _wait_full_view(page, MOL_KDE)  # … then the full set; compare that one after the reload
         alpha_after = _slider_value(page, "m_alpha")
         assert alpha_after == pytest.approx(alpha_before + 0.05)
         assert f"alpha={alpha_after:g}" in page.url, page.url
@@ -369,6 +370,23 @@ def test_molecule_page_samples_and_draws(app_url, browser):
 
 
 MOL_KDE = ".st-key-fig_kde .js-plotly-plot"
+GROWING_JS = "() => !(document.querySelector(\"section[data-testid='stMain']\") || document.body).innerText.includes('growing…')"
+
+
+def _wait_full_view(page, selector: str, timeout_s: float = 90.0) -> str:
+    """Wait until the molecule page shows its full sample sets (no "growing…" note, the page idle) and its figure
+    stays the same for 1 s; returns that figure's fingerprint."""
+    deadline = time.monotonic() + timeout_s
+    page.wait_for_function(GROWING_JS, timeout=timeout_s * 1000)
+    _wait_idle(page, int(timeout_s * 1000))
+    last = _figure(page, selector)
+    while time.monotonic() < deadline:
+        page.wait_for_timeout(1000)
+        now = _figure(page, selector)
+        if now == last and page.evaluate(GROWING_JS):
+            return now
+        last = now
+    pytest.fail("the molecule view did not settle on its full sample sets")
 
 
 def _image_srcs(page, selector: str) -> list[str]:
