@@ -11,9 +11,11 @@ to the first change. Prints ONE JSON line: p50/p95 per page; the page's first op
 run, the page's in-process rerun time after the same α moves (Streamlit ``AppTest``: no browser, no network, no
 rendering; a molecule move there is its first-batch run).
 
-Targets (issue 17): grid ≤ 200 ms p50, molecule ≤ 400 ms p50 at the default view size.
+Targets (issue 17): grid ≤ 200 ms p50, molecule ≤ 400 ms p50 at the default view size for an α move, molecule
+≤ 1 s p50 for a β move (``--slider beta``).
 
-Usage: python bench/browser_speed.py [--moves 8] [--pages grid,molecule] [--dwell-ms 300] [--chromium /usr/bin/chromium]
+Usage: python bench/browser_speed.py [--moves 8] [--pages grid,molecule] [--slider alpha|beta] [--dwell-ms 300]
+[--chromium /usr/bin/chromium]
 
 The in-process baseline runs with ``SCULPT_PREFETCH`` as set (prefetch on by default; its AppTest moves follow one
 another without a pause, so they mostly measure sampling).
@@ -37,6 +39,10 @@ from timing import latency_summary  # noqa: E402
 
 PAGES = {"grid": ("grid_sculpting", "pages/grid_sculpting.py"), "molecule": ("molecule_sculpting", "pages/molecule_sculpting.py")}
 ALPHA_LABEL = "α (eq. 7"
+#: --slider: the label a slider's text starts with, and one arrow-key step of it (β: the molecule page only).
+SLIDERS = {"alpha": (ALPHA_LABEL, 0.01), "beta": ("β (reward exponent", 1.0)}
+#: Issue 17's p50 targets per (page, slider), in ms.
+TARGETS = {("grid", "alpha"): 200, ("molecule", "alpha"): 400, ("molecule", "beta"): 1000}
 RUNNING = "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
 SIGNATURE = """() => {
   const main = document.querySelector('section[data-testid="stMain"]') || document.body;
@@ -59,7 +65,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def browser_moves(url: str, moves: int, chromium: str, dwell_ms: int = 300) -> dict:
+def browser_moves(url: str, moves: int, chromium: str, dwell_ms: int = 300, label: str = ALPHA_LABEL) -> dict:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
@@ -71,7 +77,7 @@ def browser_moves(url: str, moves: int, chromium: str, dwell_ms: int = 300) -> d
         page.wait_for_timeout(500)
         page.wait_for_function(RUNNING, timeout=300_000)
         first_open = time.perf_counter() - t0
-        slider = page.locator('[data-testid="stSlider"]').filter(has_text=ALPHA_LABEL).get_by_role("slider").first
+        slider = page.locator('[data-testid="stSlider"]').filter(has_text=label).get_by_role("slider").first
         latencies, full = [], []
         for _ in range(moves):
             before = page.evaluate(SIGNATURE)
@@ -91,18 +97,18 @@ def browser_moves(url: str, moves: int, chromium: str, dwell_ms: int = 300) -> d
     return {"first_open_s": round(first_open, 2), **latency_summary(latencies), "full_view": latency_summary(full)}
 
 
-def in_process_moves(page_file: str, moves: int) -> dict:
+def in_process_moves(page_file: str, moves: int, label: str = ALPHA_LABEL, step: float = 0.01) -> dict:
     from streamlit.testing.v1 import AppTest
 
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
     at.switch_page(page_file).run()
-    slider = next(s for s in at.slider if s.label.startswith(ALPHA_LABEL))
+    slider = next(s for s in at.slider if s.label.startswith(label))
     times = []
     value = float(slider.value)
     for _ in range(moves):
-        value = round(value + 0.01, 2)
+        value = round(value + step, 2)
         t0 = time.perf_counter()
-        next(s for s in at.slider if s.label.startswith(ALPHA_LABEL)).set_value(value).run()
+        next(s for s in at.slider if s.label.startswith(label)).set_value(value).run()
         times.append(time.perf_counter() - t0)
     return latency_summary(times)
 
@@ -114,26 +120,34 @@ def main() -> None:
     ap.add_argument("--chromium", default="/usr/bin/chromium")
     ap.add_argument("--dwell-ms", type=int, default=300,
                     help="pause after each move before the next key press (a user looking at the view; default 300)")
+    ap.add_argument("--slider", choices=sorted(SLIDERS), default="alpha",
+                    help="the slider moved by → (beta: the molecule page only; one step is β + 1)")
     args = ap.parse_args()
-    out: dict = {"bench": "browser_speed", "moves": args.moves, "dwell_ms": args.dwell_ms, "load_avg_start": round(os.getloadavg()[0], 2)}
+    pages = args.pages.split(",")
+    if any(name not in PAGES for name in pages):
+        raise SystemExit(f"error: --pages takes {', '.join(PAGES)}, got {args.pages!r}")
+    if any((name, args.slider) not in TARGETS for name in pages):
+        raise SystemExit(f"error: --slider {args.slider} is measured on {[k[0] for k in TARGETS if k[1] == args.slider]} only")
+    label, step = SLIDERS[args.slider]
+    out: dict = {"bench": "browser_speed", "moves": args.moves, "dwell_ms": args.dwell_ms, "slider": args.slider,
+                 "load_avg_start": round(os.getloadavg()[0], 2)}
     port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless=true",
                                f"--server.port={port}", "--browser.gatherUsageStats=false"], cwd=ROOT,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         time.sleep(6)
-        for name in args.pages.split(","):
+        for name in pages:
             path, page_file = PAGES[name]
             out[name] = {"browser": browser_moves(f"http://127.0.0.1:{port}/{path}", args.moves, args.chromium,
-                                                   args.dwell_ms)}
-            out[name]["in_process_rerun"] = in_process_moves(page_file, args.moves)
+                                                   args.dwell_ms, label)}
+            out[name]["in_process_rerun"] = in_process_moves(page_file, args.moves, label, step)
             print(name, out[name], file=sys.stderr, flush=True)
     finally:
         server.terminate()
-    targets = {"grid": 200, "molecule": 400}
-    for name in args.pages.split(","):
-        out[name]["target_p50_ms"] = targets[name]
-        out[name]["ok"] = out[name]["browser"]["p50_ms"] <= targets[name]
+    for name in pages:
+        out[name]["target_p50_ms"] = TARGETS[(name, args.slider)]
+        out[name]["ok"] = out[name]["browser"]["p50_ms"] <= TARGETS[(name, args.slider)]
     out["load_avg_end"] = round(os.getloadavg()[0], 2)
     print(json.dumps(out))
 
