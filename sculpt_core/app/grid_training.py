@@ -6,6 +6,7 @@ model replaces a base the user chose.
 
 from __future__ import annotations
 
+import math
 import re
 import statistics
 from pathlib import Path
@@ -41,9 +42,16 @@ def target_distribution(log_reward: torch.Tensor, temperature: float) -> np.ndar
 def manifest_seconds_per_step(models: Mapping[str, Any], beta_conditioned: bool) -> float | None:
     """The median training seconds per step of the shipped grid models of the same kind (β-conditioned or not),
     from their manifest entries; None when none says."""
-    rates = [float(e["train_seconds"]) / float(e["steps"]) for e in models.values()
-             if isinstance(e, Mapping) and e.get("train_seconds") and e.get("steps")
-             and ("beta_range" in e) == beta_conditioned]
+    rates = []
+    for e in models.values() if isinstance(models, Mapping) else ():
+        if not isinstance(e, Mapping) or ("beta_range" in e) != beta_conditioned:
+            continue
+        try:
+            rate = float(e["train_seconds"]) / float(e["steps"])
+        except (KeyError, TypeError, ValueError, ZeroDivisionError):
+            continue  # an entry without usable figures says nothing
+        if math.isfinite(rate) and rate > 0:
+            rates.append(rate)
     return statistics.median(rates) if rates else None
 
 

@@ -339,6 +339,9 @@ def test_upload_is_previewed_with_a_time_estimate(app_env):
     assert GT.manifest_seconds_per_step({"a": {"steps": 100, "train_seconds": 10.0},
                                          "b": {"steps": 10, "train_seconds": 3.0, "beta_range": [1, 2]}},
                                         False) == pytest.approx(0.1)
+    hostile = {"x": {"steps": 0, "train_seconds": 1.0}, "y": {"steps": "ten", "train_seconds": 2.0}, "z": [1, 2],
+               "w": {"steps": 10, "train_seconds": float("nan")}}
+    assert GT.manifest_seconds_per_step(hostile, False) is None and GT.manifest_seconds_per_step([1], False) is None
 
 
 # ----- training in the page ------------------------------------------------------------------------------------
