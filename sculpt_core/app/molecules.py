@@ -432,7 +432,7 @@ def cached_samples(fingerprints: tuple[str, ...], beta: float, comp_key: tuple |
     set while it is in flight. ``stop()`` (the prefetch thread's: its view changed) stops the run between two
     batches with :class:`~sculpt_core.app.mol_store.RunStopped`; what it drew is kept for the next caller."""
     key = sample_key(fingerprints, beta, comp_key, method, u_source, n, seed, scoring, seh_ok, clf_token)
-    run = _run_of(key, _models, beta, _composition, method, n, seed, u_source, _classifier, scoring)
+    run = _run_of(_models, beta, _composition, method, n, seed, u_source, _classifier, scoring)
 
     def compute(report: Progress) -> MolSamples:
         SAMPLES.run(key, run).grow_to(int(n), report, stop=stop)  # the run a first batch started, continued
@@ -443,8 +443,8 @@ def cached_samples(fingerprints: tuple[str, ...], beta: float, comp_key: tuple |
     return SAMPLES.get_or_compute(key, compute, progress)
 
 
-def _run_of(key: tuple, models, beta, composition, method, n, seed, u_source, classifier, scoring):
-    """``make()`` of the store's growing run for ``key`` (the page's batches: :data:`PAGE_FIRST`, then
+def _run_of(models, beta, composition, method, n, seed, u_source, classifier, scoring):
+    """``make()`` of the store's growing run of these inputs (the page's batches: :data:`PAGE_FIRST`, then
     :data:`PAGE_BATCH`)."""
     return lambda: new_run(models, beta, composition, method, n, seed, u_source, classifier, PAGE_BATCH, scoring,
                            first=PAGE_FIRST)
@@ -459,7 +459,7 @@ def first_samples(fingerprints: tuple[str, ...], beta: float, comp_key: tuple | 
     key = sample_key(fingerprints, beta, comp_key, method, u_source, n, seed, scoring, seh_ok, clf_token)
     if (got := SAMPLES.get(key)) is not None:
         return got
-    run = SAMPLES.run(key, _run_of(key, _models, beta, _composition, method, n, seed, u_source, _classifier,
+    run = SAMPLES.run(key, _run_of(_models, beta, _composition, method, n, seed, u_source, _classifier,
                                    scoring))
     run.grow_to(first, progress)
     got = run_samples(run, first)
