@@ -97,13 +97,16 @@ def load_state_dict_checked(module: torch.nn.Module, state: Any, path: str | Pat
         raise SculptError(f"{path}: weights contain NaN or infinite values")
 
 
-def weights_fingerprint(net: "torch.nn.Module", extra: tuple = ()) -> str:
+def weights_fingerprint(net: "torch.nn.Module", extra: tuple = (), exclude: tuple[str, ...] = ()) -> str:
     """Short sha256 of a network's weights (keys sorted), then of the ``extra`` tensors: ties a guidance
-    classifier to the exact base models it was trained on (a retrained base with the same name no longer matches)."""
+    classifier to the exact base models it was trained on (a retrained base with the same name no longer matches).
+    Weights whose key starts with one of the ``exclude`` prefixes are left out (parts nothing downstream reads)."""
     import hashlib
 
     digest = hashlib.sha256()
     for key, value in sorted(net.state_dict().items()):
+        if exclude and key.startswith(exclude):
+            continue
         digest.update(key.encode())
         digest.update(value.detach().cpu().contiguous().numpy().tobytes())
     for value in extra:

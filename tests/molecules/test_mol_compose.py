@@ -508,7 +508,7 @@ def test_cli_train_classifier_and_composed_sampling(env, tmp_path, capsys):
     code, out, err = _cli(["mol", "train-classifier", "--bases", paths[0], "--steps", "2", "--out", str(clf)], capsys)
     assert code == 2 and "at least two" in err
     # a base model retrained under the same file: the classifier no longer matches it and says so
-    assert meta["base_fingerprints"] == [MolBaseModel.load(p).fingerprint() for p in paths]
+    assert meta["base_fingerprints"] == [MolBaseModel.load(p).policy_fingerprint() for p in paths]
     retrained = MolBaseModel.load(paths[1])
     with torch.no_grad():
         next(retrained.net.parameters()).add_(0.01)
@@ -623,7 +623,7 @@ def test_a_classifier_without_fingerprints_is_never_used_on_trust(env, tmp_path)
     with pytest.raises(SculptError, match="records no weight fingerprints"):
         load_classifier_for(models, 24.0, str(old))
     tied = save_mol_classifier(tmp_path / "tied.pt", net, ["b0", "b1"],
-                               {"beta": 24.0, "base_fingerprints": [m.fingerprint() for m in models]})
+                               {"beta": 24.0, "base_fingerprints": [m.policy_fingerprint() for m in models]})
     assert load_classifier_for(models, 24.0, str(tied))[1] == ["b0", "b1"]
     with pytest.raises(SculptError, match="other versions"):
         load_classifier_for(models[::-1], 24.0, str(tied))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -93,6 +94,29 @@ def cmd_mol_train(args: argparse.Namespace) -> dict:
             "seconds_per_step": round(info["seconds"] / max(info["steps"], 1), 4), "beta_range": list(beta_range),
             "eval_beta": eval_beta, "high_frac": info.get("high_frac"), "uniqueness": info.get("uniqueness"),
             "eval_mean_reward": info.get("eval_mean_reward"), "device": model.meta.get("device"), "out": args.out}
+
+
+def cmd_mol_fit_flow(args: argparse.Namespace) -> dict:
+    """Refit a base model's state-flow head to its reaching probabilities (policy frozen, classifiers stay tied)."""
+    from sculpt_core.domains.molecules.flow_fit import FlowFitConfig, fit_flow_head
+    from sculpt_core.domains.molecules.model import MolBaseModel
+    from sculpt_core.domains.molecules.zoo import load_mol_model, resolve_mol_model_path
+
+    try:
+        betas = tuple(float(b) for b in args.betas.split(","))
+    except ValueError:
+        raise SculptError(f"--betas must be comma-separated numbers, got {args.betas!r}") from None
+    cfg = FlowFitConfig(betas=betas, n_traj=args.n_traj, k=args.k, max_states=args.max_states, steps=args.steps,
+                        seed=args.seed)
+    model = MolBaseModel.load(resolve_mol_model_path(args.model))  # a private copy: its head is modified
+    model.name = args.name or model.name
+    names = [b for b in (args.behaviours or "").split(",") if b.strip()]
+    behaviours = [load_mol_model(b.strip()) for b in names]
+    figures = fit_flow_head(model, behaviours, cfg, log=lambda msg: print(msg, file=sys.stderr, flush=True))
+    model.meta["flow_fit"] = figures
+    model.meta["has_flow"] = True
+    model.save(args.out)
+    return {**figures, "model": args.model, "out": args.out}
 
 
 # ----- mol sample: composed methods ---------------------------------------------------------------------------
@@ -269,7 +293,7 @@ def cmd_mol_train_classifier(args: argparse.Namespace) -> dict[str, Any]:
 
         init, init_bases, init_meta = load_mol_classifier(resolve_mol_classifier(args.init))
         if init_bases != [m.name for m in models] or float(init_meta.get("beta", args.beta)) != float(args.beta) \
-                or init_meta.get("base_fingerprints", [m.fingerprint() for m in models]) != [m.fingerprint() for m in models]:
+                or init_meta.get("base_fingerprints", [m.policy_fingerprint() for m in models]) != [m.policy_fingerprint() for m in models]:
             raise SculptError(f"--init {args.init} was trained for bases {','.join(init_bases)} at β = "
                               f"{init_meta.get('beta')}, not {','.join(m.name for m in models)} at β = {args.beta:g}")
     from sculpt_core.domains.molecules.classifier import MolClassifierConfig
@@ -287,7 +311,7 @@ def cmd_mol_train_classifier(args: argparse.Namespace) -> dict[str, Any]:
     base_names = [m.name for m in models]
     total_steps = info["steps"] + int(init_meta.get("steps", 0))  # a continued run counts the earlier steps too
     total_seconds = round(info["seconds"] + float(init_meta.get("seconds", 0.0)), 1)
-    meta = {"bases": base_names, "base_fingerprints": [m.fingerprint() for m in models], "beta": float(args.beta),
+    meta = {"bases": base_names, "base_fingerprints": [m.policy_fingerprint() for m in models], "beta": float(args.beta),
             "alpha_cond": bool(args.alpha_cond), "n_labels": labels,
             "action_head": not args.no_action_head, "distill_actions": args.distill_actions,
             "objective": args.objective, "steps": total_steps, "seconds": total_seconds,
@@ -305,7 +329,7 @@ def cmd_mol_train_classifier(args: argparse.Namespace) -> dict[str, Any]:
 
 # ----- registration ---------------------------------------------------------------------------------------
 def register(commands: argparse._SubParsersAction, zoo: argparse._SubParsersAction) -> None:
-    """Add ``mol score|train|sample|train-classifier|emd`` and ``zoo build-mol-map`` (the paper's Fig. 4 map)."""
+    """Add ``mol score|train|fit-flow|sample|train-classifier|emd`` and ``zoo build-mol-map`` (the paper's Fig. 4 map)."""
     p = commands.add_parser("score", help="score SMILES with the sEH proxy, SA and QED rewards")
     p.add_argument("--in", dest="infile", required=True, help=".smi (one SMILES per line) or .csv with a 'smiles' column")
     p.add_argument("--out", required=True, help="output CSV: smiles,valid,proxy_raw,seh_reward,qed,sa_score,sa_reward")
@@ -332,6 +356,22 @@ def register(commands: argparse._SubParsersAction, zoo: argparse._SubParsersActi
     p.add_argument("--device", type=device_arg, default=None, help="torch device (default: CUDA if available)")
     p.add_argument("--name", default=None, help="model name stored in the checkpoint (default: the reward)")
     p.set_defaults(func=cmd_mol_train)
+
+    p = commands.add_parser("fit-flow", help="refit a base model's state-flow head to its reaching probabilities "
+                                             "(flow-u reaching; the policy and its classifiers are unchanged)")
+    p.add_argument("--model", required=True, help="zoo name or .pt path of the model whose flow head is refitted")
+    p.add_argument("--behaviours", default="", help="other models (comma-separated) whose roll-outs, alone and in "
+                                                    "the ensemble with --model, widen the pool of fitted states")
+    p.add_argument("--betas", default="32", help="comma-separated β values to fit at")
+    p.add_argument("--out", required=True, help="output checkpoint .pt (written atomically)")
+    p.add_argument("--n-traj", type=int_arg(1, MAX_MOLECULES), default=256, help="roll-outs per behaviour and β")
+    p.add_argument("--k", type=int_arg(1, 4096), default=6, help="backward paths per state for its log u estimate")
+    p.add_argument("--max-states", type=int_arg(1, 10_000_000), default=6000,
+                   help="fit at most this many state classes (a random subset; ~6 ms per state and path)")
+    p.add_argument("--steps", type=STEPS, default=4000, help="Adam steps of the head")
+    p.add_argument("--seed", type=seed_arg, default=0)
+    p.add_argument("--name", default=None, help="model name stored in the checkpoint (default: unchanged)")
+    p.set_defaults(func=cmd_mol_fit_flow)
 
     p = commands.add_parser("sample", help="sample molecules from base models (or a composition of them)")
     p.add_argument("--bases", required=True, help="comma-separated zoo names (assets manifest mol_models) or .pt paths")

@@ -177,7 +177,7 @@ def build_fig4(n: int = 2000, seed: int = 0, beta: float = 32.0, scoring: str = 
         "paper_note": "Garipov et al. 2023, Table G.5 / Fig. 4: ~5000 molecules per set, ot.emd2 with POT's "
                       "default numItermax",
         "settings": {"n_per_set": n, "seed": seed, "beta": beta, "method": "classifier", "scoring": scoring,
-                     "bases": [m.name for m in models], "base_fingerprints": [m.fingerprint() for m in models],
+                     "bases": [m.name for m in models], "base_fingerprints": [m.policy_fingerprint() for m in models],
                      "classifier": "+".join(clf_bases), "classifier_steps": clf_meta.get("steps"),
                      "ground_cost": "clip(1/(Tanimoto+1e-8) - 1, 0, 100), Morgan r=3 2048 bits",
                      "solver": "ot.emd2 (exact, numItermax = max(1e5, 50 n m))", "weights": "uniform"},

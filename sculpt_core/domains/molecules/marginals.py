@@ -65,26 +65,31 @@ def _same_class_actions(env: FragmentEnv, parent: FragState, action: int, valid:
 
 @torch.no_grad()
 def backward_log_weights(bases, molecules: Sequence[FragState], k: int = 16,
-                         generator: torch.Generator | None = None) -> torch.Tensor:
+                         generator: torch.Generator | None = None, stop: bool = True) -> torch.Tensor:
     """log [P_iF(τ) / Q(τ | x)] for ``k`` class-level backward paths τ from every molecule x: ``[m, N, k]``
     float64 (see the module docstring).
 
-    ``bases``: :class:`~sculpt_core.domains.molecules.compose.MolBases` (every model at one β, same environment)."""
+    ``bases``: :class:`~sculpt_core.domains.molecules.compose.MolBases` (every model at one β, same environment).
+    ``stop=False``: the paths end at the state without its Stop, so the weights estimate the reaching
+    probability u_i(s) of any state (partial graphs and s0 included; log u(s0) = 0)."""
     if not (isinstance(k, int) and k >= 1):
         raise SculptError(f"the number of backward paths must be a positive integer, got {k!r}")
     if len(molecules) == 0:
         raise SculptError("no molecules given")
     env = bases.env
-    if any(len(x.frags) == 0 for x in molecules):
+    if stop and any(len(x.frags) == 0 for x in molecules):
         raise SculptError("the empty graph is not a molecule")
     gen = generator if generator is not None else torch.Generator().manual_seed(0)
     keys = _Keys()
     chains = [x for x in molecules for _ in range(k)]
-    log_w = bases.log_pf(chains)[:, :, env.stop_action].clone()  # [m, C]: the Stop at x
-    if not torch.isfinite(log_w).all():
-        raise SculptError("some molecule cannot stop here (not a complete state of this environment)")
+    if stop:
+        log_w = bases.log_pf(chains)[:, :, env.stop_action].clone()  # [m, C]: the Stop at x
+        if not torch.isfinite(log_w).all():
+            raise SculptError("some molecule cannot stop here (not a complete state of this environment)")
+    else:
+        log_w = torch.zeros(bases.m, len(chains), dtype=torch.float64)
     current = list(chains)
-    active = torch.arange(len(chains))
+    active = torch.tensor([c for c, x in enumerate(chains) if len(x.frags) > 0], dtype=torch.long)
     while active.numel():
         states = [current[c] for c in active.tolist()]
         options = [env.parents(s) for s in states]
@@ -111,4 +116,11 @@ def log_marginals(bases, molecules: Sequence[FragState], k: int = 16,
     return torch.logsumexp(backward_log_weights(bases, molecules, k, generator), 2) - math.log(k)
 
 
-__all__ = ["backward_log_weights", "log_marginals"]
+def log_reaching(bases, states: Sequence[FragState], k: int = 16,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+    """Estimated log u_i(s), the probability that model i's trajectory passes through (the class of) s, for every
+    base model and state ``[m, N]``: log-mean-exp over ``k`` backward paths without the Stop."""
+    return torch.logsumexp(backward_log_weights(bases, states, k, generator, stop=False), 2) - math.log(k)
+
+
+__all__ = ["backward_log_weights", "log_marginals", "log_reaching"]

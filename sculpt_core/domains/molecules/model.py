@@ -152,9 +152,16 @@ class MolBaseModel:
         return self.log_pb
 
     def fingerprint(self) -> str:
-        """Short sha256 of the network weights: ties a guidance classifier to the exact base models it was
-        trained on (a retrained base with the same name no longer matches)."""
+        """Short sha256 of all network weights, the flow head included (keys of sample caches: flow-u reaching
+        reads the flow head)."""
         return weights_fingerprint(self.net)
+
+    def policy_fingerprint(self) -> str:
+        """Short sha256 of the weights the forward policy and log Z depend on: everything but the state-flow head,
+        which reads the trunk detached (refitting it, :mod:`~sculpt_core.domains.molecules.flow_fit`, changes no
+        p_F). Ties a guidance classifier to the base models it was trained on: classifiers are trained on p_F only,
+        so a retrained policy no longer matches and a refitted flow head still does."""
+        return weights_fingerprint(self.net, exclude=("flow_head.",))
 
     # ----- persistence -------------------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:

@@ -52,17 +52,30 @@ class MolPolicyConfig:
     cond_bins: int = 32
     beta_low: float = 0.0
     beta_high: float = 96.0
+    #: state-flow head: ``flow_hidden`` units (0 = ``hidden``) × ``flow_layers``; ``flow_depth`` adds a one-hot of
+    #: the state's depth (nodes + set stems) to its input, which the mean-pooled embedding does not carry and
+    #: log u(s) mostly grows with (a refitted head, :mod:`~sculpt_core.domains.molecules.flow_fit`)
+    flow_hidden: int = 0
+    flow_layers: int = 2
+    flow_depth: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("n_frags", "max_frags", "hidden", "n_layers", "cond_bins"):
+        for name in ("n_frags", "max_frags", "hidden", "n_layers", "cond_bins", "flow_layers"):
             value = getattr(self, name)
             if not (isinstance(value, int) and value >= 1):
                 raise SculptError(f"{name} must be a positive integer, got {value!r}")
+        if not (isinstance(self.flow_hidden, int) and self.flow_hidden >= 0 and isinstance(self.flow_depth, bool)):
+            raise SculptError(f"flow_hidden must be an integer ≥ 0 and flow_depth a boolean, got {self}")
         if self.cond_bins < 2 or not self.beta_low < self.beta_high:
             raise SculptError(f"thermometer needs ≥ 2 bins and beta_low < beta_high, got {self}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @property
+    def max_depth(self) -> int:
+        """Deepest state: every node placed and both stems of every edge set."""
+        return self.max_frags + 2 * (self.max_frags - 1)
 
 
 @dataclass
@@ -134,7 +147,8 @@ class MolPolicyNet(nn.Module):
         self.add_head = mlp(2 * h, h, 1, F)
         self.edge_head = mlp(4 * h, h, 1, MAX_STEMS)
         # the flow head reads the trunk DETACHED (see forward) so DB gradients never move the policy
-        self.flow_head = mlp(2 * h, h, 2, 1)
+        depth_dim = cfg.max_depth + 1 if cfg.flow_depth else 0
+        self.flow_head = mlp(2 * h + depth_dim, cfg.flow_hidden or h, cfg.flow_layers, 1)
         self.log_z_net = mlp(cfg.cond_bins, h, 2, 1)
 
     # ----- conditioning ----------------------------------------------------------------------------------
@@ -147,6 +161,15 @@ class MolPolicyNet(nn.Module):
         return self.log_z_net(cond).squeeze(-1)
 
     # ----- forward -----------------------------------------------------------------------------------------
+    def flow_input(self, batch: FragGraphBatch, graph_emb: torch.Tensor) -> torch.Tensor:
+        """What the flow head reads: the detached graph embedding, plus the depth one-hot when configured."""
+        x = graph_emb.detach()
+        if not self.cfg.flow_depth:
+            return x
+        set_stems = (batch.edge_stems[0::2] != MAX_STEMS).sum(1)  # column 2k holds both stems of edge k
+        depth = batch.n_nodes.to(x.device).clone().index_add_(0, batch.edge_graph, set_stems)
+        return torch.cat([x, nnf.one_hot(depth.clamp(max=self.cfg.max_depth), self.cfg.max_depth + 1).to(x.dtype)], 1)
+
     def _check(self, batch: FragGraphBatch, cond: torch.Tensor) -> None:
         B = batch.n_graphs
         if cond.shape != (B, self.cfg.cond_bins):
@@ -187,7 +210,7 @@ class MolPolicyNet(nn.Module):
             nnf.linear(e_tab, w[:, 2 * H:3 * H]).index_select(0, stem_pair) + \
             nnf.linear(g, w[:, 3 * H:], b).index_select(0, node_graph.index_select(0, src))
         set_edge = self.edge_head[1:](pre).reshape(-1, EDGE_COLS)  # rows (u→v, v→u) concatenated = [E, 12]
-        log_flow = self.log_z(cond).detach() + self.flow_head(graph_emb.detach()).squeeze(1)
+        log_flow = self.log_z(cond).detach() + self.flow_head(self.flow_input(batch, graph_emb)).squeeze(1)
         return MolPolicyOutput(stop, add_node, set_edge, log_flow)
 
     def forward_reference(self, batch: FragGraphBatch, cond: torch.Tensor) -> MolPolicyOutput:
@@ -212,7 +235,7 @@ class MolPolicyNet(nn.Module):
         edge_g = g[batch.node_graph[src]]
         per_dir = self.edge_head(torch.cat([h[src], h[dst], e, edge_g], dim=1))  # [2E, 6]
         set_edge = per_dir.reshape(-1, EDGE_COLS)  # rows (u→v, v→u) concatenated = [E, 12]
-        log_flow = self.log_z(cond).detach() + self.flow_head(graph_emb.detach()).squeeze(1)
+        log_flow = self.log_z(cond).detach() + self.flow_head(self.flow_input(batch, graph_emb)).squeeze(1)
         return MolPolicyOutput(stop, add_node, set_edge, log_flow)
 
     def masked_log_probs(self, batch: FragGraphBatch, out: MolPolicyOutput, mask: torch.Tensor) -> torch.Tensor:
