@@ -292,6 +292,11 @@ with st.expander("Base models"):
         st.markdown(f"- **{mod.name}**: reward `{mod.meta.get('reward')}`, {mod.meta.get('steps')} training steps, "
                     f"β ∈ [{mod.beta_range[0]:g}, {mod.beta_range[1]:g}], fingerprint `{fp}`")
 
+shown_before = ss.get("m_shown") or {}
+for key in ("beta", "alpha"):  # the slider moved last leads the prefetch (the next move is likely the same)
+    if shown_before and shown_before.get(key) != url_query.get(key):
+        ss["m_lead"] = key
+        break
 ss["m_shown"] = url_query  # what the figures show, for the stale note of the next view
 if growing:
     MV.arm_growing()  # this run is drawn: the growing note's fragment may rerun the page now
@@ -302,4 +307,4 @@ if MP.prefetch_enabled():  # the views one step away (after the growing sets: sc
         view_key,
         M.neighbour_jobs(fingerprints, models, beta, window, op, float(alpha) if alpha_ok else None,
                          ss.get("m_labels", ""), ss.get("m_weights", ""), method, u_source, n, seed, classifier,
-                         scoring, seh_ok, clf_token, methods=active))
+                         scoring, seh_ok, clf_token, methods=active, lead=ss.get("m_lead", "alpha")))

@@ -476,40 +476,49 @@ def classifier_token() -> tuple[float, str]:
 def neighbour_jobs(fingerprints: tuple[str, ...], models: list, beta: float, window: tuple[float, float], op: str,
                    alpha: float | None, labels: str, weights: str, method: str, u_source: str, n: int, seed: int,
                    classifier: Any = None, scoring: str = "fast", seh_ok: bool = True, clf_token: Any = None,
-                   methods: Sequence[str] | None = None) -> list:
-    """Prefetch jobs for the views one arrow-key step away (α ± 0.01 first, then β ± 1 with their base sets,
-    then α + 0.02), each filling exactly the :func:`cached_samples` (and ``cached_diversity``) entries that view
-    reads. Classifier guidance moves only α (its classifier is tied to one β). ``method`` "compare" prefetches
-    each of ``methods`` (the ones the comparison runs). A running job stops at its next sampling step once the
-    prefetcher is shut down (interpreter exit), and before its next batch once the view changed (what it drew is
-    kept: the run goes on when that set is asked for again)."""
+                   methods: Sequence[str] | None = None, lead: str = "alpha") -> list:
+    """Prefetch jobs for the views one arrow-key step away, each filling exactly the :func:`cached_samples` (and
+    ``cached_diversity``) entries that view reads. ``lead`` is the slider the user moved last: its neighbours come
+    first, since the next move is most likely the same. ``lead="alpha"``: α ± 0.01, then β ± 1 with their base sets,
+    then α + 0.02. ``lead="beta"``: first the FIRST BATCHES (:data:`PAGE_FIRST` molecules of the composition and of
+    every base set, what a staged view draws first) at β ± 1, then those sets in full, then α ± 0.01. Classifier
+    guidance moves only α (its classifier is tied to one β). ``method`` "compare" prefetches each of ``methods``
+    (the ones the comparison runs). A running job stops at its next sampling step once the prefetcher is shut down
+    (interpreter exit), and before its next batch once the view changed (what it drew is kept: the run goes on when
+    that set is asked for again)."""
     from sculpt_core.app.mol_prefetch import neighbour_values, prefetcher
     from sculpt_core.core.operators import build_composition, composition_key
 
     stop, stale = prefetcher().check_open, prefetcher().stale
     runs = list(methods or ()) if method == "compare" else [method]
 
-    def view(a: float | None, b: float, meth: str):
+    def view(a: float | None, b: float, meth: str, first_only: bool = False):
         def job() -> None:
             comp = build_composition(op, len(models), a, labels, weights)
-            got = cached_samples(fingerprints, b, composition_key(comp), meth, u_source, n, seed, models, comp,
-                                 classifier if meth == "classifier" else None, scoring=scoring, seh_ok=seh_ok,
-                                 clf_token=clf_token, progress=stop, stop=stale)
-            cached_diversity(tuple(got.smiles))
+            sets = [(fingerprints, composition_key(comp), meth, u_source, models, comp,
+                     classifier if meth == "classifier" else None)]
             if b != beta:
-                for mod, fp in zip(models, fingerprints):
-                    base = cached_samples((fp,), b, None, "base", "trajectory", n, seed, [mod], None,
-                                          scoring="fast", seh_ok=seh_ok, progress=stop, stop=stale)
-                    cached_diversity(tuple(base.smiles))
+                sets += [((fp,), None, "base", "trajectory", [mod], None, None) for mod, fp in zip(models, fingerprints)]
+            for fps, key, kind, u, mods, c, clf in sets:
+                if first_only and n >= STAGE_FROM:
+                    first_samples(fps, b, key, kind, u, n, seed, mods, c, clf, scoring=scoring, seh_ok=seh_ok,
+                                  clf_token=clf_token, progress=stop)
+                    if stale():
+                        return
+                    continue
+                got = cached_samples(fps, b, key, kind, u, n, seed, mods, c, clf, scoring=scoring, seh_ok=seh_ok,
+                                     clf_token=clf_token, progress=stop, stop=stale)
+                cached_diversity(tuple(got.smiles))
         return job
 
-    jobs = []
     alphas = neighbour_values(alpha, 0.01, *ALPHA_RANGE, ahead=2) if alpha is not None else []
-    jobs += [view(a, beta, meth) for a in alphas[:2] for meth in runs]
-    jobs += [view(alpha, b, meth) for b in neighbour_values(beta, 1.0, *window) for meth in runs
-             if meth != "classifier"]
-    jobs += [view(a, beta, meth) for a in alphas[2:3] for meth in runs]
-    return jobs
+    betas = neighbour_values(beta, 1.0, *window)
+    near_alpha = [view(a, beta, meth) for a in alphas[:2] for meth in runs]
+    near_beta = [view(alpha, b, meth) for b in betas for meth in runs if meth != "classifier"]
+    if lead == "beta":
+        first_beta = [view(alpha, b, meth, first_only=True) for b in betas for meth in runs if meth != "classifier"]
+        return first_beta + near_beta + near_alpha
+    return near_alpha + near_beta + [view(a, beta, meth) for a in alphas[2:3] for meth in runs]
 
 
 __all__ = ["COMPARE_METHODS", "MOL_METHODS", "MOL_SCORINGS", "MOL_SCORING_CAPTIONS", "MOL_U_CAPTIONS",

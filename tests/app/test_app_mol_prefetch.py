@@ -115,6 +115,30 @@ def test_the_next_alpha_step_is_a_cache_hit_after_prefetch(monkeypatch):
     assert prefetcher().wait_idle(240)
 
 
+def test_after_a_beta_move_the_first_batches_one_beta_step_away_come_first(mol_env_assets):
+    """``lead="beta"``: the first jobs draw only the first batch of the composition and of every base set at β ± 1
+    (what the staged view draws first), so the next β step is drawn from the store; the full sets come next."""
+    from sculpt_core.core.operators import build_composition, composition_key
+    from sculpt_core.domains.molecules.zoo import load_mol_model
+
+    models = [load_mol_model("seh"), load_mol_model("sa")]
+    fps = tuple(m.fingerprint() for m in models)
+    seed, n = 11, M.STAGE_FROM  # a seed no other test uses
+    args = (fps, models, 32.0, (0.0, 96.0), "hm", 0.5, "1,2", "", "reaching", "trajectory", n, seed)
+    by_alpha, by_beta = M.neighbour_jobs(*args), M.neighbour_jobs(*args, lead="beta")
+    assert len(by_beta) == 6 and len(by_alpha) == 5  # β ± 1 first batches, β ± 1 full, α ± 0.01 full
+    comp_key = composition_key(build_composition("hm", 2, 0.5, "1,2", ""))
+    keys = [M.sample_key(fps, 33.0, comp_key, "reaching", "trajectory", n, seed)]
+    keys += [M.sample_key((fp,), 33.0, None, "base", "trajectory", n, seed) for fp in fps]
+    prefetcher().schedule(("beta lead", 1), [by_beta[0]])  # β + 1, first batches only
+    assert prefetcher().wait_idle(120)
+    for key in keys:
+        assert M.SAMPLES.get(key) is None and M.SAMPLES.held(key) == M.PAGE_FIRST, key
+    prefetcher().schedule(("beta lead", 2), [by_beta[2]])  # β + 1 in full
+    assert prefetcher().wait_idle(120)
+    assert all(M.SAMPLES.get(key) is not None and len(M.SAMPLES.get(key).smiles) == n for key in keys)
+
+
 # ----- interpreter exit: the atexit hook stops and joins the worker --------------------------------------------
 ABORT = "terminate called without an active exception"
 
