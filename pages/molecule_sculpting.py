@@ -98,6 +98,8 @@ if method in ("classifier", "compare"):
 if method in ("reaching", "compare"):
     u_source = sb.radio("Reaching probabilities u_i(s)", list(M.MOL_U_CHOICES), format_func=M.MOL_U_CHOICES.get,
                         captions=M.MOL_U_CAPTIONS, key="m_u")
+    if u_source == "flow" and (flow_note := M.flow_fit_note(models, beta)) is not None:
+        sb.info(flow_note[0].upper() + flow_note[1:] + ".", icon="ℹ️")
 n = int(sb.select_slider("Molecules per view", options=list(M.N_CHOICES), key="m_n",
                          help="More molecules: smoother contours, slower reruns (measured on 2 CPU cores: "
                               "about 1 s per α move at 64, 1.8 s at 128, reaching)."))

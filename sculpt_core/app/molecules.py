@@ -22,7 +22,7 @@ import streamlit as st
 
 from sculpt_core.core import algebra as A
 from sculpt_core.core.operators import ALPHA_RANGE, OPERATORS
-from sculpt_core.domains.molecules.compose import DEFAULT_U_SOURCE, composed_policy, prepare_mol_bases
+from sculpt_core.domains.molecules.compose import DEFAULT_U_SOURCE, composed_policy, flow_fit_note, prepare_mol_bases
 from sculpt_core.errors import SculptError
 from sculpt_core.domains.molecules.metrics import TABLE1_NAMES, TABLE1_THRESHOLDS, diversity, table1_bins, uniqueness
 from sculpt_core.domains.molecules.model import MolBaseModel
@@ -524,7 +524,7 @@ def neighbour_jobs(fingerprints: tuple[str, ...], models: list, beta: float, win
 __all__ = ["COMPARE_METHODS", "MOL_METHODS", "MOL_SCORINGS", "MOL_SCORING_CAPTIONS", "MOL_U_CAPTIONS",
            "MOL_U_CHOICES", "RATES", "REWARD_LABELS", "SAMPLES", "SEED_MAX", "URL_KEYS", "MolPageState", "MolSamples",
            "PAGE_BATCH", "PAGE_FIRST", "STAGE_FROM", "beta_window", "cached_classifier", "cached_diversity",
-           "cached_samples", "classifier_for", "first_samples", "new_run", "run_samples",
-           "classifier_token", "default_mol_bases", "draw_samples", "kde_axes", "load_mol", "method_note", "mol_zoo",
+           "cached_samples", "classifier_for", "first_samples", "new_run", "run_samples", "classifier_token",
+           "default_mol_bases", "draw_samples", "flow_fit_note", "kde_axes", "load_mol", "method_note", "mol_zoo",
            "neighbour_jobs", "parse_query", "rate_kind", "sample_key", "score_rewards", "seh_reason",
            "targeted_rewards"]

@@ -157,3 +157,13 @@ def test_depth_head_reads_nodes_plus_set_stems_in_both_forwards(env):
         MolPolicyConfig(flow_hidden=-1)
     with pytest.raises(SculptError):
         replace(model.net.cfg, flow_layers=0)
+
+
+def test_flow_fit_note_names_heads_not_refitted_for_the_beta(env):
+    from sculpt_core.domains.molecules.compose import flow_fit_note
+
+    plain, refit = _model(env, 6), _model(env, 7)
+    refit.meta["flow_fit"] = {"betas": [16.0, 32.0]}
+    assert flow_fit_note([refit], 24.0) is None and flow_fit_note([refit], 32.0) is None
+    note = flow_fit_note([plain, refit], 40.0)
+    assert "f6 (flow head not refitted)" in note and "f7 (refitted for β in [16, 32])" in note and "fit-flow" in note

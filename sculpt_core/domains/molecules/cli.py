@@ -237,6 +237,11 @@ def cmd_mol_sample(args: argparse.Namespace) -> dict:
     if len(libs) > 1:
         raise SculptError("the base models were trained on different fragment libraries")
     policy = SAMPLE_METHODS[args.method](models, args)
+    if args.method == "reaching" and getattr(args, "u", None) == "flow":
+        from sculpt_core.domains.molecules.compose import flow_fit_note
+
+        if (note := flow_fit_note(models, args.beta)) is not None:
+            print(f"note: {note}", file=sys.stderr)
     update, close = progress_bar(args.n, f"sample {args.method}")
     try:
         samples = sample_molecules(policy, args.n, seed=args.seed, batch_size=args.batch_size, env=models[0].env,

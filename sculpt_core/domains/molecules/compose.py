@@ -48,12 +48,31 @@ from sculpt_core.errors import SculptError
 
 METHODS = ("base", "classifier", "reaching", "ensemble")
 U_SOURCES = ("flow", "trajectory")
-#: u_i(s) of molecule reaching when none is chosen: the p_F/p_B product along the trajectory ("DB F"). On the shipped
-#: β=32 models it puts more samples where the observed labels' rewards are all high than the learned state flows on
-#: Table 1 rows (a)-(d) (a 95 vs 92%, b 96 vs 87%, c 92 vs 66%, d 48-54 vs 22.5%) and as many on (e)-(g); the
-#: flow heads' log u is 19-34 nats off (README, "Molecules"). It also needs no flow head.
+#: u_i(s) of molecule reaching when none is chosen: the p_F/p_B product along the trajectory ("DB F"). It needs no
+#: fitted flow head: a base trained by ``mol train`` has only its detailed-balance head, 19-34 nats off on the
+#: shipped bases before their refit. With flow heads refitted by ``mol fit-flow`` (the shipped bases) "flow" is the
+#: better choice at β = 32 (Table 1 row (d) 65.9% vs 50.9% all high, pair rows within 3 points), the trajectory
+#: product at β = 48 (README, "Learned flows").
 DEFAULT_U_SOURCE = "trajectory"
 SCORINGS = ("fast", "exact", "topk")
+
+
+def flow_fit_note(models: Sequence[MolBaseModel], beta: float) -> str | None:
+    """None when every model's flow head was refitted to its reaching probabilities (``mol fit-flow``, recorded
+    in ``meta["flow_fit"]["betas"]``) over a β range covering ``beta``; otherwise the sentence saying which heads
+    are not and what to do (a detailed-balance head next to an imbalanced policy can be tens of nats off)."""
+    off = []
+    for mod in models:
+        fit = mod.meta.get("flow_fit")
+        betas = fit.get("betas") if isinstance(fit, dict) else None
+        if not betas:
+            off.append(f"{mod.name} (flow head not refitted)")
+        elif not min(betas) - 1e-9 <= float(beta) <= max(betas) + 1e-9:
+            off.append(f"{mod.name} (refitted for β in [{min(betas):g}, {max(betas):g}])")
+    if not off:
+        return None
+    return ("the learned flows may be far from the reaching probabilities for " + ", ".join(off) + "; use the "
+            "trajectory product (u = trajectory) or refit them with `python -m sculpt_core mol fit-flow`")
 
 
 # ----- the base models at one β -------------------------------------------------------------------------------
@@ -344,6 +363,6 @@ def composed_policy(
                     classifier=classifier, classifier_hint="train one with `mol train-classifier`")
 
 
-__all__ = ["GuidedPolicy", "METHODS", "MolBases", "MolTrajectoryProductPolicy", "ReachingPolicy",
+__all__ = ["flow_fit_note", "GuidedPolicy", "METHODS", "MolBases", "MolTrajectoryProductPolicy", "ReachingPolicy",
            "DEFAULT_U_SOURCE", "SCORINGS", "U_SOURCES", "check_classifier", "composed_policy",
            "prepare_mol_bases", "trajectory_policy"]
