@@ -3,7 +3,8 @@
 change, then open the page's own URL (``page.url``, written with ``st.query_params``) in a fresh page and see the
 same view: the same control value and the same figure fingerprint. Also: the grid page's "compare all" cards line
 up with their panels, a trajectory-product view keeps the previous figures on screen behind a stale note and a
-progress bar (never a blank page), the molecule page samples and draws, the diffusion page's time slider, and the
+progress bar (never a blank page), the molecule page samples and draws (and its CSV download, clicked, carries the
+view's parameters in its name and columns), the diffusion page's time slider, and the
 Diffusion Images page on a tiny image zoo (its own server): the M1/M2 pair and a grid download.
 
 Needs Debian's ``chromium`` (``apt-get install -y chromium chromium-driver``) and the ``playwright`` Python
@@ -14,6 +15,8 @@ Screenshots go to ``test-output/``.
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import os
 import socket
 import subprocess
@@ -337,7 +340,7 @@ HOME_FIG = ".st-key-home_fig .js-plotly-plot"
 
 
 def test_molecule_page_samples_and_draws(app_url, browser):
-    page = browser.new_page(viewport={"width": 1500, "height": 1400})
+    page = browser.new_page(viewport={"width": 1500, "height": 1400}, accept_downloads=True)
     try:
         page.goto(app_url + "/molecule_sculpting", wait_until="domcontentloaded")
         page.wait_for_selector("[data-testid='stPlotlyChart']", timeout=90_000)
@@ -357,6 +360,14 @@ def test_molecule_page_samples_and_draws(app_url, browser):
         assert f"alpha={alpha_after:g}" in page.url, page.url
         assert page.locator("[data-testid='stException']").count() == 0
         url, gallery = page.url, _image_srcs(page, "[data-testid='stMain'] [data-testid='stImage'] img")
+        # the CSV download, clicked in the browser: the view's parameters in its name and as columns
+        with page.expect_download() as download:
+            page.get_by_role("button", name="Samples (CSV)").click()
+        name = download.value.suggested_filename
+        assert name.startswith("sculpt_mol_") and name.endswith(".csv") and f"_a{alpha_after:g}_" in name, name
+        rows = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text(encoding="utf-8"))))
+        assert rows and {"method", "alpha", "beta", "labels", "smiles", "qed"} <= set(rows[0])
+        assert all(float(r["alpha"]) == pytest.approx(alpha_after) for r in rows)
     finally:
         page.close()
 
