@@ -481,7 +481,8 @@ def neighbour_jobs(fingerprints: tuple[str, ...], models: list, beta: float, win
     ``cached_diversity``) entries that view reads. ``lead`` is the slider the user moved last: its neighbours come
     first, since the next move is most likely the same. ``lead="alpha"``: α ± 0.01, then β ± 1 with their base sets,
     then α + 0.02. ``lead="beta"``: first the FIRST BATCHES (:data:`PAGE_FIRST` molecules of the composition and of
-    every base set, what a staged view draws first) at β ± 1, then those sets in full, then α ± 0.01. Classifier
+    every base set, what a staged view draws first; at n ≥ :data:`STAGE_FROM` only) at β ± 1, then those sets in
+    full, then α ± 0.01 (the α order when there is no β neighbour to prefetch). Classifier
     guidance moves only α (its classifier is tied to one β). ``method`` "compare" prefetches each of ``methods``
     (the ones the comparison runs). A running job stops at its next sampling step once the prefetcher is shut down
     (interpreter exit), and before its next batch once the view changed (what it drew is kept: the run goes on when
@@ -500,7 +501,7 @@ def neighbour_jobs(fingerprints: tuple[str, ...], models: list, beta: float, win
             if b != beta:
                 sets += [((fp,), None, "base", "trajectory", [mod], None, None) for mod, fp in zip(models, fingerprints)]
             for fps, key, kind, u, mods, c, clf in sets:
-                if first_only and n >= STAGE_FROM:
+                if first_only:
                     first_samples(fps, b, key, kind, u, n, seed, mods, c, clf, scoring=scoring, seh_ok=seh_ok,
                                   clf_token=clf_token, progress=stop)
                     if stale():
@@ -515,9 +516,10 @@ def neighbour_jobs(fingerprints: tuple[str, ...], models: list, beta: float, win
     betas = neighbour_values(beta, 1.0, *window)
     near_alpha = [view(a, beta, meth) for a in alphas[:2] for meth in runs]
     near_beta = [view(alpha, b, meth) for b in betas for meth in runs if meth != "classifier"]
-    if lead == "beta":
+    if lead == "beta" and near_beta:
+        staged = n >= STAGE_FROM  # below it a view is drawn whole: no first batches to prefetch
         first_beta = [view(alpha, b, meth, first_only=True) for b in betas for meth in runs if meth != "classifier"]
-        return first_beta + near_beta + near_alpha
+        return (first_beta if staged else []) + near_beta + near_alpha
     return near_alpha + near_beta + [view(a, beta, meth) for a in alphas[2:3] for meth in runs]
 
 

@@ -127,6 +127,10 @@ def test_after_a_beta_move_the_first_batches_one_beta_step_away_come_first(mol_e
     args = (fps, models, 32.0, (0.0, 96.0), "hm", 0.5, "1,2", "", "reaching", "trajectory", n, seed)
     by_alpha, by_beta = M.neighbour_jobs(*args), M.neighbour_jobs(*args, lead="beta")
     assert len(by_beta) == 6 and len(by_alpha) == 5  # β ± 1 first batches, β ± 1 full, α ± 0.01 full
+    small = (*args[:10], M.STAGE_FROM - 1, seed)  # a view drawn whole: no first batches
+    assert len(M.neighbour_jobs(*small, lead="beta")) == 4
+    guided = (*args[:8], "classifier", *args[9:])  # no β neighbours (its classifier is tied to one β): the α order
+    assert len(M.neighbour_jobs(*guided, lead="beta")) == len(M.neighbour_jobs(*guided)) == 3
     comp_key = composition_key(build_composition("hm", 2, 0.5, "1,2", ""))
     keys = [M.sample_key(fps, 33.0, comp_key, "reaching", "trajectory", n, seed)]
     keys += [M.sample_key((fp,), 33.0, None, "base", "trajectory", n, seed) for fp in fps]

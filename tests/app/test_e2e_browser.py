@@ -487,6 +487,41 @@ MAP_JS = """() => {
 }"""
 
 
+def test_diffusion_spec_upload_adds_a_base_and_a_bad_file_is_a_message(app_url, browser, tmp_path):
+    """The file uploader of "Add your own base", driven in chromium (AppTest cannot upload): a JSON mixture file
+    becomes a selected base of the composition; a file that is not a spec gives a message, never a traceback."""
+    good, bad = tmp_path / "upload_spec.json", tmp_path / "broken.json"
+    good.write_text('{"weights": [1, 2], "means": [[2.0, 2.0], [-2.0, 1.0]], "stds": [0.5, 0.8]}', encoding="utf-8")
+    bad.write_text('{"weights": [1], "means": [[0, 0]]', encoding="utf-8")
+    page = browser.new_page(viewport={"width": 1500, "height": 1800})
+    try:
+        page.goto(app_url + "/diffusion_sculpting?n=200&steps=20", wait_until="domcontentloaded")
+        page.wait_for_selector("[data-testid='stPlotlyChart']", timeout=90_000)
+        _wait_idle(page, 90_000)
+        bases = page.locator(".st-key-d_bases")
+        assert "upped" not in bases.inner_text()
+        page.get_by_text("Add your own base (a Gaussian mixture)").click()
+        page.locator(".st-key-d_spec_name input").fill("upped")
+        page.locator(".st-key-d_spec_name input").press("Enter")
+        _wait_idle(page)
+        page.get_by_role("tab", name="JSON (paste or upload)").click()
+        for path, ok in ((bad, False), (good, True)):
+            page.locator(".st-key-d_spec_upload input[type='file']").set_input_files(str(path))
+            _wait_idle(page)
+            page.get_by_role("button", name="Add the JSON spec").click()
+            _wait_idle(page, 90_000)
+            assert page.locator("[data-testid='stException']").count() == 0
+            if not ok:
+                assert page.get_by_text("Cannot add this spec").count() == 1
+                assert "upped" not in bases.inner_text()
+        page.wait_for_function("() => document.querySelector('.st-key-d_bases').innerText.includes('upped')",
+                               timeout=60_000)
+        assert "upped (your spec, exact)" in bases.inner_text()
+        page.screenshot(path=str(OUT / "e2e_diffusion_upload.png"), full_page=True)
+    finally:
+        page.close()
+
+
 def test_distribution_map_opens_on_fig4_and_switches_embedding(app_url, browser):
     page = browser.new_page(viewport={"width": 1500, "height": 1600})
     try:

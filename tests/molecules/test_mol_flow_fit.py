@@ -167,3 +167,35 @@ def test_flow_fit_note_names_heads_not_refitted_for_the_beta(env):
     assert flow_fit_note([refit], 24.0) is None and flow_fit_note([refit], 32.0) is None
     note = flow_fit_note([plain, refit], 40.0)
     assert "f6 (flow head not refitted)" in note and "f7 (refitted for β in [16, 32])" in note and "fit-flow" in note
+
+
+def test_refit_is_all_or_nothing_dedupes_behaviours_and_old_ties_still_match(env, monkeypatch):
+    import sculpt_core.domains.molecules.flow_fit as FF
+    from sculpt_core.domains.molecules.train import MolTrainConfig, train_mol_model
+
+    model = _model(env, 8)
+    full_fp, cfg_before = model.fingerprint(), model.net.cfg
+    seen = []
+    real = FF.collect_states
+
+    def spy(models, cfg, gen):
+        seen.append([m.name for m in models])
+        return real(models, cfg, gen)
+
+    def broken(*_a, **_k):
+        raise RuntimeError("interrupted")
+
+    monkeypatch.setattr(FF, "collect_states", spy)
+    monkeypatch.setattr(FF, "head_inputs", broken)
+    with pytest.raises(RuntimeError):  # the model named again as a behaviour (same policy): rolled out once
+        fit_flow_head(model, [model, _model(env, 8)], FlowFitConfig(betas=(BETA,), n_traj=8, k=2, steps=5))
+    assert seen == [["f8"]]
+    assert model.fingerprint() == full_fp and model.net.cfg == cfg_before  # nothing installed
+    # a classifier tied before policy fingerprints existed recorded the full fingerprint: still accepted
+    assert model.matches_fingerprint(full_fp) and model.matches_fingerprint(model.policy_fingerprint())
+    assert not model.matches_fingerprint(_model(env, 9).fingerprint())
+    # training moves the policy and the head: a recorded refit is dropped
+    model.meta["flow_fit"] = {"betas": [BETA]}
+    trained, _ = train_mol_model(lambda mols: torch.ones(len(mols)), MolTrainConfig(steps=1, batch_size=4,
+                                 beta_range=(0.0, 64.0), eval_every=1), model=model)
+    assert "flow_fit" not in trained.meta

@@ -298,7 +298,8 @@ def cmd_mol_train_classifier(args: argparse.Namespace) -> dict[str, Any]:
 
         init, init_bases, init_meta = load_mol_classifier(resolve_mol_classifier(args.init))
         if init_bases != [m.name for m in models] or float(init_meta.get("beta", args.beta)) != float(args.beta) \
-                or init_meta.get("base_fingerprints", [m.policy_fingerprint() for m in models]) != [m.policy_fingerprint() for m in models]:
+                or not all(m.matches_fingerprint(fp) for m, fp in
+                           zip(models, init_meta.get("base_fingerprints", [m.policy_fingerprint() for m in models]))):
             raise SculptError(f"--init {args.init} was trained for bases {','.join(init_bases)} at β = "
                               f"{init_meta.get('beta')}, not {','.join(m.name for m in models)} at β = {args.beta:g}")
     from sculpt_core.domains.molecules.classifier import MolClassifierConfig

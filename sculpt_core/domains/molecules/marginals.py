@@ -119,8 +119,16 @@ def log_marginals(bases, molecules: Sequence[FragState], k: int = 16,
 def log_reaching(bases, states: Sequence[FragState], k: int = 16,
                  generator: torch.Generator | None = None) -> torch.Tensor:
     """Estimated log u_i(s), the probability that model i's trajectory passes through (the class of) s, for every
-    base model and state ``[m, N]``: log-mean-exp over ``k`` backward paths without the Stop."""
-    return torch.logsumexp(backward_log_weights(bases, states, k, generator, stop=False), 2) - math.log(k)
+    base model and state ``[m, N]``: log-mean-exp over ``k`` backward paths without the Stop. States go through in
+    chunks of about 4096 paths (each policy pass holds [m, paths, actions] float64 log-probs)."""
+    if not (isinstance(k, int) and k >= 1):
+        raise SculptError(f"the number of backward paths must be a positive integer, got {k!r}")
+    if len(states) == 0:
+        raise SculptError("no states given")
+    gen = generator if generator is not None else torch.Generator().manual_seed(0)
+    per = max(1, 4096 // k)
+    parts = [backward_log_weights(bases, states[lo:lo + per], k, gen, stop=False) for lo in range(0, len(states), per)]
+    return torch.logsumexp(torch.cat(parts, 1), 2) - math.log(k)
 
 
 __all__ = ["backward_log_weights", "log_marginals", "log_reaching"]

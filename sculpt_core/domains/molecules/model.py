@@ -9,7 +9,7 @@ Batched queries (``states`` is a list of :class:`~sculpt_core.domains.molecules.
 a ``[B]`` tensor, one exponent per state):
 
 * ``log_pf(states, beta)``  masked, normalised forward log-probs ``[B, n_actions]`` (``-inf`` = invalid);
-* ``log_flow(states, beta)`` learned state log-flow log F(s) ``[B]`` (reaching: log u(s) = log F(s) − log Z);
+* ``log_flow(states, beta)`` learned state log-flow log F(s) ``[B]`` (reaching: log u(s) = log F(s) − log F(s0));
 * ``log_z(beta)``            learned log Z(β);
 * ``log_pb(states, actions, next_states)`` the uniform backward policy used in training, ``−log n_parents(s')``
   for moves and 0 for Stop (as in the paper's fragment environment: P_B is uniform over the ways to undo the
@@ -112,7 +112,7 @@ class MolBaseModel:
         return self.net.masked_log_probs(batch, out, self.env.forward_mask(states).to(self.device)), out.log_flow
 
     def log_flow(self, states: Sequence[FragState], beta: float | torch.Tensor) -> torch.Tensor:
-        """Learned log F(s) ``[B]``; log u(s) = log F(s) − log Z(β) is the reaching probability ("Model F")."""
+        """Learned log F(s) ``[B]``; log u(s) = log F(s) − log F(s0) is the reaching probability ("Model F")."""
         return self._run(states, beta)[1].log_flow
 
     def log_z(self, beta: float | torch.Tensor) -> torch.Tensor:
@@ -162,6 +162,11 @@ class MolBaseModel:
         p_F). Ties a guidance classifier to the base models it was trained on: classifiers are trained on p_F only,
         so a retrained policy no longer matches and a refitted flow head still does."""
         return weights_fingerprint(self.net, exclude=("flow_head.",))
+
+    def matches_fingerprint(self, recorded: str) -> bool:
+        """Whether a classifier's recorded fingerprint is this model's: its policy fingerprint, or the full-weights
+        fingerprint classifiers recorded before policy fingerprints existed (a full match implies a policy match)."""
+        return recorded in (self.policy_fingerprint(), self.fingerprint())
 
     # ----- persistence -------------------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:

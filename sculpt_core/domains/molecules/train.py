@@ -224,6 +224,7 @@ def train_mol_model(
     prev_seconds = float(model.meta.get("train_seconds", 0.0))
     history: list[dict] = list(model.meta.get("history", []))
     model.net.to(device).train()
+    model.meta.pop("flow_fit", None)  # training moves the flow head and the policy: a recorded refit no longer holds
     model.meta.update({"reward": name, "beta_range": [float(cfg.beta_range[0]), float(cfg.beta_range[1])],
                        "threshold": float(thr), "has_flow": True, "loss": "tb+db_flow",
                        "train_config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()}})

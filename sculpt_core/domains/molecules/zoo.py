@@ -95,7 +95,7 @@ def load_classifier_for(models: list, beta: float, name_or_path: str | None):
                           f"cannot be checked against {','.join(names)}; retrain it with `python -m sculpt_core mol "
                           f"train-classifier --bases {','.join(names)}`")
     stale = [f"{m.name} (classifier trained on {clf_name})" for m, clf_name, fp in zip(models, clf_bases, fingerprints)
-             if fp != m.policy_fingerprint()]
+             if not m.matches_fingerprint(fp)]
     if stale:
         raise SculptError(f"{path} was trained on other versions of these base models: {', '.join(stale)}; "
                           f"retrain it with `python -m sculpt_core mol train-classifier --bases {','.join(names)}`")
