@@ -4,7 +4,7 @@ change, then open the page's own URL (``page.url``, written with ``st.query_para
 same view: the same control value and the same figure fingerprint. Also: the grid page's "compare all" cards line
 up with their panels, a trajectory-product view keeps the previous figures on screen behind a stale note and a
 progress bar (never a blank page), the molecule page samples and draws (and its CSV download, clicked, carries the
-view's parameters in its name and columns), the diffusion page's time slider, and the
+view's parameters in its name and columns), the diffusion page's time slider and its spec file upload, and the
 Diffusion Images page on a tiny image zoo (its own server): the M1/M2 pair and a grid download.
 
 Needs Debian's ``chromium`` (``apt-get install -y chromium chromium-driver``) and the ``playwright`` Python
@@ -500,14 +500,22 @@ def test_diffusion_spec_upload_adds_a_base_and_a_bad_file_is_a_message(app_url, 
         _wait_idle(page, 90_000)
         bases = page.locator(".st-key-d_bases")
         assert "upped" not in bases.inner_text()
-        page.get_by_text("Add your own base (a Gaussian mixture)").click()
+        expander = page.locator("details").filter(has_text="Add your own base (a Gaussian mixture)")
+
+        def open_form() -> None:  # a rerun may fold the expander again
+            if expander.get_attribute("open") is None:
+                expander.locator("summary").click()
+            page.get_by_role("tab", name="JSON (paste or upload)").click()
+
+        open_form()
         page.locator(".st-key-d_spec_name input").fill("upped")
         page.locator(".st-key-d_spec_name input").press("Enter")
         _wait_idle(page)
-        page.get_by_role("tab", name="JSON (paste or upload)").click()
         for path, ok in ((bad, False), (good, True)):
+            open_form()
             page.locator(".st-key-d_spec_upload input[type='file']").set_input_files(str(path))
             _wait_idle(page)
+            open_form()
             page.get_by_role("button", name="Add the JSON spec").click()
             _wait_idle(page, 90_000)
             assert page.locator("[data-testid='stException']").count() == 0
