@@ -73,7 +73,12 @@ for name in chosen:
     except SculptError as exc:
         load_errors.append(f"{name}: {exc}")
 m = len(models)
-op, alpha_ok, alpha = operator_controls(sb, "m", m)
+def _moved(key: str):
+    """on_change of a slider: it leads the prefetch (the next move is most likely the same slider)."""
+    return lambda: ss.__setitem__("m_lead", key)
+
+
+op, alpha_ok, alpha = operator_controls(sb, "m", m, on_alpha_change=_moved("alpha"))
 window = None
 if models and not load_errors:
     try:
@@ -88,7 +93,7 @@ if not low <= ss["m_beta"] <= high:
                    f"[{low:g}, {high:g}]; using β = {min(max(url_beta, low), high):g}.")
     ss["m_beta"] = min(max(ss["m_beta"], low), high)
 beta = float(sb.slider("β (reward exponent of every base, p_i ∝ R_i^β)", float(low), float(high), step=1.0,
-                       key="m_beta", disabled=window is None))
+                       key="m_beta", disabled=window is None, on_change=_moved("beta")))
 method = sb.radio("Method", list(M.MOL_METHODS), format_func=M.MOL_METHODS.get, key="m_method")
 compare = method == "compare"
 u_source, scoring = "trajectory", "fast"
@@ -294,11 +299,6 @@ with st.expander("Base models"):
         st.markdown(f"- **{mod.name}**: reward `{mod.meta.get('reward')}`, {mod.meta.get('steps')} training steps, "
                     f"β ∈ [{mod.beta_range[0]:g}, {mod.beta_range[1]:g}], fingerprint `{fp}`")
 
-shown_before = ss.get("m_shown") or {}
-for key in ("beta", "alpha"):  # the slider moved last leads the prefetch (the next move is likely the same)
-    if shown_before and shown_before.get(key) != url_query.get(key):
-        ss["m_lead"] = key
-        break
 ss["m_shown"] = url_query  # what the figures show, for the stale note of the next view
 if growing:
     MV.arm_growing()  # this run is drawn: the growing note's fragment may rerun the page now

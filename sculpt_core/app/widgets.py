@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import streamlit as st
 
@@ -27,9 +27,11 @@ def operator_caption(key: str) -> str:
 OPERATOR_HELP = "\n".join(f"- **{op.name}**: {operator_caption(k)}" for k, op in OPERATORS.items())
 
 
-def operator_controls(container: Any, prefix: str, m: int) -> tuple[str, bool, float]:
+def operator_controls(container: Any, prefix: str, m: int,
+                      on_alpha_change: Callable[[], None] | None = None) -> tuple[str, bool, float]:
     """The operator widgets of a page's sidebar (operator, labels, weights, α), keyed ``{prefix}_op`` etc.:
-    returns (operator, whether α applies, α). Weights reset to equal ones when the number of models changes."""
+    returns (operator, whether α applies, α). Weights reset to equal ones when the number of models changes.
+    ``on_alpha_change`` runs when the user moves the α slider."""
     ss = st.session_state
     op = container.selectbox("Operator", list(OPERATORS), format_func=operator_short_label, key=f"{prefix}_op",
                              help=OPERATOR_HELP)
@@ -47,7 +49,7 @@ def operator_controls(container: Any, prefix: str, m: int) -> tuple[str, bool, f
                              help="One non-negative number per chosen model, e.g. 1,0.5")
     alpha_ok = alpha_applies(op, m, ss.get(f"{prefix}_labels", ""))
     alpha = container.slider("α (eq. 7: weight of p1 vs p2 in the denominator)", ALPHA_RANGE[0], ALPHA_RANGE[1],
-                             step=0.01, key=f"{prefix}_alpha", disabled=not alpha_ok,
+                             step=0.01, key=f"{prefix}_alpha", disabled=not alpha_ok, on_change=on_alpha_change,
                              help="p(x | y1, y2; α) ∝ p_y1 p_y2 / (α p1 + (1-α) p2); α = 0.5 is the plain operator.")
     if not alpha_ok:
         container.caption("α applies to two models with two labels (eq. 7)"

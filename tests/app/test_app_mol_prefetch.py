@@ -143,6 +143,20 @@ def test_after_a_beta_move_the_first_batches_one_beta_step_away_come_first(mol_e
     assert all(M.SAMPLES.get(key) is not None and len(M.SAMPLES.get(key).smiles) == n for key in keys)
 
 
+def test_the_slider_moved_last_leads_the_prefetch(mol_env, monkeypatch):
+    """Each slider's on_change names it (not a diff of the shown view, which a fast move or a clamped β fools)."""
+    monkeypatch.setenv("SCULPT_PREFETCH", "0")
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.session_state["m_n"] = 32
+    at.session_state["m_seed"] = 13  # a seed no other test uses
+    at.switch_page("pages/molecule_sculpting.py").run()
+    assert not at.exception and "m_lead" not in at.session_state
+    at.sidebar.slider(key="m_beta").set_value(33.0).run()
+    assert not at.exception and at.session_state["m_lead"] == "beta"
+    at.sidebar.slider(key="m_alpha").set_value(0.51).run()
+    assert not at.exception and at.session_state["m_lead"] == "alpha"
+
+
 # ----- interpreter exit: the atexit hook stops and joins the worker --------------------------------------------
 ABORT = "terminate called without an active exception"
 
