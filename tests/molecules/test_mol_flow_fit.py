@@ -96,6 +96,12 @@ def test_refit_checks_its_inputs(env):
             FlowFitConfig(**bad)
     with pytest.raises(SculptError, match="outside"):
         fit_flow_head(model, [], FlowFitConfig(betas=(100.0,)))
+    from sculpt_core.domains.molecules.flow_fit import default_fit_betas
+
+    assert default_fit_betas(model) == (8.0, 16.0, 24.0, 32.0, 48.0, 64.0)  # inside its trained range [0, 64]
+    narrow = _model(env, 0)
+    narrow.meta["beta_range"] = [1.0, 5.0]
+    assert default_fit_betas(narrow) == (3.0,)
 
 
 def test_cli_fit_flow_writes_a_refitted_checkpoint_and_keeps_classifiers_tied(env, dp, tmp_path, capsys):

@@ -98,17 +98,17 @@ def cmd_mol_train(args: argparse.Namespace) -> dict:
 
 def cmd_mol_fit_flow(args: argparse.Namespace) -> dict:
     """Refit a base model's state-flow head to its reaching probabilities (policy frozen, classifiers stay tied)."""
-    from sculpt_core.domains.molecules.flow_fit import FlowFitConfig, fit_flow_head
+    from sculpt_core.domains.molecules.flow_fit import FlowFitConfig, default_fit_betas, fit_flow_head
     from sculpt_core.domains.molecules.model import MolBaseModel
     from sculpt_core.domains.molecules.zoo import load_mol_model, resolve_mol_model_path
 
+    model = MolBaseModel.load(resolve_mol_model_path(args.model))  # a private copy: its head is modified
     try:
-        betas = tuple(float(b) for b in args.betas.split(","))
+        betas = tuple(float(b) for b in args.betas.split(",")) if args.betas else default_fit_betas(model)
     except ValueError:
         raise SculptError(f"--betas must be comma-separated numbers, got {args.betas!r}") from None
     cfg = FlowFitConfig(betas=betas, n_traj=args.n_traj, k=args.k, max_states=args.max_states, steps=args.steps,
                         seed=args.seed)
-    model = MolBaseModel.load(resolve_mol_model_path(args.model))  # a private copy: its head is modified
     model.name = args.name or model.name
     names = [b for b in (args.behaviours or "").split(",") if b.strip()]
     behaviours = [load_mol_model(b.strip()) for b in names]
@@ -368,7 +368,9 @@ def register(commands: argparse._SubParsersAction, zoo: argparse._SubParsersActi
     p.add_argument("--model", required=True, help="zoo name or .pt path of the model whose flow head is refitted")
     p.add_argument("--behaviours", default="", help="other models (comma-separated) whose roll-outs, alone and in "
                                                     "the ensemble with --model, widen the pool of fitted states")
-    p.add_argument("--betas", default="32", help="comma-separated β values to fit at")
+    p.add_argument("--betas", default=None, help="comma-separated β values to fit at (default: 8,16,24,32,48,64,96 "
+                                                 "inside the model's trained range; each β costs about max-states × k "
+                                                 "× 6 ms on one core)")
     p.add_argument("--out", required=True, help="output checkpoint .pt (written atomically)")
     p.add_argument("--n-traj", type=int_arg(1, MAX_MOLECULES), default=256, help="roll-outs per behaviour and β")
     p.add_argument("--k", type=int_arg(1, 4096), default=6, help="backward paths per state for its log u estimate")
