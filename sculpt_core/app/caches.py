@@ -93,7 +93,7 @@ class LRU:
     def __init__(self, size: int) -> None:
         self.size = size
         self.data: OrderedDict = OrderedDict()
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()  # re-entrant: a subclass may extend a method under the same lock
 
     def get(self, key: Hashable) -> Any:
         with self.lock:

@@ -27,6 +27,8 @@ import time
 from collections import OrderedDict
 from typing import Any, Callable, Hashable
 
+from sculpt_core.app.caches import LRU
+
 #: ``progress(done, total)``: molecules done so far (a float within a batch, see above) out of ``total``.
 Progress = Callable[[float, int], None]
 #: ``on_step(step, finished, batch)``: before step ``step`` of a batch of ``batch`` trajectories, ``finished`` stopped.
@@ -96,20 +98,19 @@ class _Flight:
         self.error: BaseException | None = None
 
 
-class SampleStore:
-    """A thread-safe LRU of computed values with the computations in flight (see the module docstring)."""
+class SampleStore(LRU):
+    """A thread-safe LRU of computed values (:class:`~sculpt_core.app.caches.LRU`) with the computations in flight
+    and the growing runs of sets not complete yet, all under the LRU's lock (see the module docstring)."""
 
     def __init__(self, size: int = 256) -> None:
-        self.size = size
-        self._data: OrderedDict = OrderedDict()
+        super().__init__(size)
         self._flights: dict[Hashable, _Flight] = {}
         self._runs: OrderedDict = OrderedDict()  # key -> GrowingRun of a set not complete yet
-        self._lock = threading.Lock()
 
     def run(self, key: Hashable, make: Callable[[], "GrowingRun"]) -> "GrowingRun":
         """The growing run of ``key`` (a new one from ``make()`` when there is none, or it broke); at most
         ``size // 8`` unfinished runs are kept (the oldest is dropped, and would start again)."""
-        with self._lock:
+        with self.lock:
             run = self._runs.get(key)
             if run is None or run.broken:
                 run = self._runs[key] = make()
@@ -120,34 +121,24 @@ class SampleStore:
 
     def held(self, key: Hashable) -> int | None:
         """How many molecules ``key``'s set holds: all of them when it is stored (None), else its run's (0: none)."""
-        with self._lock:
-            if key in self._data:
+        with self.lock:
+            if key in self.data:
                 return None
             run = self._runs.get(key)
             return len(run) if run is not None else 0
 
-    def get(self, key: Hashable) -> Any:
-        with self._lock:
-            if key in self._data:
-                self._data.move_to_end(key)
-                return self._data[key]
-        return None
-
     def __contains__(self, key: Hashable) -> bool:
-        with self._lock:
-            return key in self._data
+        with self.lock:
+            return key in self.data
 
     def put(self, key: Hashable, value: Any) -> None:
-        with self._lock:
-            self._data[key] = value
-            self._data.move_to_end(key)
+        with self.lock:
+            super().put(key, value)
             self._runs.pop(key, None)  # complete: its run is not needed any more
-            while len(self._data) > self.size:
-                self._data.popitem(last=False)
 
     def clear(self) -> None:
-        with self._lock:
-            self._data.clear()
+        with self.lock:
+            self.data.clear()
             self._runs.clear()
 
     def get_or_compute(self, key: Hashable, compute: Callable[[Progress], Any], progress: Progress | None = None,
@@ -156,10 +147,10 @@ class SampleStore:
         while it goes); else ``compute(report)`` here, stored when it succeeds. A run that failed elsewhere is
         run again here (so its error, if any, is this caller's)."""
         while True:
-            with self._lock:
-                if key in self._data:
-                    self._data.move_to_end(key)
-                    return self._data[key]
+            with self.lock:
+                if key in self.data:
+                    self.data.move_to_end(key)
+                    return self.data[key]
                 flight = self._flights.get(key)
                 owner = flight is None
                 if owner:
@@ -193,7 +184,7 @@ class SampleStore:
             self.put(key, value)
             return value
         finally:
-            with self._lock:
+            with self.lock:
                 self._flights.pop(key, None)
             flight.event.set()
 
