@@ -144,12 +144,12 @@ def test_cli_fit_flow_writes_a_refitted_checkpoint_and_keeps_classifiers_tied(en
 def test_depth_head_reads_nodes_plus_set_stems_in_both_forwards(env):
     from dataclasses import replace
 
-    from sculpt_core.domains.molecules.flow_fit import rebuild_flow_head
+    from sculpt_core.domains.molecules.flow_fit import install_flow_head, new_flow_head
     from sculpt_core.domains.molecules.policy import MolPolicyConfig
     from sculpt_core.domains.molecules.sampling import sample_trajectories
 
     model = _model(env, 5)
-    rebuild_flow_head(model, FlowFitConfig(head_hidden=24, head_layers=3), seed=0)
+    install_flow_head(model, *new_flow_head(model, FlowFitConfig(head_hidden=24, head_layers=3), seed=0))
     assert model.net.cfg.flow_depth and model.net.cfg.flow_hidden == 24 and model.net.cfg.max_depth == 3 + 2 * 2
     traj = sample_trajectories(env, model.policy(BETA), 32, torch.Generator().manual_seed(0), 0.3, with_smiles=False)
     states = traj.transitions()[0] + traj.terminal

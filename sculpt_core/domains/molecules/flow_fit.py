@@ -116,12 +116,6 @@ def install_flow_head(model: MolBaseModel, net_cfg: Any, head: torch.nn.Module) 
     model.net.flow_head = head
 
 
-def rebuild_flow_head(model: MolBaseModel, cfg: FlowFitConfig, seed: int) -> None:
-    """Replace the model's flow head by a freshly initialised one of the configured shape; nothing else in the
-    network changes."""
-    install_flow_head(model, *new_flow_head(model, cfg, seed))
-
-
 @torch.no_grad()
 def collect_states(models: Sequence[MolBaseModel], cfg: FlowFitConfig, gen: torch.Generator
                    ) -> tuple[list[FragState], torch.Tensor]:
@@ -256,5 +250,5 @@ def fit_flow_head(model: MolBaseModel, behaviours: Sequence[MolBaseModel], cfg: 
             "seconds": round(time.perf_counter() - t0, 1)}
 
 
-__all__ = ["DEFAULT_FIT_BETAS", "FlowFitConfig", "default_fit_betas", "collect_states", "fit_flow_head", "head_inputs", "install_flow_head", "new_flow_head",
-           "rebuild_flow_head"]
+__all__ = ["DEFAULT_FIT_BETAS", "FlowFitConfig", "collect_states", "default_fit_betas", "fit_flow_head",
+           "head_inputs", "install_flow_head", "new_flow_head"]

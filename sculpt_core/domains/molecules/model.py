@@ -166,7 +166,7 @@ class MolBaseModel:
     def matches_fingerprint(self, recorded: str) -> bool:
         """Whether a classifier's recorded fingerprint is this model's: its policy fingerprint, or the full-weights
         fingerprint classifiers recorded before policy fingerprints existed (a full match implies a policy match)."""
-        return recorded in (self.policy_fingerprint(), self.fingerprint())
+        return recorded == self.policy_fingerprint() or recorded == self.fingerprint()
 
     # ----- persistence -------------------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
