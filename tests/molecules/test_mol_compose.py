@@ -27,7 +27,8 @@ from sculpt_core.domains.molecules.sampling import sample_trajectories  # noqa: 
 from sculpt_core.domains.molecules.classifier import MolClassifier, MolClassifierConfig  # noqa: E402
 from sculpt_core.domains.molecules.model import MolBaseModel  # noqa: E402
 from sculpt_core.domains.molecules.classifier import load_mol_classifier, save_mol_classifier
-from sculpt_core.domains.molecules.train_classifier import MixtureChainPolicy, MolClassifierTrainConfig, train_mol_classifier
+from sculpt_core.domains.molecules.train_classifier import (BranchPolicy, MixtureChainPolicy, MolClassifierTrainConfig,
+                                                            _assemble, train_mol_classifier)
 
 try:
     resolve_fragments_path()
@@ -383,6 +384,63 @@ def test_short_chain_training_cuts_guided_l1_and_warm_starts_from_a1(env, dp, ta
         train_mol_classifier(models[:2], BETA, MolClassifierTrainConfig(steps=1, objective="chain", **common), init=other)
     with pytest.raises(SculptError, match="action head"):
         MolClassifierTrainConfig(objective="chain", action_head=False)
+
+
+def test_branch_trajectories_train_only_the_states_the_mixture_chain_continues():
+    """A guided branch switching at depth k: s_k.. are training states, s_{k-1} only as the parent of the move
+    into s_k (its target is s_k's posterior); before that nothing is used. k = 0 is a plain chain trajectory."""
+    states, actions = [f"s{t}" for t in range(5)] + ["s4"], [10, 11, 12, 13, 14]  # L = 5, states[5] = x = s4
+    la = torch.zeros(3)
+    data = _assemble([(-1, states, actions, 0), (-1, states, actions, 3), (-1, states, actions, 9)], True, la)
+    assert data.nonterminal == states[:5] + ["s2", "s3", "s4"]
+    assert data.nt_traj.tolist() == [0] * 5 + [1] * 3
+    assert data.nt_train.tolist() == [True] * 5 + [False, True, True]
+    pairs = [(data.nonterminal[r], a, j) for r, a, j in zip(data.pair_row.tolist(), data.pair_action.tolist(),
+                                                            data.pair_traj.tolist())]
+    assert pairs == [("s0", 10, 0), ("s1", 11, 0), ("s2", 12, 0), ("s3", 13, 0), ("s2", 12, 1), ("s3", 13, 1)]
+    assert data.terminal == ["s4"] * 3  # a branch that stopped before its switch keeps only its terminal row
+
+
+def test_branch_policy_follows_guidance_then_the_mixture_chain(env, dp, tables, bases2):
+    """Switch depth 0: the mixture chain's distribution; a switch past the last move: the guided one."""
+    clf = ExactClassifier(dp, tables[2], n_labels=2, kind="chain")
+    guided = GuidedPolicy(bases2, A.harmonic_mean(), clf, "exact")
+    chain = MixtureChainPolicy(bases2, clf)
+    for depth, ref in ((0, chain), (env.max_trajectory_length, guided)):
+        policy = BranchPolicy(guided, chain, torch.Generator().manual_seed(0))
+        policy.start = lambda n, p=policy, d=depth: (setattr(p, "switch", torch.full((n,), d)),  # type: ignore
+                                                     torch.stack([torch.zeros(n, dtype=torch.long),
+                                                                  torch.full((n,), d)], 1))[1]
+        traj = sample_trajectories(env, policy, 64, torch.Generator().manual_seed(3))
+        ref_traj = sample_trajectories(env, ref, 64, torch.Generator().manual_seed(3))
+        assert traj.actions.tolist() == ref_traj.actions.tolist() and policy.switch.tolist() == [depth] * 64
+    policy = BranchPolicy(guided, chain, torch.Generator().manual_seed(0))
+    sample_trajectories(env, policy, 32, torch.Generator().manual_seed(4))
+    assert policy.switch.shape == (32,) and 0 <= int(policy.switch.min()) and \
+        int(policy.switch.max()) < env.max_trajectory_length and len(set(policy.switch.tolist())) > 1
+
+
+def test_chain_training_with_guided_branches_cuts_guided_l1(env, dp, tables, models, bases2):
+    comps = [A.harmonic_mean(0.5), A.contrast(0.3)]
+    targets = [space_log_target(dp, tables[2], c, bases2.log_z).exp() for c in comps]
+
+    def guided_l1(net) -> list[float]:
+        return [_l1(_terminal(dp, dp.table(GuidedPolicy(bases2, c, net, "fast"))), t) for c, t in zip(comps, targets)]
+
+    common = dict(trajectories_per_model=16, lr=2e-3, ema=0.99, alpha_cond=True, eval_every=1000, seed=101,
+                  device="cpu")
+    a1, _ = train_mol_classifier(models[:2], BETA, MolClassifierTrainConfig(steps=20, warmup=5, objective="a1", **common))
+    before = guided_l1(a1)
+    cfg = MolClassifierTrainConfig(steps=160, warmup=40, objective="chain", branch_fraction=0.5, **common)
+    net, info = train_mol_classifier(models[:2], BETA, cfg, init=a1)
+    after = guided_l1(net)
+    print("chain + branches guided L1 before", before, "after", after, f"({info['seconds']:.1f} s)")
+    for b, a in zip(before, after):
+        assert a < b / 1.5, (before, after)
+    with pytest.raises(SculptError, match="chain objective"):
+        MolClassifierTrainConfig(objective="a1", branch_fraction=0.5)
+    with pytest.raises(SculptError, match="branch_fraction"):
+        MolClassifierTrainConfig(branch_fraction=1.5)
 
 
 # ----- (vi) bad compositions ---------------------------------------------------------------------------------------------

@@ -270,7 +270,8 @@ def cmd_mol_sample(args: argparse.Namespace) -> dict:
 # ----- mol train-classifier --------------------------------------------------------------------------------------
 def cmd_mol_train_classifier(args: argparse.Namespace) -> dict[str, Any]:
     from sculpt_core.domains.molecules.classifier import save_mol_classifier
-    from sculpt_core.domains.molecules.train_classifier import MolClassifierTrainConfig, train_mol_classifier
+    from sculpt_core.domains.molecules.train_classifier import (DEFAULT_BRANCH_FRACTION, MolClassifierTrainConfig,
+                                                                 train_mol_classifier)
     from sculpt_core.domains.molecules.zoo import load_mol_model
 
     names = parse_list(args.bases, str, "--bases")
@@ -283,11 +284,17 @@ def cmd_mol_train_classifier(args: argparse.Namespace) -> dict[str, Any]:
     if not math.isfinite(args.beta):
         raise SculptError(f"--beta must be a finite number, got {args.beta}")
     labels = args.labels if args.labels is not None else (2 if len(names) == 2 else len(names))
+    if args.branch_fraction is None:
+        args.branch_fraction = DEFAULT_BRANCH_FRACTION if args.objective == "chain" else 0.0
+    if not (math.isfinite(args.branch_fraction) and 0.0 <= args.branch_fraction <= 1.0):
+        raise SculptError(f"--branch-fraction must be in [0, 1], got {args.branch_fraction}")
+    if args.branch_fraction > 0 and args.objective != "chain":
+        raise SculptError("--branch-fraction is part of the chain objective, not of a1")
     models = [load_mol_model(n) for n in names]
     cfg = MolClassifierTrainConfig(steps=args.steps, trajectories_per_model=args.batch_size, n_labels=labels,
                                    alpha_cond=args.alpha_cond, hidden=args.hidden, n_layers=args.layers,
                                    action_head=not args.no_action_head, distill_actions=args.distill_actions,
-                                   objective=args.objective, reuse=args.reuse, seed=args.seed, lr=args.lr,
+                                   objective=args.objective, branch_fraction=args.branch_fraction, reuse=args.reuse, seed=args.seed, lr=args.lr,
                                    warmup=max(1, min(args.warmup, args.steps)),
                                    eval_every=max(1, args.steps // 20), time_limit_s=args.time_limit,
                                    device=args.device)
@@ -320,7 +327,8 @@ def cmd_mol_train_classifier(args: argparse.Namespace) -> dict[str, Any]:
     meta = {"bases": base_names, "base_fingerprints": [m.policy_fingerprint() for m in models], "beta": float(args.beta),
             "alpha_cond": bool(args.alpha_cond), "n_labels": labels,
             "action_head": not args.no_action_head, "distill_actions": args.distill_actions,
-            "objective": args.objective, "steps": total_steps, "seconds": total_seconds,
+            "objective": args.objective, "branch_fraction": args.branch_fraction, "lr": args.lr,
+            "steps": total_steps, "seconds": total_seconds,
             "continued_from": ({"steps": init_meta.get("steps"), "seconds": init_meta.get("seconds"),
                                 "objective": init_meta.get("objective", "a1")} if init is not None else None),
             "sample_seconds": round(info["sample_seconds"], 1), "device": info["device"],
@@ -410,11 +418,15 @@ def register(commands: argparse._SubParsersAction, zoo: argparse._SubParsersActi
     p.add_argument("--no-action-head", action="store_true", help="no fast action head (exact successor scoring only)")
     p.add_argument("--distill-actions", type=int_arg(0, 10_000), default=2,
                    help="moves per state on which the action head is distilled from the state head (0: off)")
-    from sculpt_core.domains.molecules.train_classifier import DEFAULT_OBJECTIVE, OBJECTIVES
+    from sculpt_core.domains.molecules.train_classifier import DEFAULT_BRANCH_FRACTION, DEFAULT_OBJECTIVE, OBJECTIVES
 
     p.add_argument("--objective", choices=OBJECTIVES, default=DEFAULT_OBJECTIVE,
                    help="chain: the label posterior of the mixture chain, exact for guidance on a DAG (default); "
                         "a1: the paper's Algorithm A.1")
+    p.add_argument("--branch-fraction", type=float, default=None,
+                   help="chain objective: share of its trajectories that start guided by the target network (a "
+                        "random label tuple) and switch to the mixture chain at a random depth (default: "
+                        f"{DEFAULT_BRANCH_FRACTION:g} for chain, 0 for a1)")
     p.add_argument("--reuse", type=int_arg(1, 64), default=1,
                    help="use each sampled trajectory this many times (fresh α each time; saves sampling time)")
     p.add_argument("--seed", type=seed_arg, default=100)

@@ -52,6 +52,8 @@ OBJECTIVES = ("a1", "chain")
 #: The molecule default: on the tiny exact library the chain objective's fixed point guides exactly where A.1's
 #: misses the harmonic mean by L1 0.16 (README, "Classifier objectives").
 DEFAULT_OBJECTIVE = "chain"
+#: Share of the chain objective's trajectories that start guided (:class:`BranchPolicy`); the CLI's default.
+DEFAULT_BRANCH_FRACTION = 0.5
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,7 @@ class MolClassifierTrainConfig:
     distill_uniform: float = 0.2
     final_as_nonterminal: bool = True
     objective: str = DEFAULT_OBJECTIVE  # "a1" (the paper's Algorithm A.1) or "chain" (the posterior Theorem 5.3 needs)
+    branch_fraction: float = 0.0  # chain: share of the chain trajectories that start guided (BranchPolicy)
     lr_final_fraction: float = 0.1
     sample_batch: int = 128
     reuse: int = 1
@@ -107,6 +110,10 @@ class MolClassifierTrainConfig:
             raise SculptError(f"unknown classifier objective {self.objective!r}; one of {', '.join(OBJECTIVES)}")
         if self.objective == "chain" and not self.action_head:
             raise SculptError("the chain objective backs values up through the action head: keep the action head")
+        if not (isinstance(self.branch_fraction, (int, float)) and 0.0 <= self.branch_fraction <= 1.0):
+            raise SculptError(f"branch_fraction must be in [0, 1], got {self.branch_fraction!r}")
+        if self.branch_fraction > 0 and self.objective != "chain":
+            raise SculptError("guided branches are part of the chain objective (A.1 learns from the bases' own runs)")
         if self.objective == "chain" and not self.final_as_nonterminal:
             raise SculptError("the chain objective learns P(i | s) from every visited state, the final graph included")
 
@@ -120,7 +127,7 @@ class _Stream:
                  gen: torch.Generator, beta: float) -> None:
         self.name, self.env, self.policy_fn, self.batch, self.reuse, self.gen = name, env, policy_fn, batch, reuse, gen
         self.beta = beta
-        self.buffer: list[tuple[list, list[int]]] = []
+        self.buffer: list[tuple[list, list[int], int]] = []
         self.sampled = self.invalid = 0
 
     @classmethod
@@ -128,19 +135,23 @@ class _Stream:
         return cls(repr(model.name), model.env, lambda: model.policy(beta), batch, reuse, gen, beta)
 
     def _refill(self) -> None:
-        traj = sample_trajectories(self.env, self.policy_fn(), self.batch, self.gen)
+        policy = self.policy_fn()
+        traj = sample_trajectories(self.env, policy, self.batch, self.gen)
+        first = getattr(policy, "switch", None)  # a branch policy: the states before its switch are not training data
         fresh = []
         for b in range(len(traj)):
             if not bool(traj.valid[b]):
                 self.invalid += 1
                 continue
-            fresh.append((traj.states[b], traj.actions[b, : int(traj.lengths[b])].tolist()))
+            fresh.append((traj.states[b], traj.actions[b, : int(traj.lengths[b])].tolist(),
+                          0 if first is None else int(first[b])))
         self.sampled += len(traj)
         pool = fresh * self.reuse
         order = torch.randperm(len(pool), generator=self.gen).tolist()
         self.buffer.extend(pool[k] for k in order)
 
-    def take(self, k: int) -> list[tuple[list, list[int]]]:
+    def take(self, k: int) -> list[tuple[list, list[int], int]]:
+        """``k`` trajectories (states, actions, first training state)."""
         tries = 0
         while len(self.buffer) < k:
             self._refill()
@@ -175,6 +186,62 @@ class MixtureChainPolicy:
         return None
 
 
+@dataclass
+class BranchPolicy:
+    """Guided until a random depth, then the mixture chain: covers the states guidance visits.
+
+    Each trajectory follows ``guided`` (classifier guidance with the target network, for a random label tuple)
+    for its first ``switch[b]`` moves, drawn uniformly in [0, max length), and ``chain`` after. A state reached
+    at or after the switch is continued by the mixture chain, so its label target (the terminal posterior of the
+    trajectory's end) is an unbiased sample of its chain posterior, however it was reached; the states before the
+    switch are not used. The mixture chain alone rarely visits where guidance for a rare composition goes (the
+    states whose posterior matters most for that composition), hence the branch."""
+
+    guided: Any
+    chain: Any
+    gen: torch.Generator
+    switch: torch.Tensor | None = None
+
+    @property
+    def env(self) -> Any:
+        return self.chain.env
+
+    def start(self, n: int) -> torch.Tensor:
+        self.switch = torch.randint(self.env.max_trajectory_length, (n,), generator=self.gen)
+        return torch.stack([torch.zeros(n, dtype=torch.long), self.switch], 1)  # (moves made, switch depth)
+
+    @torch.no_grad()
+    def log_probs(self, states: Sequence, carry: Any = None) -> torch.Tensor:
+        guided = carry[:, 0] < carry[:, 1]
+        out = torch.empty(len(states), self.env.n_actions, dtype=torch.float64)
+        for rows, policy in ((guided, self.guided), (~guided, self.chain)):
+            idx = torch.nonzero(rows).squeeze(1).tolist()
+            if idx:
+                out[rows] = policy.log_probs([states[r] for r in idx]).double().cpu()
+        return out
+
+    def advance(self, carry: Any, states: Sequence, actions: torch.Tensor, next_states: Sequence) -> torch.Tensor:
+        return torch.stack([carry[:, 0] + 1, carry[:, 1]], 1)
+
+
+def branch_policy(bases: Any, target: MolClassifier, cfg: "MolClassifierTrainConfig", gen: torch.Generator
+                  ) -> BranchPolicy:
+    """A :class:`BranchPolicy` guided (fast head of ``target``) for a label tuple drawn uniformly (and, for an
+    α-conditioned classifier, α uniform in logit space) for this batch."""
+    from sculpt_core.core.algebra import conditioning
+    from sculpt_core.domains.molecules.compose import GuidedPolicy
+
+    m, n = bases.m, cfg.n_labels
+    labels = tuple(int(y) + 1 for y in torch.randint(m, (n,), generator=gen))
+    alpha = None
+    if cfg.alpha_cond:
+        alpha = float(torch.sigmoid((torch.rand((), generator=gen, dtype=torch.float64) * 2 - 1)
+                                    * cfg.logit_alpha_range))
+        alpha = min(max(alpha, 1e-6), 1 - 1e-6)
+    guided = GuidedPolicy(bases, conditioning(labels, m, alpha), target, "fast")
+    return BranchPolicy(guided, MixtureChainPolicy(bases, target), gen)
+
+
 # ----- one step's data --------------------------------------------------------------------------------------------
 @dataclass
 class _StepData:
@@ -186,26 +253,42 @@ class _StepData:
     pair_row: torch.Tensor     # [P] non-terminal row of s_t
     pair_action: torch.Tensor  # [P] a_t
     pair_traj: torch.Tensor    # [P]
+    nt_train: torch.Tensor | None = None  # [S] bool: a training state (False: only the parent of a training move)
 
 
-def _assemble(trajs: list[tuple[int, list, list[int]]], final_as_nonterminal: bool, logit_alpha: torch.Tensor) -> _StepData:
+def _assemble(trajs: list[tuple[int, list, list[int], int]], final_as_nonterminal: bool, logit_alpha: torch.Tensor
+              ) -> _StepData:
+    """One step's tensors from (label, states, actions, first) per trajectory: the non-terminal training states
+    are s_first..; a move (s_t, a_t) is a training pair when its successor s_{t+1} is a training state (its
+    target is the successor's posterior, however s_t was reached)."""
     nonterminal, nt_traj, terminal, label = [], [], [], []
-    pair_row, pair_action, pair_traj = [], [], []
-    for j, (i, states, actions) in enumerate(trajs):
+    pair_row, pair_action, pair_traj, parent_only = [], [], [], []
+    for j, (i, states, actions, start) in enumerate(trajs):
         L = len(actions)  # states has L + 1 entries, states[L] = states[L-1] = x
         n_nt = L if final_as_nonterminal else L - 1
-        first = len(nonterminal)
-        nonterminal.extend(states[:n_nt])
-        nt_traj += [j] * n_nt
-        for t in range(n_nt - 1):  # (s_t, a_t) → s_{t+1}, a non-terminal training state
-            pair_row.append(first + t)
+        start = min(start, n_nt)
+        row0 = len(nonterminal) - start  # row of s_t = row0 + t for t ≥ start
+        if start > 0 and start < n_nt:  # the move into the first training state: parent s_{start-1} is added
+            nonterminal.append(states[start - 1])
+            nt_traj.append(j)
+            parent_only.append(len(nonterminal) - 1)
+            row0 += 1
+            pair_row.append(row0 + start - 1)
+            pair_action.append(actions[start - 1])
+            pair_traj.append(j)
+        nonterminal.extend(states[start:n_nt])
+        nt_traj += [j] * (n_nt - start)
+        for t in range(start, n_nt - 1):  # (s_t, a_t) → s_{t+1}, a non-terminal training state
+            pair_row.append(row0 + t)
             pair_action.append(actions[t])
             pair_traj.append(j)
         terminal.append(states[-1])
         label.append(i)
     lt = lambda x: torch.tensor(x, dtype=torch.long)  # noqa: E731
+    nt_train = torch.ones(len(nonterminal), dtype=torch.bool)
+    nt_train[lt(parent_only)] = False
     return _StepData(nonterminal, lt(nt_traj), terminal, lt(label), logit_alpha, lt(pair_row), lt(pair_action),
-                     lt(pair_traj))
+                     lt(pair_traj), nt_train)
 
 
 def label_targets(w_single: torch.Tensor, n_labels: int, logit_alpha: torch.Tensor | None) -> torch.Tensor:
@@ -290,7 +373,8 @@ def chain_losses(net: MolClassifier, target: MolClassifier, data: _StepData, mix
         tgt = terminal_joint(target.log_q_terminal_single(mix.terminal).double(), n, alpha.to(dev) if alpha is not None
                              else None).flatten(1).exp().float()  # [T_mix, K]
     log_qn = net.joint_from_embedding(emb)[:Sm].flatten(1)
-    loss_n = -(tgt[m_traj] * log_qn).sum() / n_mix
+    keep = mix.nt_train.to(dev) if mix.nt_train is not None else torch.ones(Sm, dtype=torch.bool, device=dev)
+    loss_n = -(tgt[m_traj[keep]] * log_qn[keep]).sum() / n_mix
     loss_a = torch.zeros((), device=dev)
     if len(mix.pair_row):
         pr, pt = mix.pair_row.to(dev), mix.pair_traj.to(dev)
@@ -385,6 +469,8 @@ def train_mol_classifier(
     chain = cfg.objective == "chain"
     mix_stream = _Stream("the mixture chain", env, lambda: MixtureChainPolicy(bases, target), chunk, cfg.reuse, gen,
                          float(beta)) if chain else None
+    branch_stream = _Stream("guided branches", env, lambda: branch_policy(bases, target, cfg, gen), chunk, cfg.reuse,
+                            gen, float(beta)) if chain and cfg.branch_fraction > 0 else None
     distill = make_distiller(bases, cfg, gen) if (cfg.distill_actions > 0 and cfg.action_head) else None
     history: list[dict] = []
     start = time.perf_counter()
@@ -392,7 +478,7 @@ def train_mol_classifier(
     step, last = 0, {}
     for step in range(1, cfg.steps + 1):
         t0 = time.perf_counter()
-        trajs = [(i, s, a) for i, st in enumerate(streams) for s, a in st.take(cfg.trajectories_per_model)]
+        trajs = [(i, *t) for i, st in enumerate(streams) for t in st.take(cfg.trajectories_per_model)]
         sample_s += time.perf_counter() - t0
         if cfg.alpha_cond:
             la = (torch.rand(len(trajs), generator=gen) * 2 - 1) * cfg.logit_alpha_range
@@ -401,7 +487,10 @@ def train_mol_classifier(
         data = _assemble(trajs, cfg.final_as_nonterminal, la)
         if chain:
             t0 = time.perf_counter()
-            mix_trajs = [(-1, s, a) for s, a in mix_stream.take(m * cfg.trajectories_per_model)]
+            n_branch = round(cfg.branch_fraction * m * cfg.trajectories_per_model)
+            mix_trajs = [(-1, *t) for t in mix_stream.take(m * cfg.trajectories_per_model - n_branch)]
+            if n_branch:
+                mix_trajs += [(-1, *t) for t in branch_stream.take(n_branch)]
             sample_s += time.perf_counter() - t0
             mla = (torch.rand(len(mix_trajs), generator=gen) * 2 - 1) * cfg.logit_alpha_range if cfg.alpha_cond \
                 else torch.zeros(len(mix_trajs))
@@ -438,13 +527,14 @@ def train_mol_classifier(
         if timed_out:
             break
     net.eval()
+    extra_streams = [s for s in (*streams, mix_stream, branch_stream) if s is not None]
     seconds = time.perf_counter() - start
     info = {"steps": step, "seconds": seconds, "sample_seconds": sample_s, "history": history,
-            "trajectories_sampled": sum(s.sampled for s in streams) + (mix_stream.sampled if chain else 0),
-            "invalid_dropped": sum(s.invalid for s in streams) + (mix_stream.invalid if chain else 0),
+            "trajectories_sampled": sum(s.sampled for s in extra_streams),
+            "invalid_dropped": sum(s.invalid for s in extra_streams),
             "objective": cfg.objective,
             "device": str(device), "torch_threads": torch.get_num_threads(), **last}
     return net, info
 
 
-__all__ = ["DEFAULT_OBJECTIVE", "MixtureChainPolicy", "MolClassifierTrainConfig", "OBJECTIVES", "chain_losses", "classifier_losses", "make_distiller", "label_targets", "train_mol_classifier"]
+__all__ = ["BranchPolicy", "DEFAULT_BRANCH_FRACTION", "DEFAULT_OBJECTIVE", "MixtureChainPolicy", "branch_policy", "MolClassifierTrainConfig", "OBJECTIVES", "chain_losses", "classifier_losses", "make_distiller", "label_targets", "train_mol_classifier"]
