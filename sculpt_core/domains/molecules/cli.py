@@ -294,7 +294,8 @@ def cmd_mol_train_classifier(args: argparse.Namespace) -> dict[str, Any]:
     cfg = MolClassifierTrainConfig(steps=args.steps, trajectories_per_model=args.batch_size, n_labels=labels,
                                    alpha_cond=args.alpha_cond, hidden=args.hidden, n_layers=args.layers,
                                    action_head=not args.no_action_head, distill_actions=args.distill_actions,
-                                   objective=args.objective, branch_fraction=args.branch_fraction, reuse=args.reuse, seed=args.seed, lr=args.lr,
+                                   objective=args.objective, branch_fraction=args.branch_fraction, reuse=args.reuse,
+                                   seed=args.seed, lr=args.lr,
                                    warmup=max(1, min(args.warmup, args.steps)),
                                    eval_every=max(1, args.steps // 20), time_limit_s=args.time_limit,
                                    device=args.device)
