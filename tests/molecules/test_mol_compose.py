@@ -354,15 +354,20 @@ def test_mixture_chain_policy_samples_the_mixture(dp, tables, bases2, bases3):
         assert _l1(p, mixture) < 1e-9
 
 
-def test_short_chain_training_cuts_guided_l1_and_warm_starts_from_a1(env, dp, tables, models, bases2):
-    comps = [A.harmonic_mean(0.5), A.contrast(0.3), A.reverse_contrast(0.7)]
+def _guided_l1_fn(dp, tables, bases2, comps):
+    """net ↦ guided L1 (fast head) to each composition's exact target over the two tiny bases."""
     targets = [space_log_target(dp, tables[2], c, bases2.log_z).exp() for c in comps]
+    return lambda net: [_l1(_terminal(dp, dp.table(GuidedPolicy(bases2, c, net, "fast"))), t)
+                        for c, t in zip(comps, targets)]
 
-    def guided_l1(net) -> list[float]:
-        return [_l1(_terminal(dp, dp.table(GuidedPolicy(bases2, c, net, "fast"))), t) for c, t in zip(comps, targets)]
 
-    common = dict(trajectories_per_model=16, lr=2e-3, ema=0.99, alpha_cond=True, eval_every=1000, seed=100,
-                  device="cpu")
+#: Short α-conditioned training runs on the tiny library.
+_SHORT_RUN = dict(trajectories_per_model=16, lr=2e-3, ema=0.99, alpha_cond=True, eval_every=1000, device="cpu")
+
+
+def test_short_chain_training_cuts_guided_l1_and_warm_starts_from_a1(env, dp, tables, models, bases2):
+    guided_l1 = _guided_l1_fn(dp, tables, bases2, [A.harmonic_mean(0.5), A.contrast(0.3), A.reverse_contrast(0.7)])
+    common = dict(_SHORT_RUN, seed=100)
     a1, _ = train_mol_classifier(models[:2], BETA, MolClassifierTrainConfig(steps=20, warmup=5, objective="a1", **common))
     before = guided_l1(a1)
     cfg = MolClassifierTrainConfig(steps=240, warmup=50, objective="chain", **common)
@@ -406,11 +411,16 @@ def test_branch_policy_follows_guidance_then_the_mixture_chain(env, dp, tables, 
     clf = ExactClassifier(dp, tables[2], n_labels=2, kind="chain")
     guided = GuidedPolicy(bases2, A.harmonic_mean(), clf, "exact")
     chain = MixtureChainPolicy(bases2, clf)
+    class FixedSwitch(BranchPolicy):
+        depth = 0
+
+        def start(self, n: int) -> torch.Tensor:
+            self.switch = torch.full((n,), self.depth)
+            return torch.stack([torch.zeros(n, dtype=torch.long), self.switch], 1)
+
     for depth, ref in ((0, chain), (env.max_trajectory_length, guided)):
-        policy = BranchPolicy(guided, chain, torch.Generator().manual_seed(0))
-        policy.start = lambda n, p=policy, d=depth: (setattr(p, "switch", torch.full((n,), d)),  # type: ignore
-                                                     torch.stack([torch.zeros(n, dtype=torch.long),
-                                                                  torch.full((n,), d)], 1))[1]
+        policy = FixedSwitch(guided, chain, torch.Generator().manual_seed(0))
+        policy.depth = depth
         traj = sample_trajectories(env, policy, 64, torch.Generator().manual_seed(3))
         ref_traj = sample_trajectories(env, ref, 64, torch.Generator().manual_seed(3))
         assert traj.actions.tolist() == ref_traj.actions.tolist() and policy.switch.tolist() == [depth] * 64
@@ -421,14 +431,8 @@ def test_branch_policy_follows_guidance_then_the_mixture_chain(env, dp, tables, 
 
 
 def test_chain_training_with_guided_branches_cuts_guided_l1(env, dp, tables, models, bases2):
-    comps = [A.harmonic_mean(0.5), A.contrast(0.3)]
-    targets = [space_log_target(dp, tables[2], c, bases2.log_z).exp() for c in comps]
-
-    def guided_l1(net) -> list[float]:
-        return [_l1(_terminal(dp, dp.table(GuidedPolicy(bases2, c, net, "fast"))), t) for c, t in zip(comps, targets)]
-
-    common = dict(trajectories_per_model=16, lr=2e-3, ema=0.99, alpha_cond=True, eval_every=1000, seed=101,
-                  device="cpu")
+    guided_l1 = _guided_l1_fn(dp, tables, bases2, [A.harmonic_mean(0.5), A.contrast(0.3)])
+    common = dict(_SHORT_RUN, seed=101)
     a1, _ = train_mol_classifier(models[:2], BETA, MolClassifierTrainConfig(steps=20, warmup=5, objective="a1", **common))
     before = guided_l1(a1)
     cfg = MolClassifierTrainConfig(steps=160, warmup=40, objective="chain", branch_fraction=0.5, **common)

@@ -237,7 +237,6 @@ def branch_policy(bases: Any, target: MolClassifier, cfg: "MolClassifierTrainCon
     if cfg.alpha_cond:
         alpha = float(torch.sigmoid((torch.rand((), generator=gen, dtype=torch.float64) * 2 - 1)
                                     * cfg.logit_alpha_range))
-        alpha = min(max(alpha, 1e-6), 1 - 1e-6)
     guided = GuidedPolicy(bases, conditioning(labels, m, alpha), target, "fast")
     return BranchPolicy(guided, MixtureChainPolicy(bases, target), gen)
 
@@ -253,7 +252,7 @@ class _StepData:
     pair_row: torch.Tensor     # [P] non-terminal row of s_t
     pair_action: torch.Tensor  # [P] a_t
     pair_traj: torch.Tensor    # [P]
-    nt_train: torch.Tensor | None = None  # [S] bool: a training state (False: only the parent of a training move)
+    nt_train: torch.Tensor     # [S] bool: a training state (False: only the parent of a training move)
 
 
 def _assemble(trajs: list[tuple[int, list, list[int], int]], final_as_nonterminal: bool, logit_alpha: torch.Tensor
@@ -373,7 +372,7 @@ def chain_losses(net: MolClassifier, target: MolClassifier, data: _StepData, mix
         tgt = terminal_joint(target.log_q_terminal_single(mix.terminal).double(), n, alpha.to(dev) if alpha is not None
                              else None).flatten(1).exp().float()  # [T_mix, K]
     log_qn = net.joint_from_embedding(emb)[:Sm].flatten(1)
-    keep = mix.nt_train.to(dev) if mix.nt_train is not None else torch.ones(Sm, dtype=torch.bool, device=dev)
+    keep = mix.nt_train.to(dev)
     loss_n = -(tgt[m_traj[keep]] * log_qn[keep]).sum() / n_mix
     loss_a = torch.zeros((), device=dev)
     if len(mix.pair_row):
@@ -527,11 +526,11 @@ def train_mol_classifier(
         if timed_out:
             break
     net.eval()
-    extra_streams = [s for s in (*streams, mix_stream, branch_stream) if s is not None]
+    all_streams = [s for s in (*streams, mix_stream, branch_stream) if s is not None]
     seconds = time.perf_counter() - start
     info = {"steps": step, "seconds": seconds, "sample_seconds": sample_s, "history": history,
-            "trajectories_sampled": sum(s.sampled for s in extra_streams),
-            "invalid_dropped": sum(s.invalid for s in extra_streams),
+            "trajectories_sampled": sum(s.sampled for s in all_streams),
+            "invalid_dropped": sum(s.invalid for s in all_streams),
             "objective": cfg.objective,
             "device": str(device), "torch_threads": torch.get_num_threads(), **last}
     return net, info
