@@ -447,6 +447,51 @@ def test_chain_training_with_guided_branches_cuts_guided_l1(env, dp, tables, mod
         MolClassifierTrainConfig(branch_fraction=1.5)
 
 
+def test_flow_terminal_posterior_is_exact_with_exact_flows(dp, tables, models):
+    """p_i(x) = u_i(x) p_iF(⊤ | x): with exact flows the posterior of every molecule is p_i(x) / Σ_j p_j(x)."""
+    bases = prepare_mol_bases(_exact_flow_models(dp, models, tables[3]), BETA)
+    log_px = torch.stack([dp.log_terminal(t) for t in tables[3]])  # [m, N], −inf where Stop is invalid
+    complete = torch.isfinite(log_px).all(0)
+    molecules = [s for s, ok in zip(dp.states, complete.tolist()) if ok]
+    assert len(molecules) > 50
+    post = bases.log_terminal_posterior(molecules)
+    assert torch.allclose(post.exp(), torch.softmax(log_px[:, complete].T, 1), atol=1e-6)
+    with pytest.raises(SculptError, match="cannot stop"):
+        bases.log_terminal_posterior([dp.states[int(torch.nonzero(~complete)[1])]])
+    flowless = MolBaseModel(models[0].net, models[0].env, {**models[0].meta, "has_flow": False}, "noflow")
+    with pytest.raises(SculptError, match="flow"):
+        prepare_mol_bases([flowless, models[1]], BETA).log_terminal_posterior(molecules[:2])
+
+
+def test_chain_training_with_flow_terminal_targets_cuts_guided_l1(env, dp, tables, models, bases2):
+    """Leaf targets from the bases' (here exact) flow posterior: the chain objective's fixed point needs no
+    terminal head at all, and the head itself learns the posterior on the chain's molecules."""
+    twins = _exact_flow_models(dp, models[:2], tables[2])
+    guided_l1 = _guided_l1_fn(dp, tables, bases2, [A.harmonic_mean(0.5), A.contrast(0.3)])
+    common = dict(_SHORT_RUN, seed=102)
+    a1, _ = train_mol_classifier(twins, BETA, MolClassifierTrainConfig(steps=20, warmup=5, objective="a1", **common))
+    before = guided_l1(a1)
+    cfg = MolClassifierTrainConfig(steps=160, warmup=40, objective="chain", terminal_target="flow", **common)
+    net, info = train_mol_classifier(twins, BETA, cfg, init=a1)
+    after = guided_l1(net)
+    print("chain + flow targets guided L1 before", before, "after", after, f"({info['seconds']:.1f} s)")
+    assert info["terminal_target"] == "flow"
+    for b, a in zip(before, after):
+        assert a < b / 1.5, (before, after)
+    log_px = torch.stack([dp.log_terminal(t) for t in tables[2]])
+    complete = torch.isfinite(log_px).all(0)
+    molecules = [s for s, ok in zip(dp.states, complete.tolist()) if ok]
+    weight = torch.logsumexp(log_px[:, complete], 0).exp()  # where the bases put their molecules
+    with torch.no_grad():
+        head = net.log_q_terminal_single(molecules).double().exp()
+    tv = 0.5 * (head - torch.softmax(log_px[:, complete].T, 1)).abs().sum(1)
+    assert float((weight * tv).sum() / weight.sum()) < 0.1
+    with pytest.raises(SculptError, match="chain objective"):
+        MolClassifierTrainConfig(objective="a1", terminal_target="flow")
+    with pytest.raises(SculptError, match="terminal target"):
+        MolClassifierTrainConfig(objective="chain", terminal_target="exact")
+
+
 # ----- (vi) bad compositions ---------------------------------------------------------------------------------------------
 def test_bad_compositions_raise(env, dp, tables, models, bases2, bases3):
     with pytest.raises(SculptError, match="α"):

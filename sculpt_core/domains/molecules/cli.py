@@ -294,7 +294,8 @@ def cmd_mol_train_classifier(args: argparse.Namespace) -> dict[str, Any]:
     cfg = MolClassifierTrainConfig(steps=args.steps, trajectories_per_model=args.batch_size, n_labels=labels,
                                    alpha_cond=args.alpha_cond, hidden=args.hidden, n_layers=args.layers,
                                    action_head=not args.no_action_head, distill_actions=args.distill_actions,
-                                   objective=args.objective, branch_fraction=args.branch_fraction, reuse=args.reuse,
+                                   objective=args.objective, branch_fraction=args.branch_fraction,
+                                   terminal_target=args.terminal_target, reuse=args.reuse,
                                    seed=args.seed, lr=args.lr,
                                    warmup=max(1, min(args.warmup, args.steps)),
                                    eval_every=max(1, args.steps // 20), time_limit_s=args.time_limit,
@@ -328,7 +329,8 @@ def cmd_mol_train_classifier(args: argparse.Namespace) -> dict[str, Any]:
     meta = {"bases": base_names, "base_fingerprints": [m.policy_fingerprint() for m in models], "beta": float(args.beta),
             "alpha_cond": bool(args.alpha_cond), "n_labels": labels,
             "action_head": not args.no_action_head, "distill_actions": args.distill_actions,
-            "objective": args.objective, "branch_fraction": args.branch_fraction, "lr": args.lr,
+            "objective": args.objective, "branch_fraction": args.branch_fraction,
+            "terminal_target": args.terminal_target, "lr": args.lr,
             "steps": total_steps, "seconds": total_seconds,
             "continued_from": ({"steps": init_meta.get("steps"), "seconds": init_meta.get("seconds"),
                                 "objective": init_meta.get("objective", "a1")} if init is not None else None),
@@ -419,7 +421,8 @@ def register(commands: argparse._SubParsersAction, zoo: argparse._SubParsersActi
     p.add_argument("--no-action-head", action="store_true", help="no fast action head (exact successor scoring only)")
     p.add_argument("--distill-actions", type=int_arg(0, 10_000), default=2,
                    help="moves per state on which the action head is distilled from the state head (0: off)")
-    from sculpt_core.domains.molecules.train_classifier import DEFAULT_BRANCH_FRACTION, DEFAULT_OBJECTIVE, OBJECTIVES
+    from sculpt_core.domains.molecules.train_classifier import (DEFAULT_BRANCH_FRACTION, DEFAULT_OBJECTIVE, OBJECTIVES,
+                                                                 TERMINAL_TARGETS)
 
     p.add_argument("--objective", choices=OBJECTIVES, default=DEFAULT_OBJECTIVE,
                    help="chain: the label posterior of the mixture chain, exact for guidance on a DAG (default); "
@@ -428,6 +431,9 @@ def register(commands: argparse._SubParsersAction, zoo: argparse._SubParsersActi
                    help="chain objective: share of its trajectories that start guided by the target network (a "
                         "random label tuple) and switch to the mixture chain at a random depth (default: "
                         f"{DEFAULT_BRANCH_FRACTION:g} for chain, 0 for a1)")
+    p.add_argument("--terminal-target", choices=TERMINAL_TARGETS, default="head",
+                   help="chain objective: leaf targets from the classifier's own terminal head (default) or from the "
+                        "bases' flow posterior p_i(x) / Σ_j p_j(x), defined for any molecule (needs flow heads)")
     p.add_argument("--reuse", type=int_arg(1, 64), default=1,
                    help="use each sampled trajectory this many times (fresh α each time; saves sampling time)")
     p.add_argument("--seed", type=seed_arg, default=100)

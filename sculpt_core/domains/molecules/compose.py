@@ -112,6 +112,21 @@ class MolBases:
         return torch.stack(pf), torch.stack(u)
 
 
+    @torch.no_grad()
+    def log_terminal_posterior(self, molecules: Sequence[FragState]) -> torch.Tensor:
+        """log P(y = i | x) = log p_i(x) − log Σ_j p_j(x) ``[B, m]`` (uniform prior over the models), with
+        p_i(x) = u_i(x) · p_iF(⊤ | x) from each model's learned state flow: the terminal label posterior of any
+        molecule, whoever generated it (needs every model's flow head)."""
+        missing = [mod.name for mod in self.models if mod.meta.get("has_flow") is False]
+        if missing:
+            raise SculptError(f"no learned state flow in {', '.join(missing)}: the flow posterior needs one")
+        log_pf, log_u = self.log_pf_and_u(molecules)
+        log_px = log_u + log_pf[:, :, self.env.stop_action]  # [m, B]
+        if not torch.isfinite(log_px).all():
+            raise SculptError("some molecule cannot stop here (not a complete state of this environment)")
+        return torch.log_softmax(log_px.T, 1)
+
+
 def _renorm(log_pf: torch.Tensor) -> torch.Tensor:
     """float64 on the CPU, renormalised (float32 log-softmax sums to 1 only within ~1e-7; the exactness of
     linear reaching rests on Σ_a p_iF(a|s) = 1)."""

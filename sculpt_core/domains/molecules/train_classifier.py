@@ -52,6 +52,10 @@ OBJECTIVES = ("a1", "chain")
 #: The molecule default: on the tiny exact library the chain objective's fixed point guides exactly where A.1's
 #: misses the harmonic mean by L1 0.16 (README, "Classifier objectives").
 DEFAULT_OBJECTIVE = "chain"
+#: Where the chain objective's leaf targets come from: "head" (the EMA target network's terminal head) or "flow"
+#: (the bases' own terminal posterior p_i(x) / Σ_j p_j(x) from their learned state flows,
+#: :meth:`~sculpt_core.domains.molecules.compose.MolBases.log_terminal_posterior`).
+TERMINAL_TARGETS = ("head", "flow")
 #: Share of the chain objective's trajectories that start guided (:class:`BranchPolicy`); the CLI's default.
 DEFAULT_BRANCH_FRACTION = 0.5
 
@@ -82,6 +86,7 @@ class MolClassifierTrainConfig:
     final_as_nonterminal: bool = True
     objective: str = DEFAULT_OBJECTIVE  # "a1" (the paper's Algorithm A.1) or "chain" (the posterior Theorem 5.3 needs)
     branch_fraction: float = 0.0  # chain: share of the chain trajectories that start guided (BranchPolicy)
+    terminal_target: str = "head"  # chain: leaf targets from the terminal head or the bases' flows (TERMINAL_TARGETS)
     lr_final_fraction: float = 0.1
     sample_batch: int = 128
     reuse: int = 1
@@ -114,6 +119,10 @@ class MolClassifierTrainConfig:
             raise SculptError(f"branch_fraction must be in [0, 1], got {self.branch_fraction!r}")
         if self.branch_fraction > 0 and self.objective != "chain":
             raise SculptError("guided branches are part of the chain objective (A.1 learns from the bases' own runs)")
+        if self.terminal_target not in TERMINAL_TARGETS:
+            raise SculptError(f"unknown terminal target {self.terminal_target!r}; one of {', '.join(TERMINAL_TARGETS)}")
+        if self.terminal_target != "head" and self.objective != "chain":
+            raise SculptError("flow terminal targets are part of the chain objective (A.1 labels by the generating model)")
         if self.objective == "chain" and not self.final_as_nonterminal:
             raise SculptError("the chain objective learns P(i | s) from every visited state, the final graph included")
 
@@ -336,7 +345,7 @@ def classifier_losses(net: MolClassifier, target: MolClassifier, data: _StepData
 
 
 def chain_losses(net: MolClassifier, target: MolClassifier, data: _StepData, mix: _StepData, m: int,
-                 distill: Callable | None = None
+                 distill: Callable | None = None, terminal_posterior: Callable | None = None
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(L_T, L_N, L_A, L_D, L_W) of the chain objective: ``data`` the bases' own trajectories, ``mix``
     trajectories of the mixture chain (:class:`MixtureChainPolicy` with the target network's P(i | s)).
@@ -351,17 +360,24 @@ def chain_losses(net: MolClassifier, target: MolClassifier, data: _StepData, mix
     - L_A: the action head on the chain's observed moves (s_t, a_t) → s_{t+1} with the same targets; L_D: the
       distillation of :func:`make_distiller` on the chain's states.
 
+    ``terminal_posterior(molecules)`` (``[T, m]`` log P(i | x), e.g. the bases' flow posterior) replaces the
+    target network's terminal head in w(y | x), and L_T gains KL(P(· | x) ‖ Q_T(· | x)) on the chain's molecules:
+    the head's hard labels come from the bases' own samples only, so where the chain (and guidance) goes it
+    extrapolates, while p_i(x) / Σ_j p_j(x) is defined for any molecule.
+
     Sums over a trajectory's states, means over trajectories (per model for L_T and L_W)."""
     env, dev = net.env, net.device
     n = net.cfg.n_labels
     Sm, Sb, Tb = len(mix.nonterminal), len(data.nonterminal), len(data.terminal)
+    extra = list(mix.terminal) if terminal_posterior is not None else []  # the chain's molecules, as terminals
     la_m = mix.logit_alpha[mix.nt_traj] if net.cfg.alpha_cond else torch.zeros(Sm)
-    batch = env.batch_graphs(list(mix.nonterminal) + list(data.nonterminal) + list(data.terminal)).to(dev)
-    la = torch.cat([la_m, torch.zeros(Sb + Tb)]).to(dev)
-    term = torch.cat([torch.zeros(Sm + Sb, dtype=torch.bool), torch.ones(Tb, dtype=torch.bool)]).to(dev)
+    batch = env.batch_graphs(list(mix.nonterminal) + list(data.nonterminal) + list(data.terminal) + extra).to(dev)
+    la = torch.cat([la_m, torch.zeros(Sb + Tb + len(extra))]).to(dev)
+    term = torch.cat([torch.zeros(Sm + Sb, dtype=torch.bool), torch.ones(Tb + len(extra), dtype=torch.bool)]).to(dev)
     emb = net.embed(batch, la, term)
     label, b_traj = data.label.to(dev), data.nt_traj.to(dev)
-    log_qt = net.terminal_from_embedding(emb)[Sm + Sb:]
+    log_qt_all = net.terminal_from_embedding(emb)
+    log_qt = log_qt_all[Sm + Sb:Sm + Sb + Tb]
     loss_t = _per_model_mean(-log_qt[torch.arange(Tb, device=dev), label], torch.arange(Tb, device=dev), label, m)
     log_w = net.mixture_from_embedding(emb)[Sm:Sm + Sb]
     loss_w = _per_model_mean(-log_w[torch.arange(Sb, device=dev), label[b_traj]], b_traj, label, m)
@@ -369,8 +385,15 @@ def chain_losses(net: MolClassifier, target: MolClassifier, data: _StepData, mix
     m_traj = mix.nt_traj.to(dev)
     with torch.no_grad():
         alpha = torch.sigmoid(mix.logit_alpha.double()) if net.cfg.alpha_cond else None
-        tgt = terminal_joint(target.log_q_terminal_single(mix.terminal).double(), n, alpha.to(dev) if alpha is not None
+        if terminal_posterior is not None:
+            log_post = terminal_posterior(mix.terminal).double().to(dev)  # [T_mix, m]
+        else:
+            log_post = target.log_q_terminal_single(mix.terminal).double()
+        tgt = terminal_joint(log_post, n, alpha.to(dev) if alpha is not None
                              else None).flatten(1).exp().float()  # [T_mix, K]
+    if extra:
+        post = log_post.float()
+        loss_t = loss_t + (post.exp() * (post - log_qt_all[Sm + Sb + Tb:])).sum(1).mean()
     log_qn = net.joint_from_embedding(emb)[:Sm].flatten(1)
     keep = mix.nt_train.to(dev)
     loss_n = -(tgt[m_traj[keep]] * log_qn[keep]).sum() / n_mix
@@ -471,6 +494,9 @@ def train_mol_classifier(
     branch_stream = _Stream("guided branches", env, lambda: branch_policy(bases, target, cfg, gen), chunk, cfg.reuse,
                             gen, float(beta)) if chain and cfg.branch_fraction > 0 else None
     distill = make_distiller(bases, cfg, gen) if (cfg.distill_actions > 0 and cfg.action_head) else None
+    posterior = bases.log_terminal_posterior if cfg.terminal_target == "flow" else None
+    if posterior is not None:
+        posterior(env.step(env.initial_states(1), [0]))  # SculptError now (not mid-run) when a flow head is missing
     history: list[dict] = []
     start = time.perf_counter()
     sample_s = 0.0
@@ -494,7 +520,7 @@ def train_mol_classifier(
             mla = (torch.rand(len(mix_trajs), generator=gen) * 2 - 1) * cfg.logit_alpha_range if cfg.alpha_cond \
                 else torch.zeros(len(mix_trajs))
             mix = _assemble(mix_trajs, True, mla)
-            loss_t, loss_n, loss_a, loss_d, loss_w = chain_losses(net, target, data, mix, m, distill)
+            loss_t, loss_n, loss_a, loss_d, loss_w = chain_losses(net, target, data, mix, m, distill, posterior)
         else:
             loss_t, loss_n, loss_a, loss_d = classifier_losses(net, target, data, m, distill)
             loss_w = torch.zeros(())
@@ -531,9 +557,9 @@ def train_mol_classifier(
     info = {"steps": step, "seconds": seconds, "sample_seconds": sample_s, "history": history,
             "trajectories_sampled": sum(s.sampled for s in all_streams),
             "invalid_dropped": sum(s.invalid for s in all_streams),
-            "objective": cfg.objective,
+            "objective": cfg.objective, "terminal_target": cfg.terminal_target,
             "device": str(device), "torch_threads": torch.get_num_threads(), **last}
     return net, info
 
 
-__all__ = ["BranchPolicy", "DEFAULT_BRANCH_FRACTION", "DEFAULT_OBJECTIVE", "MixtureChainPolicy", "branch_policy", "MolClassifierTrainConfig", "OBJECTIVES", "chain_losses", "classifier_losses", "make_distiller", "label_targets", "train_mol_classifier"]
+__all__ = ["BranchPolicy", "DEFAULT_BRANCH_FRACTION", "DEFAULT_OBJECTIVE", "MixtureChainPolicy", "branch_policy", "MolClassifierTrainConfig", "OBJECTIVES", "TERMINAL_TARGETS", "chain_losses", "classifier_losses", "make_distiller", "label_targets", "train_mol_classifier"]
