@@ -463,6 +463,35 @@ def test_flow_terminal_posterior_is_exact_with_exact_flows(dp, tables, models):
         prepare_mol_bases([flowless, models[1]], BETA).log_terminal_posterior(molecules[:2])
 
 
+class _ShiftedFlowModel(_ExactFlowModel):
+    """Exact flows, every state but s0 shifted by ``shift`` nats: log p_i^flow(x) = log p_i(x) + shift."""
+
+    shift = 0.0
+
+    def log_flow(self, states, beta):
+        out = super().log_flow(states, beta)
+        return out + self.shift * torch.tensor([len(s.frags) > 0 for s in states], dtype=out.dtype)
+
+
+def test_flow_offsets_undo_a_per_model_shift_of_the_flows(dp, tables, models):
+    from sculpt_core.domains.molecules.marginals import flow_offsets
+
+    twins = []
+    for mod, table, shift in zip(models, tables[3], (2.0, 0.0, -1.0)):
+        twin = _ShiftedFlowModel(mod.net, mod.env, dict(mod.meta), mod.name).attach(dp, dp.log_reaching(table))
+        twin.shift = shift
+        twins.append(twin)
+    bases = prepare_mol_bases(twins, BETA)
+    log_px = torch.stack([dp.log_terminal(t) for t in tables[3]])
+    complete = torch.isfinite(log_px).all(0)
+    molecules = [s for s, ok in zip(dp.states, complete.tolist()) if ok][:80]
+    offsets = flow_offsets(bases, molecules, k=64, generator=torch.Generator().manual_seed(1))
+    assert torch.allclose(offsets, torch.tensor([-2.0, 0.0, 1.0], dtype=torch.float64) + 1 / 3, atol=0.05), offsets
+    exact = torch.softmax(log_px[:, complete].T[:80], 1)
+    assert (bases.log_terminal_posterior(molecules).exp() - exact).abs().max() > 0.1  # the shift moves it
+    assert torch.allclose(bases.log_terminal_posterior(molecules, offsets).exp(), exact, atol=0.02)
+
+
 def test_chain_training_with_flow_terminal_targets_cuts_guided_l1(env, dp, tables, models, bases2):
     """Leaf targets from the bases' (here exact) flow posterior: the chain objective's fixed point needs no
     terminal head at all, and the head itself learns the posterior on the chain's molecules."""
@@ -475,7 +504,8 @@ def test_chain_training_with_flow_terminal_targets_cuts_guided_l1(env, dp, table
     net, info = train_mol_classifier(twins, BETA, cfg, init=a1)
     after = guided_l1(net)
     print("chain + flow targets guided L1 before", before, "after", after, f"({info['seconds']:.1f} s)")
-    assert info["terminal_target"] == "flow"
+    assert info["terminal_target"] == "flow" and abs(sum(info["flow_offsets"])) < 1e-3
+    assert max(abs(c) for c in info["flow_offsets"]) < 0.2  # exact flows: nothing to calibrate
     for b, a in zip(before, after):
         assert a < b / 1.5, (before, after)
     log_px = torch.stack([dp.log_terminal(t) for t in tables[2]])
@@ -490,6 +520,8 @@ def test_chain_training_with_flow_terminal_targets_cuts_guided_l1(env, dp, table
         MolClassifierTrainConfig(objective="a1", terminal_target="flow")
     with pytest.raises(SculptError, match="terminal target"):
         MolClassifierTrainConfig(objective="chain", terminal_target="exact")
+    with pytest.raises(SculptError, match="flow_calibration"):
+        MolClassifierTrainConfig(objective="chain", terminal_target="flow", flow_calibration=-1)
 
 
 # ----- (vi) bad compositions ---------------------------------------------------------------------------------------------
@@ -563,6 +595,8 @@ def test_cli_train_classifier_and_composed_sampling(env, tmp_path, capsys):
     assert rec["steps"] == 3 and rec["beta"] == 24.0 and rec["alpha_cond"] and clf.is_file()
     _, names, meta = load_mol_classifier(clf)
     assert names == ["b0", "b1"] and meta["seconds"] >= 0 and meta["n_labels"] == 2
+    # chain on bases with flow heads: the flow posterior's leaf targets by default, calibrated per model
+    assert meta["objective"] == "chain" and meta["terminal_target"] == "flow" and len(meta["flow_offsets"]) == 2
     more = tmp_path / "clf_more.pt"  # continue the same classifier: the steps add up, the weights move on
     code, out, err = _cli(["mol", "train-classifier", "--bases", bases, "--beta", "24", "--alpha-cond", "--steps", "2",
                            "--batch-size", "4", "--hidden", "16", "--layers", "1", "--init", str(clf), "--out",

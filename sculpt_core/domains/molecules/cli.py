@@ -291,11 +291,15 @@ def cmd_mol_train_classifier(args: argparse.Namespace) -> dict[str, Any]:
     if args.branch_fraction > 0 and args.objective != "chain":
         raise SculptError("--branch-fraction is part of the chain objective, not of a1")
     models = [load_mol_model(n) for n in names]
+    if args.terminal_target == "auto":  # the bases' flow posterior where it exists (README, "Classifier objectives")
+        flows = all(m.meta.get("has_flow") is not False for m in models)
+        args.terminal_target = "flow" if (args.objective == "chain" and flows) else "head"
     cfg = MolClassifierTrainConfig(steps=args.steps, trajectories_per_model=args.batch_size, n_labels=labels,
                                    alpha_cond=args.alpha_cond, hidden=args.hidden, n_layers=args.layers,
                                    action_head=not args.no_action_head, distill_actions=args.distill_actions,
                                    objective=args.objective, branch_fraction=args.branch_fraction,
-                                   terminal_target=args.terminal_target, reuse=args.reuse,
+                                   terminal_target=args.terminal_target, flow_calibration=args.flow_calibration,
+                                   reuse=args.reuse,
                                    seed=args.seed, lr=args.lr,
                                    warmup=max(1, min(args.warmup, args.steps)),
                                    eval_every=max(1, args.steps // 20), time_limit_s=args.time_limit,
@@ -330,7 +334,7 @@ def cmd_mol_train_classifier(args: argparse.Namespace) -> dict[str, Any]:
             "alpha_cond": bool(args.alpha_cond), "n_labels": labels,
             "action_head": not args.no_action_head, "distill_actions": args.distill_actions,
             "objective": args.objective, "branch_fraction": args.branch_fraction,
-            "terminal_target": args.terminal_target, "lr": args.lr,
+            "terminal_target": args.terminal_target, "flow_offsets": info.get("flow_offsets"), "lr": args.lr,
             "steps": total_steps, "seconds": total_seconds,
             "continued_from": ({"steps": init_meta.get("steps"), "seconds": init_meta.get("seconds"),
                                 "objective": init_meta.get("objective", "a1")} if init is not None else None),
@@ -431,9 +435,13 @@ def register(commands: argparse._SubParsersAction, zoo: argparse._SubParsersActi
                    help="chain objective: share of its trajectories that start guided by the target network (a "
                         "random label tuple) and switch to the mixture chain at a random depth (default: "
                         f"{DEFAULT_BRANCH_FRACTION:g} for chain, 0 for a1)")
-    p.add_argument("--terminal-target", choices=TERMINAL_TARGETS, default="head",
-                   help="chain objective: leaf targets from the classifier's own terminal head (default) or from the "
-                        "bases' flow posterior p_i(x) / Σ_j p_j(x), defined for any molecule (needs flow heads)")
+    p.add_argument("--terminal-target", choices=("auto",) + TERMINAL_TARGETS, default="auto",
+                   help="chain objective: leaf targets from the bases' flow posterior p_i(x) / Σ_j p_j(x), defined "
+                        "for any molecule (needs flow heads), or from the classifier's own terminal head; auto "
+                        "(default): flow for chain when every base has a flow head, else head")
+    p.add_argument("--flow-calibration", type=int_arg(0, 100_000), default=128,
+                   help="--terminal-target flow: molecules of the mixture chain (and branches) on which each base's "
+                        "flow is aligned with backward importance sampling by a per-model offset (0: off)")
     p.add_argument("--reuse", type=int_arg(1, 64), default=1,
                    help="use each sampled trajectory this many times (fresh α each time; saves sampling time)")
     p.add_argument("--seed", type=seed_arg, default=100)

@@ -113,17 +113,27 @@ class MolBases:
 
 
     @torch.no_grad()
-    def log_terminal_posterior(self, molecules: Sequence[FragState]) -> torch.Tensor:
-        """log P(y = i | x) = log p_i(x) − log Σ_j p_j(x) ``[B, m]`` (uniform prior over the models), with
-        p_i(x) = u_i(x) · p_iF(⊤ | x) from each model's learned state flow: the terminal label posterior of any
-        molecule, whoever generated it (needs every model's flow head)."""
+    def log_flow_marginals(self, molecules: Sequence[FragState]) -> torch.Tensor:
+        """log p_i(x) = log u_i(x) + log p_iF(⊤ | x) from each model's learned state flow ``[m, B]`` (needs every
+        model's flow head; SculptError for a state that cannot stop)."""
         missing = [mod.name for mod in self.models if mod.meta.get("has_flow") is False]
         if missing:
             raise SculptError(f"no learned state flow in {', '.join(missing)}: the flow posterior needs one")
         log_pf, log_u = self.log_pf_and_u(molecules)
-        log_px = log_u + log_pf[:, :, self.env.stop_action]  # [m, B]
+        log_px = log_u + log_pf[:, :, self.env.stop_action]
         if not torch.isfinite(log_px).all():
             raise SculptError("some molecule cannot stop here (not a complete state of this environment)")
+        return log_px
+
+    def log_terminal_posterior(self, molecules: Sequence[FragState], offsets: torch.Tensor | None = None
+                               ) -> torch.Tensor:
+        """log P(y = i | x) = log p_i(x) − log Σ_j p_j(x) ``[B, m]`` (uniform prior over the models) from
+        :meth:`log_flow_marginals`, each model's log p_i shifted by ``offsets[i]`` (a per-model calibration,
+        :func:`~sculpt_core.domains.molecules.marginals.flow_offsets`): the terminal label posterior of any
+        molecule, whoever generated it."""
+        log_px = self.log_flow_marginals(molecules)
+        if offsets is not None:
+            log_px = log_px + torch.as_tensor(offsets, dtype=log_px.dtype).reshape(-1, 1)
         return torch.log_softmax(log_px.T, 1)
 
 

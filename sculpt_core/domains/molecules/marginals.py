@@ -131,4 +131,18 @@ def log_reaching(bases, states: Sequence[FragState], k: int = 16,
     return torch.logsumexp(torch.cat(parts, 1), 2) - math.log(k)
 
 
-__all__ = ["backward_log_weights", "log_marginals", "log_reaching"]
+def flow_offsets(bases, molecules: Sequence[FragState], k: int = 16,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+    """Per-model shift c_i ``[m]`` (float64) of the flows' log p_i(x) (``bases.log_flow_marginals``) that best
+    matches backward importance sampling on ``molecules``: the mean of log p̂_i(x) − log p_i^flow(x), centred over
+    the models (a posterior only sees the differences). A flow head fitted elsewhere can be off by a few nats,
+    differently per model, on the molecules a composition makes; a shared error leaves the posterior unchanged,
+    a relative one moves every label posterior the same way, and this removes its mean."""
+    if len(molecules) == 0:
+        raise SculptError("no molecules given")
+    diff = log_marginals(bases, molecules, k, generator) - bases.log_flow_marginals(molecules).double()
+    shift = diff.mean(1)
+    return shift - shift.mean()
+
+
+__all__ = ["backward_log_weights", "flow_offsets", "log_marginals", "log_reaching"]

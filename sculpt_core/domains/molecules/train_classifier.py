@@ -87,6 +87,7 @@ class MolClassifierTrainConfig:
     objective: str = DEFAULT_OBJECTIVE  # "a1" (the paper's Algorithm A.1) or "chain" (the posterior Theorem 5.3 needs)
     branch_fraction: float = 0.0  # chain: share of the chain trajectories that start guided (BranchPolicy)
     terminal_target: str = "head"  # chain: leaf targets from the terminal head or the bases' flows (TERMINAL_TARGETS)
+    flow_calibration: int = 128  # "flow": molecules of the chain / branches that calibrate the flows' offsets (0: off)
     lr_final_fraction: float = 0.1
     sample_batch: int = 128
     reuse: int = 1
@@ -121,6 +122,8 @@ class MolClassifierTrainConfig:
             raise SculptError("guided branches are part of the chain objective (A.1 learns from the bases' own runs)")
         if self.terminal_target not in TERMINAL_TARGETS:
             raise SculptError(f"unknown terminal target {self.terminal_target!r}; one of {', '.join(TERMINAL_TARGETS)}")
+        if not (isinstance(self.flow_calibration, int) and self.flow_calibration >= 0):
+            raise SculptError(f"flow_calibration must be a count ≥ 0, got {self.flow_calibration!r}")
         if self.terminal_target != "head" and self.objective != "chain":
             raise SculptError("flow terminal targets are part of the chain objective (A.1 labels by the generating model)")
         if self.objective == "chain" and not self.final_as_nonterminal:
@@ -248,6 +251,25 @@ def branch_policy(bases: Any, target: MolClassifier, cfg: "MolClassifierTrainCon
                                     * cfg.logit_alpha_range))
     guided = GuidedPolicy(bases, conditioning(labels, m, alpha), target, "fast")
     return BranchPolicy(guided, MixtureChainPolicy(bases, target), gen)
+
+
+def calibrate_flows(bases: Any, target: MolClassifier, cfg: "MolClassifierTrainConfig", gen: torch.Generator
+                    ) -> torch.Tensor:
+    """Per-model offsets of the flow posterior (:func:`~sculpt_core.domains.molecules.marginals.flow_offsets`,
+    16 backward paths each) on ``cfg.flow_calibration`` molecules where its targets are used: the mixture chain's,
+    and with guided branches half of them from branches (four batches, four label tuples)."""
+    from sculpt_core.domains.molecules.marginals import flow_offsets
+
+    n = cfg.flow_calibration
+    n_branch = (n // 2) if cfg.branch_fraction > 0 else 0
+    molecules = list(sample_trajectories(bases.env, MixtureChainPolicy(bases, target), n - n_branch, gen,
+                                         with_smiles=False).terminal)
+    for part in range(4):
+        size = n_branch // 4 + (part < n_branch % 4)
+        if size:
+            molecules += sample_trajectories(bases.env, branch_policy(bases, target, cfg, gen), size, gen,
+                                             with_smiles=False).terminal
+    return flow_offsets(bases, molecules, 16, gen)
 
 
 # ----- one step's data --------------------------------------------------------------------------------------------
@@ -494,9 +516,12 @@ def train_mol_classifier(
     branch_stream = _Stream("guided branches", env, lambda: branch_policy(bases, target, cfg, gen), chunk, cfg.reuse,
                             gen, float(beta)) if chain and cfg.branch_fraction > 0 else None
     distill = make_distiller(bases, cfg, gen) if (cfg.distill_actions > 0 and cfg.action_head) else None
-    posterior = bases.log_terminal_posterior if cfg.terminal_target == "flow" else None
-    if posterior is not None:
-        posterior(env.step(env.initial_states(1), [0]))  # SculptError now (not mid-run) when a flow head is missing
+    posterior, offsets = None, None
+    if cfg.terminal_target == "flow":
+        bases.log_flow_marginals(env.step(env.initial_states(1), [0]))  # SculptError now when a flow head is missing
+        if cfg.flow_calibration:
+            offsets = calibrate_flows(bases, target, cfg, gen)
+        posterior = lambda molecules: bases.log_terminal_posterior(molecules, offsets)  # noqa: E731
     history: list[dict] = []
     start = time.perf_counter()
     sample_s = 0.0
@@ -558,8 +583,9 @@ def train_mol_classifier(
             "trajectories_sampled": sum(s.sampled for s in all_streams),
             "invalid_dropped": sum(s.invalid for s in all_streams),
             "objective": cfg.objective, "terminal_target": cfg.terminal_target,
+            "flow_offsets": None if offsets is None else [round(float(c), 4) for c in offsets],
             "device": str(device), "torch_threads": torch.get_num_threads(), **last}
     return net, info
 
 
-__all__ = ["BranchPolicy", "DEFAULT_BRANCH_FRACTION", "DEFAULT_OBJECTIVE", "MixtureChainPolicy", "branch_policy", "MolClassifierTrainConfig", "OBJECTIVES", "TERMINAL_TARGETS", "chain_losses", "classifier_losses", "make_distiller", "label_targets", "train_mol_classifier"]
+__all__ = ["BranchPolicy", "DEFAULT_BRANCH_FRACTION", "DEFAULT_OBJECTIVE", "MixtureChainPolicy", "branch_policy", "calibrate_flows", "MolClassifierTrainConfig", "OBJECTIVES", "TERMINAL_TARGETS", "chain_losses", "classifier_losses", "make_distiller", "label_targets", "train_mol_classifier"]
