@@ -111,7 +111,6 @@ class MolBases:
             u.append(lf.double().cpu() - f0)
         return torch.stack(pf), torch.stack(u)
 
-
     @torch.no_grad()
     def log_flow_marginals(self, molecules: Sequence[FragState]) -> torch.Tensor:
         """log p_i(x) = log u_i(x) + log p_iF(⊤ | x) from each model's learned state flow ``[m, B]`` (needs every
