@@ -22,15 +22,21 @@ from test_mol_compose import (BETA, _SHORT_RUN, _ExactFlowModel, _exact_flow_mod
                               bases2, bases3, dp, env, models, tables)
 
 
+def _complete(dp, table):
+    """(every complete molecule of the space, each model's exact log p_i(x) on them ``[m, N]``, the mask of the
+    complete classes): the molecules where Stop is valid."""
+    log_px = torch.stack([dp.log_terminal(t) for t in table])  # −inf where Stop is invalid
+    complete = torch.isfinite(log_px).all(0)
+    return [s for s, ok in zip(dp.states, complete.tolist()) if ok], log_px[:, complete], complete
+
+
 def test_flow_terminal_posterior_is_exact_with_exact_flows(dp, tables, models):
     """p_i(x) = u_i(x) p_iF(⊤ | x): with exact flows the posterior of every molecule is p_i(x) / Σ_j p_j(x)."""
     bases = prepare_mol_bases(_exact_flow_models(dp, models, tables[3]), BETA)
-    log_px = torch.stack([dp.log_terminal(t) for t in tables[3]])  # [m, N], −inf where Stop is invalid
-    complete = torch.isfinite(log_px).all(0)
-    molecules = [s for s, ok in zip(dp.states, complete.tolist()) if ok]
+    molecules, log_px, complete = _complete(dp, tables[3])
     assert len(molecules) > 50
     post = bases.log_terminal_posterior(molecules)
-    assert torch.allclose(post.exp(), torch.softmax(log_px[:, complete].T, 1), atol=1e-6)
+    assert torch.allclose(post.exp(), torch.softmax(log_px.T, 1), atol=1e-6)
     with pytest.raises(SculptError, match="cannot stop"):
         bases.log_terminal_posterior([dp.states[int(torch.nonzero(~complete)[1])]])
     flowless = MolBaseModel(models[0].net, models[0].env, {**models[0].meta, "has_flow": False}, "noflow")
@@ -57,12 +63,11 @@ def test_flow_offsets_undo_a_per_model_shift_of_the_flows(dp, tables, models):
         twin.shift = shift
         twins.append(twin)
     bases = prepare_mol_bases(twins, BETA)
-    log_px = torch.stack([dp.log_terminal(t) for t in tables[3]])
-    complete = torch.isfinite(log_px).all(0)
-    molecules = [s for s, ok in zip(dp.states, complete.tolist()) if ok][:80]
+    molecules, log_px, _ = _complete(dp, tables[3])
+    molecules = molecules[:80]
     offsets = flow_offsets(bases, molecules, k=64, generator=torch.Generator().manual_seed(1))
     assert torch.allclose(offsets, torch.tensor([-2.0, 0.0, 1.0], dtype=torch.float64) + 1 / 3, atol=0.05), offsets
-    exact = torch.softmax(log_px[:, complete].T[:80], 1)
+    exact = torch.softmax(log_px.T[:80], 1)
     assert (bases.log_terminal_posterior(molecules).exp() - exact).abs().max() > 0.1  # the shift moves it
     assert torch.allclose(bases.log_terminal_posterior(molecules, offsets).exp(), exact, atol=0.02)
 
@@ -83,13 +88,11 @@ def test_chain_training_with_flow_terminal_targets_cuts_guided_l1(env, dp, table
     assert max(abs(c) for c in info["flow_offsets"]) < 0.2  # exact flows: nothing to calibrate
     for b, a in zip(before, after):
         assert a < b / 1.5, (before, after)
-    log_px = torch.stack([dp.log_terminal(t) for t in tables[2]])
-    complete = torch.isfinite(log_px).all(0)
-    molecules = [s for s, ok in zip(dp.states, complete.tolist()) if ok]
-    weight = torch.logsumexp(log_px[:, complete], 0).exp()  # where the bases put their molecules
+    molecules, log_px, _ = _complete(dp, tables[2])
+    weight = torch.logsumexp(log_px, 0).exp()  # where the bases put their molecules
     with torch.no_grad():
         head = net.log_q_terminal_single(molecules).double().exp()
-    tv = 0.5 * (head - torch.softmax(log_px[:, complete].T, 1)).abs().sum(1)
+    tv = 0.5 * (head - torch.softmax(log_px.T, 1)).abs().sum(1)
     assert float((weight * tv).sum() / weight.sum()) < 0.1
     with pytest.raises(SculptError, match="chain objective"):
         MolClassifierTrainConfig(objective="a1", terminal_target="flow")

@@ -292,8 +292,9 @@ def cmd_mol_train_classifier(args: argparse.Namespace) -> dict[str, Any]:
         raise SculptError("--branch-fraction is part of the chain objective, not of a1")
     models = [load_mol_model(n) for n in names]
     if args.terminal_target == "auto":  # the bases' flow posterior where it exists (README, "Classifier objectives")
-        flows = all(m.meta.get("has_flow") is not False for m in models)
-        args.terminal_target = "flow" if (args.objective == "chain" and flows) else "head"
+        from sculpt_core.domains.molecules.compose import models_without_flow
+
+        args.terminal_target = "flow" if (args.objective == "chain" and not models_without_flow(models)) else "head"
     cfg = MolClassifierTrainConfig(steps=args.steps, trajectories_per_model=args.batch_size, n_labels=labels,
                                    alpha_cond=args.alpha_cond, hidden=args.hidden, n_layers=args.layers,
                                    action_head=not args.no_action_head, distill_actions=args.distill_actions,

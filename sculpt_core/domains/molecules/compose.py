@@ -57,6 +57,11 @@ DEFAULT_U_SOURCE = "trajectory"
 SCORINGS = ("fast", "exact", "topk")
 
 
+def models_without_flow(models: Sequence[MolBaseModel]) -> list[str]:
+    """Names of the models that carry no learned state flow (``meta["has_flow"]`` False)."""
+    return [mod.name for mod in models if mod.meta.get("has_flow") is False]
+
+
 def flow_fit_note(models: Sequence[MolBaseModel], beta: float) -> str | None:
     """None when every model's flow head was refitted to its reaching probabilities (``mol fit-flow``, recorded
     in ``meta["flow_fit"]["betas"]``) over a β range covering ``beta``; otherwise the sentence saying which heads
@@ -115,7 +120,7 @@ class MolBases:
     def log_flow_marginals(self, molecules: Sequence[FragState]) -> torch.Tensor:
         """log p_i(x) = log u_i(x) + log p_iF(⊤ | x) from each model's learned state flow ``[m, B]`` (needs every
         model's flow head; SculptError for a state that cannot stop)."""
-        missing = [mod.name for mod in self.models if mod.meta.get("has_flow") is False]
+        missing = models_without_flow(self.models)
         if missing:
             raise SculptError(f"no learned state flow in {', '.join(missing)}: the flow posterior needs one")
         log_pf, log_u = self.log_pf_and_u(molecules)
@@ -371,7 +376,7 @@ def composed_policy(
 
     def reaching(u: str):
         if u == "flow":
-            missing = [mod.name for mod in bases.models if mod.meta.get("has_flow") is False]
+            missing = models_without_flow(bases.models)
             if missing:
                 raise SculptError(f"no learned state flow in {', '.join(missing)}: use --u trajectory")
             return ReachingPolicy(bases, composition)
@@ -388,5 +393,5 @@ def composed_policy(
 
 
 __all__ = ["flow_fit_note", "GuidedPolicy", "METHODS", "MolBases", "MolTrajectoryProductPolicy", "ReachingPolicy",
-           "DEFAULT_U_SOURCE", "SCORINGS", "U_SOURCES", "check_classifier", "composed_policy",
+           "DEFAULT_U_SOURCE", "SCORINGS", "U_SOURCES", "check_classifier", "composed_policy", "models_without_flow",
            "prepare_mol_bases", "trajectory_policy"]

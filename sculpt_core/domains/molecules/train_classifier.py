@@ -481,7 +481,7 @@ def train_mol_classifier(
     """Train a classifier for ``models`` (in this order: label i = model i) sampled at ``beta``; ``init``: a
     classifier of the same configuration to continue from (its weights are copied, the schedule starts anew; an
     A.1 classifier may start a chain run, which adds the mixture head)."""
-    from sculpt_core.domains.molecules.compose import prepare_mol_bases
+    from sculpt_core.domains.molecules.compose import models_without_flow, prepare_mol_bases
 
     bases = prepare_mol_bases(models, beta)  # same library, β in range
     m, env = bases.m, bases.env
@@ -518,7 +518,9 @@ def train_mol_classifier(
     distill = make_distiller(bases, cfg, gen) if (cfg.distill_actions > 0 and cfg.action_head) else None
     posterior, offsets = None, None
     if cfg.terminal_target == "flow":
-        bases.log_flow_marginals(env.step(env.initial_states(1), [0]))  # SculptError now when a flow head is missing
+        missing = models_without_flow(bases.models)
+        if missing:
+            raise SculptError(f"no learned state flow in {', '.join(missing)}: use terminal_target='head'")
         if cfg.flow_calibration:
             offsets = calibrate_flows(bases, target, cfg, gen)
         posterior = lambda molecules: bases.log_terminal_posterior(molecules, offsets)  # noqa: E731
