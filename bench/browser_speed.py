@@ -9,13 +9,14 @@ growing…") changes its figures first from that batch: ``full_view`` is the sam
 screen (the page's "growing…" note gone, the page not running); a page without that note has ``full_view`` equal
 to the first change. Prints ONE JSON line: p50/p95 per page; the page's first open; and, as the baseline of the same
 run, the page's in-process rerun time after the same α moves (Streamlit ``AppTest``: no browser, no network, no
-rendering; a molecule move there is its first-batch run).
+rendering; the whole page's rerun, where the browser reruns only a page's live fragment; a molecule move there is
+its first-batch run; the scripts compiled once, as a server does).
 
 Targets (issue 17): grid ≤ 200 ms p50, molecule ≤ 400 ms p50 at the default view size for an α move, molecule
 ≤ 1 s p50 for a β move (``--slider beta``).
 
 Usage: python bench/browser_speed.py [--moves 8] [--pages grid,molecule] [--slider alpha|beta] [--dwell-ms 300]
-[--chromium /usr/bin/chromium]
+[--query fig=interactive] [--chromium /usr/bin/chromium]
 
 The in-process baseline runs with ``SCULPT_PREFETCH`` as set (prefetch on by default; its AppTest moves follow one
 another without a pause, so they mostly measure sampling).
@@ -97,10 +98,26 @@ def browser_moves(url: str, moves: int, chromium: str, dwell_ms: int = 300, labe
     return {"first_open_s": round(first_open, 2), **latency_summary(latencies), "full_view": latency_summary(full)}
 
 
-def in_process_moves(page_file: str, moves: int, label: str = ALPHA_LABEL, step: float = 0.01) -> dict:
+def shared_script_cache() -> None:
+    """AppTest compiles every script anew on each run (a new ScriptCache per run: 40-80 ms of AST work for these
+    pages on this machine), which a server does once: give every run the same cache, so the baseline times the
+    page's own work."""
+    import streamlit.testing.v1.app_test as app_test
+    import streamlit.testing.v1.local_script_runner as local_runner
+    from streamlit.runtime.scriptrunner.script_cache import ScriptCache
+
+    shared = ScriptCache()
+    app_test.ScriptCache = local_runner.ScriptCache = lambda: shared
+
+
+def in_process_moves(page_file: str, moves: int, label: str = ALPHA_LABEL, step: float = 0.01,
+                     query: dict[str, str] | None = None) -> dict:
     from streamlit.testing.v1 import AppTest
 
+    shared_script_cache()
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
+    for key, value in (query or {}).items():
+        at.query_params[key] = value
     at.switch_page(page_file).run()
     slider = next(s for s in at.slider if s.label.startswith(label))
     times = []
@@ -122,7 +139,13 @@ def main() -> None:
                     help="pause after each move before the next key press (a user looking at the view; default 300)")
     ap.add_argument("--slider", choices=sorted(SLIDERS), default="alpha",
                     help="the slider moved by → (beta: the molecule page only; one step is β + 1)")
+    ap.add_argument("--query", default="",
+                    help="URL query the pages open with, e.g. fig=interactive (the grid page's plotly figure)")
     args = ap.parse_args()
+    try:
+        query = dict(part.split("=", 1) for part in args.query.split("&") if part)
+    except ValueError:
+        raise SystemExit(f"error: --query takes key=value pairs joined by '&', got {args.query!r}")
     pages = args.pages.split(",")
     if any(name not in PAGES for name in pages):
         raise SystemExit(f"error: --pages takes {', '.join(PAGES)}, got {args.pages!r}")
@@ -130,7 +153,7 @@ def main() -> None:
         raise SystemExit(f"error: --slider {args.slider} is measured on {[k[0] for k in TARGETS if k[1] == args.slider]} only")
     label, step = SLIDERS[args.slider]
     out: dict = {"bench": "browser_speed", "moves": args.moves, "dwell_ms": args.dwell_ms, "slider": args.slider,
-                 "load_avg_start": round(os.getloadavg()[0], 2)}
+                 "query": args.query, "load_avg_start": round(os.getloadavg()[0], 2)}
     port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless=true",
                                f"--server.port={port}", "--browser.gatherUsageStats=false"], cwd=ROOT,
@@ -139,9 +162,9 @@ def main() -> None:
         time.sleep(6)
         for name in pages:
             path, page_file = PAGES[name]
-            out[name] = {"browser": browser_moves(f"http://127.0.0.1:{port}/{path}", args.moves, args.chromium,
-                                                   args.dwell_ms, label)}
-            out[name]["in_process_rerun"] = in_process_moves(page_file, args.moves, label, step)
+            url = f"http://127.0.0.1:{port}/{path}" + (f"?{args.query}" if args.query else "")
+            out[name] = {"browser": browser_moves(url, args.moves, args.chromium, args.dwell_ms, label)}
+            out[name]["in_process_rerun"] = in_process_moves(page_file, args.moves, label, step, query)
             print(name, out[name], file=sys.stderr, flush=True)
     finally:
         server.terminate()

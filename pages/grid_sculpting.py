@@ -13,7 +13,7 @@ from sculpt_core.app import caches as C
 from sculpt_core.app import grid as G
 from sculpt_core.app import grid_views as GV
 from sculpt_core.app import grid_training as GT
-from sculpt_core.app.exports import composition_meta, meta_stem, meta_title
+from sculpt_core.app.exports import composition_meta, meta_title
 from sculpt_core.app.navigation import ensure_app_navigation
 from sculpt_core.app.widgets import operator_controls
 from sculpt_core.core.operators import build_composition, composition_key
@@ -52,13 +52,13 @@ if "grid_qp_loaded" not in ss:
     ss.update({"g_bases": url_state.bases, "g_op": url_state.op, "g_alpha": url_state.alpha,
                "g_labels": url_state.labels, "g_method": url_state.method, "g_u": url_state.u,
                "g_points": url_state.points, "g_beta_url": url_state.beta, "g_scale": url_state.scale,
-               "grid_qp_loaded": True})
+               "g_fig": url_state.fig, "grid_qp_loaded": True})
     if url_state.weights:
         ss["g_weights"] = url_state.weights
     for warning in url_warnings:
         st.warning(warning)
 defaults = {"g_bases": G.default_bases(available), "g_op": "hm", "g_alpha": 0.5, "g_labels": "1,2", "g_weights": "",
-            "g_method": "oracle", "g_u": "exact", "g_points": 0, "g_scale": "shared"}
+            "g_method": "oracle", "g_u": "exact", "g_points": 0, "g_scale": "shared", "g_fig": "image"}
 for key, value in defaults.items():
     ss.setdefault(key, value)
 GT.take_new_base(available)  # a model just trained joins the selection when there is room (else it asks below)
@@ -80,7 +80,7 @@ tokens = tuple(t for t, _ in loaded)
 models = [m for _, m in loaded]
 m = len(models)
 
-op, alpha_ok, alpha = operator_controls(sb, "g", m)
+operator_box = sb.container()  # the live fragment below draws the operator controls (op, labels, α) here
 
 window = G.beta_window(models)
 if window is not None:
@@ -114,12 +114,6 @@ else:
     u_source = ss.get("g_u", "exact")
 n_points = sb.slider("Sampled points overlay (0 = off)", 0, G.POINTS_MAX, step=250, key="g_points")
 
-url_query = G.GridPageState(list(chosen), op, float(ss["g_alpha"]), beta, ss.get("g_labels", "1,2"),
-                            ss.get("g_weights", ""), method, u_source, int(n_points),
-                            ss.get("g_scale", "shared")).to_query()
-if st.query_params.to_dict() != url_query:  # the view lives in the URL, so it can be shared
-    st.query_params.from_dict(url_query)
-
 # ----- what the controls mean ------------------------------------------------------------------------
 for err in load_errors:
     st.error(f"Could not load {err}")
@@ -128,14 +122,6 @@ if not available:
                "'Train a base model', or build the zoo with `python -m sculpt_core zoo build-grid`.")
 elif m < 2:
     st.info("Choose two or three base models in the sidebar to compose them.")
-
-composition = None
-if m >= 2:
-    try:
-        composition = build_composition(op, m, float(alpha) if alpha_ok else None, ss.get("g_labels", ""),
-                                          ss.get("g_weights", ""))
-    except SculptError as exc:
-        st.error(f"Operator undefined for the chosen models: {exc}")
 
 bases = None
 if models and not load_errors:
@@ -195,8 +181,8 @@ def classifier_panel(reason: str) -> None:
         st.rerun()
 
 
-# ----- results -----------------------------------------------------------------------------------------------
-def compose_view(meth: str, u: str, clf=None, clf_token=None) -> G.ComposeView:
+# ----- results: a fragment, so an operator or α move reruns only this part ---------------------------------------
+def compose_view(composition, computing, meth: str, u: str, clf=None, clf_token=None) -> G.ComposeView:
     if G.is_sampled(meth, u):  # the slow views: sampled in chunks behind a progress bar, the previous view kept
         return G.cached_sampled_compose(tokens, beta, composition_key(composition), G.TRAJECTORY_SAMPLES, bases,
                                         composition, progress=computing)
@@ -204,9 +190,9 @@ def compose_view(meth: str, u: str, clf=None, clf_token=None) -> G.ComposeView:
                             G.TRAJECTORY_SAMPLES, bases, composition, clf)
 
 
-def safe_view(meth: str, u: str, clf=None, clf_token=None) -> G.ComposeView | None:
+def safe_view(composition, computing, meth: str, u: str, clf=None, clf_token=None) -> G.ComposeView | None:
     try:
-        return compose_view(meth, u, clf, clf_token)
+        return compose_view(composition, computing, meth, u, clf, clf_token)
     except SculptError as exc:
         st.error(f"{G.METHOD_CHOICES.get(meth, meth)}: {exc}")
     except Exception as exc:  # never a traceback in the page
@@ -214,75 +200,113 @@ def safe_view(meth: str, u: str, clf=None, clf_token=None) -> G.ComposeView | No
     return None
 
 
-if composition is not None and bases is not None:
-    st.markdown(f"**Target:** {composition.describe()}  `{composition.formula()}`")
-    scale = GV.scale_control("g_scale")
-    computing = GV.StaleWhileComputing()  # the previous view stays, marked stale, while a new one is sampled
-    if method == "compare":
-        clf, clf_token, clf_note = current_classifier()
-        runs = [("oracle", "exact", None, None)]
-        if clf is not None:
-            runs.append(("classifier", "exact", clf, clf_token))
-        runs += [("reaching", u_source, None, None), ("ensemble", "exact", None, None)]
-        views = [v for v in (safe_view(*r) for r in runs) if v is not None]
-        computing.clear()
-        if views:
-            meta = composition_meta(chosen, op, composition, beta, "compare", u=u_source)
-            fig, panels = GV.show_compare(views, scale, meta)
-            GV.show_downloads(views[0].p, {**meta, "method": views[0].method}, lambda: fig, panels, scale,
-                              title=meta_title(meta))
+def show_compare_all(composition, op: str, scale: str, computing) -> None:
+    """Every method side by side (oracle, classifier when there is one, reaching, ensemble)."""
+    clf, clf_token, clf_note = current_classifier()
+    runs = [("oracle", "exact", None, None)]
+    if clf is not None:
+        runs.append(("classifier", "exact", clf, clf_token))
+    runs += [("reaching", u_source, None, None), ("ensemble", "exact", None, None)]
+    views = [v for v in (safe_view(composition, computing, *r) for r in runs) if v is not None]
+    computing.clear()
+    if views:
+        meta = composition_meta(chosen, op, composition, beta, "compare", u=u_source)
+        fig, panels = GV.show_compare(views, scale, meta)
+        GV.show_downloads(views[0].p, {**meta, "method": views[0].method}, lambda: fig, panels, scale,
+                          title=meta_title(meta))
+    if clf is None:
+        st.caption(f"Classifier guidance left out: {clf_note}.")
+        with st.expander("Train a classifier to add classifier guidance to the comparison"):
+            classifier_panel(clf_note)
+
+
+def show_method(composition, op: str, scale: str, computing, clf=None, clf_token=None, clf_note: str = "") -> None:
+    """The chosen method's composed distribution beside its targets, its L1 cards and downloads."""
+    if method == "classifier":
         if clf is None:
-            st.caption(f"Classifier guidance left out: {clf_note}.")
-            with st.expander("Train a classifier to add classifier guidance to the comparison"):
-                classifier_panel(clf_note)
+            classifier_panel(clf_note)
+            return
+        st.caption(f"Classifier: {clf_note}.")
+    view = safe_view(composition, computing, method, u_source, clf, clf_token)
+    computing.clear()
+    if view is None:
+        return
+    meta = composition_meta(chosen, op, composition, beta, method, u=u_source if method == "reaching" else None)
+    c1, c2, c3 = st.columns(3)
+    c1.metric("L1 to target", G.fmt(view.l1), border=True,
+              help="Exact L1 between the composed distribution and the target built from the same "
+                   "(learned) base models: the error of the composition method itself.")
+    c2.metric("L1 to true target", G.fmt(view.l1_true), border=True,
+              help="L1 to the target built from the true rewards (includes the base models' own error).")
+    if view.delta is not None:
+        c3.metric("distortion δ range", G.delta_range_text(view.delta), border=True,
+                  help="δ(x) = u_M(x)/N_M(x); 1 everywhere means no distortion.")
     else:
-        clf, clf_token = None, None
-        ready = True
-        if method == "classifier":
-            clf, clf_token, clf_note = current_classifier()
-            if clf is None:
-                classifier_panel(clf_note)
-                ready = False
-            else:
-                st.caption(f"Classifier: {clf_note}.")
-        view = safe_view(method, u_source, clf, clf_token) if ready else None
-        computing.clear()
-        if view is not None:
-            meta = composition_meta(chosen, op, composition, beta, method,
-                                    u=u_source if method == "reaching" else None)
-            c1, c2, c3 = st.columns(3)
-            c1.metric("L1 to target", G.fmt(view.l1), border=True,
-                      help="Exact L1 between the composed distribution and the target built from the same "
-                           "(learned) base models: the error of the composition method itself.")
-            c2.metric("L1 to true target", G.fmt(view.l1_true), border=True,
-                      help="L1 to the target built from the true rewards (includes the base models' own error).")
-            if view.delta is not None:
-                c3.metric("distortion δ range", G.delta_range_text(view.delta), border=True, help="δ(x) = u_M(x)/N_M(x); 1 everywhere means no distortion.")
-            else:
-                c3.metric("L1 target vs true target", G.fmt(view.l1_bases), border=True,
-                          help="How far the target built from the learned bases is from the true one: the part of "
-                               "the error that comes from the base models, not from the composition method.")
-            title = view.label + (f" · histogram of {view.n_samples} samples" if view.sampled else " · exact")
-            panels = [(V.l1_title(title, view.l1), view.p), ("target (learned bases)", view.target)]
-            if view.true_target is not None:
-                panels.append(("true target (rewards)", view.true_target))
-            points = None
-            if n_points and view.log_pf is not None:
-                points = G.cached_points(tokens, beta, composition_key(composition), method, u_source, clf_token,
-                                         int(n_points), bases, view.log_pf)
-            elif n_points and view.sampled:
-                st.caption("Sample overlay: this histogram is itself made of samples.")
-            fig = GV.single_figure(panels, scale, meta, points)
-            GV.chart(fig, "fig_composed", meta_stem("sculpt_grid", meta))
-            if view.sampled:
-                st.caption(f"Trajectory-product u cannot be tabulated: the composed panel is a Monte-Carlo "
-                           f"histogram of {view.n_samples} sampled trajectories, so its L1 includes sampling noise.")
-            if view.delta is not None:
-                with st.expander("Distortion δ(x) of reaching mixing", expanded=False):
-                    st.plotly_chart(V.delta_figure(view.delta), width="stretch", theme=None, key="fig_delta")
-                    st.caption("Reaching mixing samples p_M(x) = δ(x)·G(p_1(x), …), G the operator's combination: "
-                               "where δ is constant the composition is exact. Colours show log10 δ (white: δ = 1).")
-            GV.show_downloads(view.p, meta, lambda: fig, panels, scale)
+        c3.metric("L1 target vs true target", G.fmt(view.l1_bases), border=True,
+                  help="How far the target built from the learned bases is from the true one: the part of "
+                       "the error that comes from the base models, not from the composition method.")
+    title = view.label + (f" · histogram of {view.n_samples} samples" if view.sampled else " · exact")
+    panels = [(V.l1_title(title, view.l1), view.p), ("target (learned bases)", view.target)]
+    if view.true_target is not None:
+        panels.append(("true target (rewards)", view.true_target))
+    points = None
+    if n_points and view.log_pf is not None:
+        points = G.cached_points(tokens, beta, composition_key(composition), method, u_source, clf_token,
+                                 int(n_points), bases, view.log_pf)
+    elif n_points and view.sampled:
+        st.caption("Sample overlay: this histogram is itself made of samples.")
+    GV.show_figure(panels, scale, meta, points, ss.get("g_fig", "image"), "fig_composed")
+    if view.sampled:
+        st.caption(f"Trajectory-product u cannot be tabulated: the composed panel is a Monte-Carlo "
+                   f"histogram of {view.n_samples} sampled trajectories, so its L1 includes sampling noise.")
+    if view.delta is not None:
+        with st.expander("Distortion δ(x) of reaching mixing", expanded=False):
+            st.plotly_chart(V.delta_figure(view.delta), width="stretch", theme=None, key="fig_delta")
+            st.caption("Reaching mixing samples p_M(x) = δ(x)·G(p_1(x), …), G the operator's combination: "
+                       "where δ is constant the composition is exact. Colours show log10 δ (white: δ = 1).")
+    GV.show_downloads(view.p, meta, lambda: GV.single_figure(panels, scale, meta, points), panels, scale)
+
+
+@st.fragment
+def live_composition() -> None:
+    """The operator controls (drawn into the sidebar's operator box), the URL and every result that depends on
+    them. Moving α, the operator, the labels or the weights reruns this fragment only: the base models and the
+    training form below stay as they are (the bases, β, the method and the colour scale rerun the whole page)."""
+    op, alpha_ok, alpha = operator_controls(operator_box, "g", m)
+    url_query = G.GridPageState(list(chosen), op, float(ss["g_alpha"]), beta, ss.get("g_labels", "1,2"),
+                                ss.get("g_weights", ""), method, u_source, int(n_points),
+                                ss.get("g_scale", "shared"), ss.get("g_fig", "image")).to_query()
+    if st.query_params.to_dict() != url_query:  # the view lives in the URL, so it can be shared
+        st.query_params.from_dict(url_query)
+    if m < 2:
+        return
+    try:
+        composition = build_composition(op, m, float(alpha) if alpha_ok else None, ss.get("g_labels", ""),
+                                        ss.get("g_weights", ""))
+    except SculptError as exc:
+        st.error(f"Operator undefined for the chosen models: {exc}")
+        return
+    if bases is None:
+        return
+    st.markdown(f"**Target:** {composition.describe()}  `{composition.formula()}`")
+    computing = GV.StaleWhileComputing()  # the previous view stays, marked stale, while a new one is sampled
+    scale = ss.get("g_scale", "shared")
+    if method == "compare":
+        show_compare_all(composition, op, scale, computing)
+        return
+    clf, clf_token, clf_note = current_classifier() if method == "classifier" else (None, None, "")
+    show_method(composition, op, scale, computing, clf, clf_token, clf_note)
+    if alpha_ok and (clf is not None or method != "classifier"):  # the next arrow-key step, composed meanwhile
+        G.prefetch_alpha_neighbours(tokens, beta, bases, op, alpha, ss.get("g_labels", ""), ss.get("g_weights", ""),
+                                    method, u_source, clf, clf_token, int(n_points))
+
+
+if bases is not None and m >= 2:  # outside the fragment: the scale colours the base models too
+    scale_col, figure_col = st.columns(2)
+    GV.scale_control("g_scale", scale_col)
+    if method != "compare":
+        GV.figure_mode_control("g_fig", figure_col)
+live_composition()
 
 # ----- base models -------------------------------------------------------------------------------------------
 if bases is not None:

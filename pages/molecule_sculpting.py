@@ -10,7 +10,7 @@ import streamlit as st
 
 from sculpt_core.app import molecules as M
 from sculpt_core.app import mol_figures as MF
-from sculpt_core.app import mol_prefetch as MP
+from sculpt_core.app import prefetch as MP
 from sculpt_core.app import mol_views as MV
 from sculpt_core.app.mol_compare import paper_row, set_figures
 from sculpt_core.app.exports import composition_meta, meta_stem, meta_title

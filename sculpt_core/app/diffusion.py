@@ -22,7 +22,6 @@ import io
 import json
 import time
 import uuid
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -39,6 +38,7 @@ from sculpt_core.app.diffusion_state import (
     short_name,
 )
 from sculpt_core.app.grid import fast_training
+from sculpt_core.app.torch_threads import one_torch_thread
 from sculpt_core.core import algebra as A
 from sculpt_core.core.operators import composition_key
 from sculpt_core.domains.diffusion import viz as V
@@ -53,23 +53,6 @@ LIVE_NODES = 4  # Gauss–Legendre points per bin and axis of the density tables
 QUADRATURE_TOL = 1e-3
 TRAIN_STEPS_DEFAULT = 600
 TRAIN_BATCH = 512
-
-
-@contextmanager
-def one_torch_thread():
-    """Run the enclosed torch work on one intra-op thread (the setting is per calling thread, restored after).
-
-    The diffusion domain works on small tensors (a few thousand particles): on two shared cores, two OpenMP
-    threads that wait on each other made a 2000-particle, 100-step run of two learned models take 22 s instead
-    of 0.7 s (measured in this page's thread while other processes were busy)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 # ----- methods -----------------------------------------------------------------------------------------

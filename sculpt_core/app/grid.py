@@ -19,8 +19,9 @@ import torch
 
 from sculpt_core.app.url_state import query_getter, read_bases
 from sculpt_core.app.exports import csv_with_meta
-from sculpt_core.app.grid_figures import SCALES
+from sculpt_core.app.grid_figures import FIGURE_MODES, SCALES
 from sculpt_core.app.caches import LRU, assets_key, load_zoo_model, manifest_stamp, zoo_names, zoo_token
+from sculpt_core.app.torch_threads import one_torch_thread
 from sculpt_core.core import algebra as A
 from sculpt_core.core.io import npy_from_bytes
 from sculpt_core.core.limits import MAX_UPLOAD_BYTES, check_size
@@ -68,6 +69,7 @@ class GridPageState:
     u: str = "exact"
     points: int = 0
     scale: str = "shared"
+    fig: str = "image"
 
     def to_query(self) -> dict[str, str]:
         """The URL query parameters of this state (labels/weights only for the operators that read them)."""
@@ -84,6 +86,8 @@ class GridPageState:
             q["points"] = str(self.points)
         if self.scale != "shared":
             q["scale"] = self.scale
+        if self.fig != "image":
+            q["fig"] = self.fig
         return q
 
 
@@ -145,6 +149,11 @@ def parse_query(params: Mapping[str, Any], available: Sequence[str]) -> tuple[Gr
             state.scale = raw
         else:
             warnings.append(f"URL parameter scale={raw!r} ignored: one of {', '.join(SCALES)}.")
+    if (raw := get("fig")) is not None:
+        if raw in FIGURE_MODES:
+            state.fig = raw
+        else:
+            warnings.append(f"URL parameter fig={raw!r} ignored: one of {', '.join(FIGURE_MODES)}.")
     return state, warnings
 
 
@@ -216,8 +225,9 @@ def run_compose(bases: GridBases, composition: A.Composition, method: str, class
                 n_samples: int = TRAJECTORY_SAMPLES, seed: int = 0,
                 progress: Callable[[int, int], None] | None = None) -> ComposeView:
     """compose() → ComposeView (raises SculptError); ``progress(done, total)`` follows a sampled view."""
-    res = compose(bases, composition, method, classifier=classifier, u_source=u_source, n_samples=n_samples, seed=seed,
-                  progress=progress)
+    with one_torch_thread():  # a 32×32 DP is many small ops: two OpenMP threads on a busy machine cost 10×
+        res = compose(bases, composition, method, classifier=classifier, u_source=u_source, n_samples=n_samples,
+                      seed=seed, progress=progress)
     return ComposeView(method, u_source if method == "reaching" else "exact", np.asarray(res.p, dtype=np.float64),
                        np.asarray(res.target, dtype=np.float64),
                        None if res.true_target is None else np.asarray(res.true_target, dtype=np.float64),
@@ -367,6 +377,41 @@ def cached_compose(tokens: tuple[str, ...], beta: float | None, comp_key: tuple,
                    _classifier=None) -> ComposeView:
     """A composed result, cached by everything it depends on."""
     return run_compose(_bases, _composition, method, _classifier, u_source, n_samples)
+
+
+#: The α values this many arrow-key steps either side of the shown one are composed in the background.
+PREFETCH_ALPHA_STEPS = 2
+
+
+def prefetch_alpha_neighbours(tokens: tuple[str, ...], beta: float | None, bases: GridBases, op: str, alpha: float,
+                              labels: str, weights: str, method: str, u_source: str, classifier=None,
+                              clf_token: str | None = None, n_points: int = 0) -> None:
+    """While the user looks at a view, compose it at α ± 0.01 and ± 0.02 (the slider's arrow-key steps) on the grid
+    prefetch thread, into the same :func:`cached_compose` (and :func:`cached_points`) entries the page reads: the
+    next α move finds its exact DP done. Not for the sampled views (seconds of work that a move would waste) and
+    not with ``SCULPT_PREFETCH=0``."""
+    from sculpt_core.app.prefetch import grid_prefetcher, neighbour_values, prefetch_enabled
+    from sculpt_core.app.widgets import ALPHA_STEP
+    from sculpt_core.core.operators import build_composition, composition_key
+
+    if not prefetch_enabled() or is_sampled(method, u_source) or method not in ("oracle", "classifier", "reaching",
+                                                                               "ensemble"):
+        return
+    m = bases.m
+
+    def job(a: float) -> Callable[[], None]:
+        def run() -> None:
+            comp = build_composition(op, m, a, labels, weights)
+            view = cached_compose(tokens, beta, composition_key(comp), method, u_source, clf_token,
+                                  TRAJECTORY_SAMPLES, bases, comp, classifier)
+            if n_points and view.log_pf is not None:
+                cached_points(tokens, beta, composition_key(comp), method, u_source, clf_token, int(n_points), bases,
+                              view.log_pf)
+        return run
+
+    view = (tokens, beta, op, round(float(alpha), 4), labels, weights, method, u_source, clf_token, int(n_points))
+    values = neighbour_values(float(alpha), ALPHA_STEP, ALPHA_RANGE[0], ALPHA_RANGE[1], ahead=PREFETCH_ALPHA_STEPS)
+    grid_prefetcher().schedule(view, [job(a) for a in values])
 
 
 def is_sampled(method: str, u_source: str) -> bool:

@@ -29,6 +29,17 @@ SCALES: dict[str, str] = {
 SCALE_HELP = ("shared: one colour scale for every panel, so colours compare across panels; per panel: each panel "
               "spans its own range (shape, not level); log10: one shared scale of log10 p, which shows the "
               "low-probability regions (cells below 1e-8 of the largest value are drawn at the floor).")
+#: How the grid page draws its main figure: key → label. "image": one PNG with axes, colour bars and the title
+#: (:func:`sculpt_core.app.png_export.panels_png`), so an α move repaints one image; "interactive": plotly (hover
+#: values, zoom), which the browser rebuilds on every move (Streamlit gives a changed figure a new element).
+FIGURE_MODES: dict[str, str] = {
+    "image": "image (fast)",
+    "interactive": "interactive (hover, zoom)",
+}
+FIGURE_MODE_HELP = ("image: the heatmaps as one picture with axes, colour bars and the view's parameters; an α move "
+                    "repaints it at once. interactive: plotly figures with hover values and zoom; the browser "
+                    "rebuilds them on every move, about 100 ms more per move on two cores. The PNG and HTML "
+                    "downloads are the same in both.")
 ERROR_COLORSCALE = "RdBu_r"
 #: A log-scale panel shows at most this many decades below its largest value.
 LOG_DECADES = 8
@@ -243,5 +254,5 @@ def export_config(filename: str) -> dict:
     return {"toImageButtonOptions": {"format": "png", "filename": filename, "scale": 2}, "displaylogo": False}
 
 
-__all__ = ["SCALES", "SCALE_HELP", "bases_panels", "color_ranges", "error_figure", "error_range", "export_config",
+__all__ = ["FIGURE_MODES", "FIGURE_MODE_HELP", "SCALES", "SCALE_HELP", "bases_panels", "color_ranges", "error_figure", "error_range", "export_config",
            "heatmap_panels", "log_ticks", "loss_curve", "nice_log_ticks", "readable_loss_axes", "wrap_title"]

@@ -34,6 +34,28 @@ def scale_control(key: str, container: Any = None, default: str = "shared") -> s
                        help=F.SCALE_HELP)
 
 
+def figure_mode_control(key: str, container: Any = None, default: str = "image") -> str:
+    """How the main figure is drawn (:data:`~sculpt_core.app.grid_figures.FIGURE_MODES`), a radio keyed ``key``."""
+    where = container if container is not None else st
+    st.session_state.setdefault(key, default)
+    if st.session_state[key] not in F.FIGURE_MODES:
+        st.session_state[key] = default
+    return where.radio("Figure", list(F.FIGURE_MODES), format_func=F.FIGURE_MODES.get, horizontal=True, key=key,
+                       help=F.FIGURE_MODE_HELP)
+
+
+def show_figure(panels: Sequence[F.Panel], scale: str, meta: dict[str, str], points: np.ndarray | None,
+                mode: str, key: str) -> None:
+    """The composed panel beside its targets, as one PNG (``mode`` "image") or as a plotly figure whose camera
+    button saves a PNG named after the view ("interactive")."""
+    if mode == "interactive":
+        chart(single_figure(panels, scale, meta, points), key, meta_stem("sculpt_grid", meta))
+    else:
+        # PNG kept as PNG: with the default "auto" Streamlit re-encodes an image without alpha as JPEG
+        st.image(panels_png(panels, meta_title(meta), scale, points=points, compress_level=1), width="content",
+                 output_format="PNG")
+
+
 def chart(fig: go.Figure, key: str, filename: str, container: Any = None) -> None:
     """``st.plotly_chart`` with the page's settings; the camera button saves ``filename``.png."""
     (container if container is not None else st).plotly_chart(fig, width="stretch", theme=None, key=key,
@@ -167,5 +189,5 @@ def show_bases(names: Sequence[str], dists: Sequence[np.ndarray], targets: Seque
           "fig_bases", filename)
 
 
-__all__ = ["COMPARE_COLUMNS", "STALE_CAPTION", "StaleWhileComputing", "chart", "figure_png", "scale_control",
-           "show_bases", "show_compare", "show_downloads", "single_figure"]
+__all__ = ["COMPARE_COLUMNS", "STALE_CAPTION", "StaleWhileComputing", "chart", "figure_mode_control", "figure_png",
+           "scale_control", "show_bases", "show_compare", "show_downloads", "show_figure", "single_figure"]

@@ -201,7 +201,7 @@ def grow_jobs(specs: Sequence[SetSpec], beta: float, n: int, seed: int, seh_ok: 
               growing: Sequence[tuple]) -> list:
     """Prefetch jobs growing the sets of ``specs`` whose keys are in ``growing`` to the full ``n`` (their
     diversity measured too), to run before the neighbours' (:func:`~sculpt_core.app.molecules.neighbour_jobs`)."""
-    from sculpt_core.app.mol_prefetch import prefetcher
+    from sculpt_core.app.prefetch import prefetcher
     from sculpt_core.core.operators import composition_key
 
     stop, stale = prefetcher().check_open, prefetcher().stale

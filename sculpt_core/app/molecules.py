@@ -487,7 +487,7 @@ def neighbour_jobs(fingerprints: tuple[str, ...], models: list, beta: float, win
     (the ones the comparison runs). A running job stops at its next sampling step once the prefetcher is shut down
     (interpreter exit), and before its next batch once the view changed (what it drew is kept: the run goes on when
     that set is asked for again)."""
-    from sculpt_core.app.mol_prefetch import neighbour_values, prefetcher
+    from sculpt_core.app.prefetch import neighbour_values, prefetcher
     from sculpt_core.core.operators import build_composition, composition_key
 
     stop, stale = prefetcher().check_open, prefetcher().stale

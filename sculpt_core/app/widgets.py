@@ -9,6 +9,10 @@ import streamlit as st
 from sculpt_core.core.operators import ALPHA_RANGE, OPERATOR_LABELS, OPERATORS, alpha_applies
 
 
+#: The α slider's step (one arrow-key press).
+ALPHA_STEP = 0.01
+
+
 def operator_short_label(key: str) -> str:
     """An operator's name as the select box shows it: short enough for the sidebar (the full label with its
     formula is the caption under the box and the help)."""
@@ -49,7 +53,7 @@ def operator_controls(container: Any, prefix: str, m: int,
                              help="One non-negative number per chosen model, e.g. 1,0.5")
     alpha_ok = alpha_applies(op, m, ss.get(f"{prefix}_labels", ""))
     alpha = container.slider("α (eq. 7: weight of p1 vs p2 in the denominator)", ALPHA_RANGE[0], ALPHA_RANGE[1],
-                             step=0.01, key=f"{prefix}_alpha", disabled=not alpha_ok, on_change=on_alpha_change,
+                             step=ALPHA_STEP, key=f"{prefix}_alpha", disabled=not alpha_ok, on_change=on_alpha_change,
                              help="p(x | y1, y2; α) ∝ p_y1 p_y2 / (α p1 + (1-α) p2); α = 0.5 is the plain operator.")
     if not alpha_ok:
         container.caption("α applies to two models with two labels (eq. 7)"
@@ -57,4 +61,4 @@ def operator_controls(container: Any, prefix: str, m: int,
     return op, alpha_ok, float(alpha)
 
 
-__all__ = ["OPERATOR_HELP", "operator_caption", "operator_controls", "operator_short_label"]
+__all__ = ["ALPHA_STEP", "OPERATOR_HELP", "operator_caption", "operator_controls", "operator_short_label"]

@@ -30,8 +30,8 @@ def _home(app_env) -> AppTest:
 
 def _grid(app_env, query: dict | None = None) -> AppTest:
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
-    if query:
-        at.query_params.update(query)
+    # the plotly figure, whose spec these tests read (the default "image" view is tested on its own)
+    at.query_params.update({"fig": "interactive", **(query or {})})
     at.switch_page("pages/grid_sculpting.py").run()
     _ok(at)
     return at

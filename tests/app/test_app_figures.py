@@ -28,8 +28,8 @@ TIMEOUT = 30
 
 def _grid(query: dict | None = None) -> AppTest:
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
-    if query:
-        at.query_params.update(query)
+    # the plotly figure, whose spec these tests read (the default "image" view is tested on its own)
+    at.query_params.update({"fig": "interactive", **(query or {})})
     at.switch_page("pages/grid_sculpting.py").run()
     assert not at.exception, [e.value for e in at.exception]
     return at
@@ -304,3 +304,85 @@ def test_heatmap_payload_is_float32_and_keeps_the_values():
     spec = json.loads(pio.to_json(F.heatmap_panels([("a", z), ("b", z)], "shared"), validate=False))
     assert all(t["z"]["dtype"] == "f4" for t in spec["data"])
     assert np.allclose(_z(spec["data"][0]).reshape(32, 32), z, rtol=1e-6, atol=0)
+
+
+# ----- the live figure: one PNG by default, plotly on request (issue 17: grid ≤ 200 ms) --------------------------
+def _live(query: dict) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    at.query_params.update(query)
+    at.switch_page("pages/grid_sculpting.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _composed_keys(at: AppTest) -> list[str]:
+    return [c.proto.id for c in at.get("plotly_chart") if c.proto.id.endswith("fig_composed")]
+
+
+def test_default_view_is_one_png_that_follows_alpha_and_the_radio_switches_to_plotly(app_env):
+    at = _live({"op": "contrast", "alpha": "0.3"})
+    assert at.radio(key="g_fig").value == "image" and "fig" not in at.query_params
+    images = at.get("image")
+    assert len(images) == 1 and not _composed_keys(at)
+    first = images[0].proto.imgs[0].url
+    assert first.endswith(".png")  # kept as PNG (Streamlit's "auto" would re-encode it as JPEG)
+    at.slider(key="g_alpha").set_value(0.6).run()
+    assert not at.exception
+    assert at.get("image")[0].proto.imgs[0].url != first  # a new picture for the new α
+    at.radio(key="g_fig").set_value("interactive").run()
+    assert not at.exception and _composed_keys(at) and not at.get("image")
+    assert at.query_params["fig"] == ["interactive"] or at.query_params["fig"] == "interactive"
+    title = next(json.loads(c.proto.spec) for c in at.get("plotly_chart")
+                 if c.proto.id.endswith("fig_composed"))["layout"]["title"]["text"]
+    assert "α = 0.6" in title
+
+
+def test_figure_mode_from_the_url_and_a_bad_value_warns(app_env):
+    at = _live({"fig": "interactive"})
+    assert at.radio(key="g_fig").value == "interactive" and _composed_keys(at)
+    at = _live({"fig": "svg"})
+    assert any("fig='svg'" in w.value for w in at.warning) and at.radio(key="g_fig").value == "image"
+
+
+def test_png_draws_the_sample_overlay_on_its_panel_only():
+    from PIL import Image
+
+    from sculpt_core.app import png_export as P
+
+    p = np.full((32, 32), 1 / 1024)
+    points = np.array([[5, 5], [20, 10], [30, 30]] * 50)
+    bare = np.asarray(Image.open(io.BytesIO(P.panels_png([("a", p), ("b", p)]))).convert("RGB")).astype(int)
+    dots = np.asarray(Image.open(io.BytesIO(P.panels_png([("a", p), ("b", p)], points=points)))
+                      .convert("RGB")).astype(int)
+    assert bare.shape == dots.shape
+    changed = np.argwhere(np.abs(dots - bare).sum(2) > 0)
+    assert len(changed) > 20
+    left, pw, gap = 62, 32 * 8, 24
+    assert changed[:, 1].min() >= left and changed[:, 1].max() < left + pw  # inside panel 0, not panel 1
+    red = dots[changed[:, 0], changed[:, 1]]
+    assert (red[:, 0] > red[:, 1] + 60).mean() > 0.5  # the overlay's red
+    assert P.panels_png([("a", p)], points=points, compress_level=1)[:4] == b"\x89PNG"
+
+
+def test_grid_prefetch_composes_the_next_alpha_steps(app_env, monkeypatch):
+    """After a view, α ± 0.01 and ± 0.02 are composed on the grid prefetch thread: the next arrow-key step is a
+    cache hit, not a new exact DP."""
+    from sculpt_core.app import grid as G
+    from sculpt_core.app.prefetch import grid_prefetcher
+
+    calls: list[float] = []
+    real = G.run_compose
+
+    def counting(bases, composition, method, *a, **k):
+        calls.append(round(float(composition.alpha), 4) if composition.alpha is not None else -1.0)
+        return real(bases, composition, method, *a, **k)
+
+    monkeypatch.setattr(G, "run_compose", counting)
+    monkeypatch.setenv("SCULPT_PREFETCH", "1")
+    at = _live({"bases": "circle1,circle2", "op": "hm", "alpha": "0.41", "method": "oracle"})
+    assert grid_prefetcher().wait_idle(60)
+    assert {0.39, 0.4, 0.42, 0.43} <= set(calls)
+    before = len(calls)
+    at.slider(key="g_alpha").set_value(0.42).run()
+    assert not at.exception
+    assert 0.42 not in calls[before:]  # drawn from the prefetched entry

@@ -17,7 +17,7 @@ pytest.importorskip("rdkit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from sculpt_core.app import molecules as M  # noqa: E402
-from sculpt_core.app.mol_prefetch import prefetcher  # noqa: E402
+from sculpt_core.app.prefetch import prefetcher  # noqa: E402
 from sculpt_core.app.mol_store import GrowingRun, RunStopped, SampleStore  # noqa: E402
 from sculpt_core.core.operators import build_composition  # noqa: E402
 

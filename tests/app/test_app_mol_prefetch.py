@@ -16,7 +16,7 @@ pytest.importorskip("rdkit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from sculpt_core.app import molecules as M  # noqa: E402
-from sculpt_core.app.mol_prefetch import Prefetcher, neighbour_values, prefetcher  # noqa: E402
+from sculpt_core.app.prefetch import Prefetcher, neighbour_values, prefetcher  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -162,7 +162,7 @@ ABORT = "terminate called without an active exception"
 
 TORCH_JOB = """
 import time, torch
-from sculpt_core.app.mol_prefetch import prefetcher
+from sculpt_core.app.prefetch import prefetcher
 
 def job():  # long torch work that polls the prefetcher, as a sampling job does once per step
     a = torch.randn(300, 300)
@@ -179,7 +179,7 @@ print("exiting", flush=True)
 SAMPLING_JOB = """
 import time
 from sculpt_core.app import molecules as M
-from sculpt_core.app.mol_prefetch import prefetcher
+from sculpt_core.app.prefetch import prefetcher
 from sculpt_core.domains.molecules.zoo import load_mol_model
 
 models = [load_mol_model("seh"), load_mol_model("sa")]

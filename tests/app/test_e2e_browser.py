@@ -111,6 +111,8 @@ def _metric_text(page, label: str) -> str:
 
 
 FINGERPRINT_JS = """() => {
+  const img = document.querySelector("[data-testid='stMain'] [data-testid='stImage'] img");
+  if (img && img.complete && img.naturalWidth > 0) return img.src;  // the default view: one PNG, named by its bytes
   const plot = document.querySelector("[data-testid='stPlotlyChart'] .js-plotly-plot");
   if (!plot || !plot.data || !plot.data.length) return null;
   const z = plot.data[0].z;
@@ -122,7 +124,8 @@ FINGERPRINT_JS = """() => {
 
 
 def _fingerprint(page) -> str | None:
-    """A checksum of the composed heatmap's values, read from the live plotly graph."""
+    """What identifies the composed heatmap: the source of its PNG (the default figure; Streamlit names a media
+    file after its bytes), or a checksum of its values read from the live plotly graph (``fig=interactive``)."""
     return page.evaluate(FINGERPRINT_JS)
 
 
@@ -238,13 +241,14 @@ def test_move_alpha_changes_figure(app_url, browser):
         page.close()
 
 
-#: Records, from the call on, the fewest plotly charts the main area ever held (every DOM change is looked at).
+#: Records, from the call on, the fewest figures (plotly charts and images) the main area ever held (every DOM
+#: change is looked at).
 WATCH_JS = """() => {
   const main = document.querySelector("[data-testid='stMain']");
   const w = window.__sculptWatch = {minCharts: 1e9, changes: 0};
   new MutationObserver(() => {
     w.changes += 1;
-    w.minCharts = Math.min(w.minCharts, main.querySelectorAll("[data-testid='stPlotlyChart']").length);
+    w.minCharts = Math.min(w.minCharts, main.querySelectorAll("[data-testid='stPlotlyChart'], [data-testid='stImage']").length);
   }).observe(main, {subtree: true, childList: true, characterData: true, attributes: true});
 }"""
 

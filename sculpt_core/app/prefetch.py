@@ -1,11 +1,13 @@
-"""Background prefetch for the Molecule Sculpting page: while the user looks at a view, the neighbouring α and β
-values are sampled by one daemon thread into the same process-wide ``st.cache_data`` entries the page reads
-(``cached_samples``), so the next arrow-key step is a cache hit.
+"""Background prefetch for the pages: while the user looks at a view, the neighbouring slider values are computed
+by one daemon thread per page domain into the same process-wide caches the page reads, so the next arrow-key step
+is a cache hit. The Molecule page samples its neighbouring α and β sets (``cached_samples``); the Grid page
+composes α ± one step (``cached_compose``, and the sampled-points overlay when it is on).
 
-Bounded: one worker thread per process, at most :data:`MAX_PENDING` pending jobs. :meth:`Prefetcher.schedule`
+Bounded: one worker thread per domain, at most :data:`MAX_PENDING` pending jobs. :meth:`Prefetcher.schedule`
 replaces the pending jobs (a new view cancels the old view's unstarted work) and :meth:`Prefetcher.cancel` drops
 them while the page computes its own view; a sampling job started for an older view stops before its next batch
-(it asks :meth:`Prefetcher.stale`; the molecules it drew are kept in the set's run). No thread touches ``st.*`` UI. ``SCULPT_PREFETCH=0`` turns prefetching off.
+(it asks :meth:`Prefetcher.stale`; the molecules it drew are kept in the set's run). No thread touches ``st.*`` UI.
+``SCULPT_PREFETCH=0`` turns prefetching off.
 
 At interpreter exit an ``atexit`` hook (:meth:`Prefetcher.shutdown`) drops the pending jobs, tells a running job to
 stop (jobs poll :meth:`Prefetcher.check_open` through their progress callback, once per sampling step) and joins
@@ -40,8 +42,9 @@ def prefetch_enabled() -> bool:
 class Prefetcher:
     """One daemon thread running the latest view's jobs in order; older views' pending jobs are dropped."""
 
-    def __init__(self, max_pending: int = MAX_PENDING) -> None:
+    def __init__(self, max_pending: int = MAX_PENDING, name: str = "sculpt-mol-prefetch") -> None:
         self.max_pending = max_pending
+        self.name = name  # the worker thread's name
         self._cond = threading.Condition()
         self._pending: deque[tuple[int, Job]] = deque()
         self._generation = 0
@@ -63,7 +66,7 @@ class Prefetcher:
             self._generation += 1
             self._pending = deque((self._generation, job) for job in list(jobs)[: self.max_pending])
             if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._loop, name="sculpt-mol-prefetch", daemon=True)
+                self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
                 self._thread.start()
             self._cond.notify_all()
 
@@ -156,12 +159,19 @@ class Prefetcher:
 
 
 _PREFETCHER = Prefetcher()
+_GRID_PREFETCHER = Prefetcher(name="sculpt-grid-prefetch")
 atexit.register(_PREFETCHER.shutdown)
+atexit.register(_GRID_PREFETCHER.shutdown)
 
 
 def prefetcher() -> Prefetcher:
-    """The process-wide prefetcher."""
+    """The process-wide prefetcher of the Molecule page."""
     return _PREFETCHER
+
+
+def grid_prefetcher() -> Prefetcher:
+    """The process-wide prefetcher of the Grid page (its own thread: a grid view never cancels a molecule job)."""
+    return _GRID_PREFETCHER
 
 
 def neighbour_values(value: float, step: float, low: float, high: float, ahead: int = 1) -> list[float]:
@@ -176,5 +186,5 @@ def neighbour_values(value: float, step: float, low: float, high: float, ahead: 
     return out
 
 
-__all__ = ["EXIT_JOIN_S", "MAX_PENDING", "PrefetchClosed", "Prefetcher", "neighbour_values", "prefetch_enabled",
-           "prefetcher"]
+__all__ = ["EXIT_JOIN_S", "MAX_PENDING", "PrefetchClosed", "Prefetcher", "grid_prefetcher", "neighbour_values",
+           "prefetch_enabled", "prefetcher"]
