@@ -133,23 +133,25 @@ def main() -> None:
     learned = [b.model for b in resolved]
     baseline: dict[str, dict] = {}
     density: list[float] = []
-    with D.one_torch_thread():
-        for method in methods_timed:
-            if method == "classifier":
-                continue
-            times = []
-            for i in range(args.moves):
-                comp = S.diffusion_composition("hm", 2, round(0.6 + 0.01 * i, 3))
-                t0 = time.perf_counter()
-                q, _ = ExactComposition(specs, comp).bin_masses(3.5, D.BINS, D.LIVE_NODES)
-                t1 = time.perf_counter()
-                models = None if method == "oracle" or all(m is None for m in learned) else learned
-                x, _ = sample_method(specs, comp, method, args.n, args.steps, "em", 0, "gaussian", models=models)
-                binned_l1(x.numpy(), q, 3.5)
-                noise_floor(q, args.n)
-                times.append(time.perf_counter() - t0)
-                density.append(t1 - t0)
-            baseline[method] = latency_summary(times)
+    from sculpt_core.app.torch_threads import use_one_torch_thread
+
+    use_one_torch_thread()
+    for method in methods_timed:
+        if method == "classifier":
+            continue
+        times = []
+        for i in range(args.moves):
+            comp = S.diffusion_composition("hm", 2, round(0.6 + 0.01 * i, 3))
+            t0 = time.perf_counter()
+            q, _ = ExactComposition(specs, comp).bin_masses(3.5, D.BINS, D.LIVE_NODES)
+            t1 = time.perf_counter()
+            models = None if method == "oracle" or all(m is None for m in learned) else learned
+            x, _ = sample_method(specs, comp, method, args.n, args.steps, "em", 0, "gaussian", models=models)
+            binned_l1(x.numpy(), q, 3.5)
+            noise_floor(q, args.n)
+            times.append(time.perf_counter() - t0)
+            density.append(t1 - t0)
+        baseline[method] = latency_summary(times)
     out["baseline_library"] = baseline
     out["baseline_exact_density"] = latency_summary(density) if density else None
     out["ratio_rerun_p95_to_library_p50"] = {

@@ -264,7 +264,8 @@ def show_method(composition, op: str, scale: str, computing, clf=None, clf_token
             st.plotly_chart(V.delta_figure(view.delta), width="stretch", theme=None, key="fig_delta")
             st.caption("Reaching mixing samples p_M(x) = δ(x)·G(p_1(x), …), G the operator's combination: "
                        "where δ is constant the composition is exact. Colours show log10 δ (white: δ = 1).")
-    GV.show_downloads(view.p, meta, lambda: GV.single_figure(panels, scale, meta, points), panels, scale)
+    GV.show_downloads(view.p, meta, lambda: GV.single_figure(panels, scale, meta, points), panels, scale,
+                      points=points)
 
 
 @st.fragment
@@ -273,6 +274,9 @@ def live_composition() -> None:
     them. Moving α, the operator, the labels or the weights reruns this fragment only: the base models and the
     training form below stay as they are (the bases, β, the method and the colour scale rerun the whole page)."""
     op, alpha_ok, alpha = operator_controls(operator_box, "g", m)
+    if op != op_of_full_run:  # the training form's "replace a base" offer depends on the operator: redraw it all
+        st.rerun()
+    G.cancel_prefetch()  # the previous view's neighbours: this run computes a view of its own
     url_query = G.GridPageState(list(chosen), op, float(ss["g_alpha"]), beta, ss.get("g_labels", "1,2"),
                                 ss.get("g_weights", ""), method, u_source, int(n_points),
                                 ss.get("g_scale", "shared"), ss.get("g_fig", "image")).to_query()
@@ -304,8 +308,8 @@ def live_composition() -> None:
 if bases is not None and m >= 2:  # outside the fragment: the scale colours the base models too
     scale_col, figure_col = st.columns(2)
     GV.scale_control("g_scale", scale_col)
-    if method != "compare":
-        GV.figure_mode_control("g_fig", figure_col)
+    GV.figure_mode_control("g_fig", figure_col, disabled=method == "compare")
+op_of_full_run = ss.get("g_op")
 live_composition()
 
 # ----- base models -------------------------------------------------------------------------------------------

@@ -38,7 +38,7 @@ from sculpt_core.app.diffusion_state import (
     short_name,
 )
 from sculpt_core.app.grid import fast_training
-from sculpt_core.app.torch_threads import one_torch_thread
+from sculpt_core.app.torch_threads import use_one_torch_thread
 from sculpt_core.core import algebra as A
 from sculpt_core.core.operators import composition_key
 from sculpt_core.domains.diffusion import viz as V
@@ -166,8 +166,8 @@ def _accurate_masses(fn: Callable[[int], tuple[np.ndarray, dict]]) -> tuple[np.n
 def cached_target(base_tokens: tuple[str, ...], comp_key: tuple, extent: float, bins: int,
                   _exact) -> tuple[np.ndarray, dict]:
     """The exact composed target's probability per bin ``q[ix, iy]`` and its figures (SculptError if undefined)."""
-    with one_torch_thread():
-        return _accurate_masses(lambda nodes: _exact.bin_masses(extent, bins, nodes))
+    use_one_torch_thread()
+    return _accurate_masses(lambda nodes: _exact.bin_masses(extent, bins, nodes))
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -176,8 +176,8 @@ def cached_base_density(token: str, extent: float, bins: int, _spec: GaussianMix
     from sculpt_core.domains.diffusion.exact import ExactComposition
 
     exact = ExactComposition([_spec], A.mixture([1.0]), _device())
-    with one_torch_thread():
-        return _accurate_masses(lambda nodes: exact.bin_masses(extent, bins, nodes))[0]
+    use_one_torch_thread()
+    return _accurate_masses(lambda nodes: exact.bin_masses(extent, bins, nodes))[0]
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -188,8 +188,8 @@ def cached_emd_floor(base_tokens: tuple[str, ...], comp_key: tuple, n: int, seed
     from sculpt_core.domains.diffusion.metrics import emd
 
     m = min(n, EMD_POINTS)
-    with one_torch_thread():
-        ref = _exact.sample(2 * m, torch.Generator(device=_exact.device).manual_seed(seed + 7)).cpu().numpy()
+    use_one_torch_thread()
+    ref = _exact.sample(2 * m, torch.Generator(device=_exact.device).manual_seed(seed + 7)).cpu().numpy()
     return emd(ref[m:], ref[:m], EMD_POINTS, seed)
 
 
@@ -200,8 +200,8 @@ def run_emd(x: np.ndarray, exact, seed: int) -> float:
     from sculpt_core.domains.diffusion.metrics import emd
 
     m = min(len(x), EMD_POINTS)
-    with one_torch_thread():
-        ref = exact.sample(m, torch.Generator(device=exact.device).manual_seed(seed + 1)).cpu().numpy()
+    use_one_torch_thread()
+    ref = exact.sample(m, torch.Generator(device=exact.device).manual_seed(seed + 1)).cpu().numpy()
     return emd(x, ref, EMD_POINTS, seed)
 
 
@@ -302,9 +302,9 @@ def compute_samples(bases: Sequence[Base], comp: A.Composition, method: str, s: 
             raise SculptError("this version of sample_method takes no classifier")
         kwargs["classifier"] = classifier
     t0 = time.perf_counter()
-    with one_torch_thread():
-        x, _ = sample_method([b.spec for b in bases], comp, method, s.n, s.steps, s.sampler, s.seed, s.prior, s.gamma,
-                             s.model_index, device, progress=on_step, models=models, **kwargs)
+    use_one_torch_thread()
+    x, _ = sample_method([b.spec for b in bases], comp, method, s.n, s.steps, s.sampler, s.seed, s.prior, s.gamma,
+                         s.model_index, device, progress=on_step, models=models, **kwargs)
     seconds = time.perf_counter() - t0
     scores = ["exact" if method == "oracle" else b.score for b in bases]
     return Samples(method, np.asarray(x, dtype=np.float64),
@@ -477,9 +477,9 @@ def train_classifier_here(bases: Sequence[Base], comp: A.Composition, steps: int
     cfg = config(**{k: v for k, v in wanted.items() if k in names})
     device = _device()
     models = [ExactScoreModel(b.spec, SDE, device) if b.model is None else b.model for b in bases]
-    with one_torch_thread():
-        return train(models, cfg, device=device, base_names=[short_name(b.ident) for b in bases], progress=progress,
-                     progress_every=max(1, wanted["steps"] // 50))
+    use_one_torch_thread()
+    return train(models, cfg, device=device, base_names=[short_name(b.ident) for b in bases], progress=progress,
+                 progress_every=max(1, wanted["steps"] // 50))
 
 
 # ----- training ----------------------------------------------------------------------------------------------
@@ -496,9 +496,9 @@ def train_score_model(spec: GaussianMixture, steps: int, seed: int, name: str,
     from sculpt_core.domains.diffusion.train import train_dsm
 
     steps, batch = train_settings(steps)
-    with one_torch_thread():
-        model = train_dsm(spec, steps, batch, 2e-3, seed, device=_device(), progress=progress,
-                          progress_every=max(1, steps // 50))
+    use_one_torch_thread()
+    model = train_dsm(spec, steps, batch, 2e-3, seed, device=_device(), progress=progress,
+                      progress_every=max(1, steps // 50))
     model.name = name
     return model
 
@@ -523,5 +523,5 @@ def fmt(x: float | None, digits: int = 3) -> str:
 __all__ = ["BINS", "Base", "DiffusionRun", "RunSettings", "Samples", "cached_base_density", "cached_emd_floor",
            "cached_exact", "cached_run", "cached_target", "classifier_key", "classifier_train_steps", "compute_run",
            "compute_samples", "find_classifier", "fmt", "label_count", "method_label", "methods", "needs_preview", "new_token",
-           "npy_bytes", "one_torch_thread", "preview_settings", "resolve", "run_emd", "sample_key", "score_samples", "snapshot_steps",
+           "npy_bytes", "preview_settings", "resolve", "run_emd", "sample_key", "score_samples", "snapshot_steps",
            "spec_token", "tokens", "train_classifier_here", "train_score_model", "train_settings", "zoo_names"]

@@ -21,7 +21,7 @@ from sculpt_core.app.url_state import query_getter, read_bases
 from sculpt_core.app.exports import csv_with_meta
 from sculpt_core.app.grid_figures import FIGURE_MODES, SCALES
 from sculpt_core.app.caches import LRU, assets_key, load_zoo_model, manifest_stamp, zoo_names, zoo_token
-from sculpt_core.app.torch_threads import one_torch_thread
+from sculpt_core.app.torch_threads import use_one_torch_thread
 from sculpt_core.core import algebra as A
 from sculpt_core.core.io import npy_from_bytes
 from sculpt_core.core.limits import MAX_UPLOAD_BYTES, check_size
@@ -225,9 +225,9 @@ def run_compose(bases: GridBases, composition: A.Composition, method: str, class
                 n_samples: int = TRAJECTORY_SAMPLES, seed: int = 0,
                 progress: Callable[[int, int], None] | None = None) -> ComposeView:
     """compose() → ComposeView (raises SculptError); ``progress(done, total)`` follows a sampled view."""
-    with one_torch_thread():  # a 32×32 DP is many small ops: two OpenMP threads on a busy machine cost 10×
-        res = compose(bases, composition, method, classifier=classifier, u_source=u_source, n_samples=n_samples,
-                      seed=seed, progress=progress)
+    use_one_torch_thread()  # a 32×32 DP is many small ops: two OpenMP threads on a busy machine cost 10×
+    res = compose(bases, composition, method, classifier=classifier, u_source=u_source, n_samples=n_samples,
+                  seed=seed, progress=progress)
     return ComposeView(method, u_source if method == "reaching" else "exact", np.asarray(res.p, dtype=np.float64),
                        np.asarray(res.target, dtype=np.float64),
                        None if res.true_target is None else np.asarray(res.true_target, dtype=np.float64),
@@ -412,6 +412,13 @@ def prefetch_alpha_neighbours(tokens: tuple[str, ...], beta: float | None, bases
     view = (tokens, beta, op, round(float(alpha), 4), labels, weights, method, u_source, clf_token, int(n_points))
     values = neighbour_values(float(alpha), ALPHA_STEP, ALPHA_RANGE[0], ALPHA_RANGE[1], ahead=PREFETCH_ALPHA_STEPS)
     grid_prefetcher().schedule(view, [job(a) for a in values])
+
+
+def cancel_prefetch() -> None:
+    """Drop the grid prefetch thread's pending jobs (a running one finishes: one exact DP)."""
+    from sculpt_core.app.prefetch import grid_prefetcher
+
+    grid_prefetcher().cancel()
 
 
 def is_sampled(method: str, u_source: str) -> bool:

@@ -34,14 +34,16 @@ def scale_control(key: str, container: Any = None, default: str = "shared") -> s
                        help=F.SCALE_HELP)
 
 
-def figure_mode_control(key: str, container: Any = None, default: str = "image") -> str:
-    """How the main figure is drawn (:data:`~sculpt_core.app.grid_figures.FIGURE_MODES`), a radio keyed ``key``."""
+def figure_mode_control(key: str, container: Any = None, default: str = "image", disabled: bool = False) -> str:
+    """How the main figure is drawn (:data:`~sculpt_core.app.grid_figures.FIGURE_MODES`), a radio keyed ``key``
+    (``disabled`` where the view is always interactive: the choice is kept, and stays in the URL)."""
     where = container if container is not None else st
     st.session_state.setdefault(key, default)
     if st.session_state[key] not in F.FIGURE_MODES:
         st.session_state[key] = default
     return where.radio("Figure", list(F.FIGURE_MODES), format_func=F.FIGURE_MODES.get, horizontal=True, key=key,
-                       help=F.FIGURE_MODE_HELP)
+                       disabled=disabled, help=F.FIGURE_MODE_HELP + (" Compare all is always interactive."
+                                                                     if disabled else ""))
 
 
 def show_figure(panels: Sequence[F.Panel], scale: str, meta: dict[str, str], points: np.ndarray | None,
@@ -62,7 +64,8 @@ def chart(fig: go.Figure, key: str, filename: str, container: Any = None) -> Non
                                                               config=F.export_config(filename))
 
 
-def figure_png(figure: go.Figure, panels: Sequence[F.Panel], title: str, scale: str) -> bytes:
+def figure_png(figure: go.Figure, panels: Sequence[F.Panel], title: str, scale: str,
+               points: np.ndarray | None = None) -> bytes:
     """The figure as a PNG: plotly's own export when kaleido is installed, else the Pillow drawing of the
     panels with axes, colour bars and the title (:func:`sculpt_core.app.png_export.panels_png`)."""
     import importlib.util
@@ -72,13 +75,15 @@ def figure_png(figure: go.Figure, panels: Sequence[F.Panel], title: str, scale: 
             return figure.to_image(format="png", scale=2)
         except Exception:  # kaleido without a usable Chrome: draw the panels ourselves
             pass
-    return panels_png(panels, title, scale)
+    return panels_png(panels, title, scale, points=points)
 
 
 def show_downloads(p: np.ndarray, meta: dict[str, str], figure: Callable[[], go.Figure],
-                   panels: Sequence[F.Panel], scale: str = "shared", title: str | None = None) -> None:
+                   panels: Sequence[F.Panel], scale: str = "shared", title: str | None = None,
+                   points: np.ndarray | None = None) -> None:
     """CSV and NPY of ``p`` and the figure as HTML and PNG, each named after the view; the CSV repeats the
-    view's parameters (method, operator, labels, α, β, …) as columns, the PNG has them (or ``title``) as title."""
+    view's parameters (method, operator, labels, α, β, …) as columns, the PNG has them (or ``title``) as title
+    and the sample overlay ``points`` over its first panel."""
     title = title if title is not None else meta_title(meta)
     stem = meta_stem("sculpt_grid", meta)
     c1, c2, c3, c4 = st.columns(4)
@@ -89,7 +94,7 @@ def show_downloads(p: np.ndarray, meta: dict[str, str], figure: Callable[[], go.
                        mime="application/octet-stream", on_click="ignore", key="dl_npy", width="stretch")
     c3.download_button("Figure (HTML)", data=lambda: figure().to_html(include_plotlyjs=True, full_html=True),
                        file_name=stem + ".html", mime="text/html", on_click="ignore", key="dl_html", width="stretch")
-    c4.download_button("Figure (PNG)", data=lambda: figure_png(figure(), panels, title, scale),
+    c4.download_button("Figure (PNG)", data=lambda: figure_png(figure(), panels, title, scale, points),
                        file_name=stem + ".png", mime="image/png", on_click="ignore", key="dl_png", width="stretch",
                        help="The heatmaps with axes, colour bars and the view's parameters as title (drawn with "
                             "Pillow; by plotly when kaleido is installed). The camera button above a figure saves "

@@ -29,6 +29,7 @@ from sculpt_core.domains.molecules.model import MolBaseModel
 from sculpt_core.app.url_state import query_getter, read_bases, read_numbers
 from sculpt_core.app.caches import assets_key, manifest_stamp, zoo_names
 from sculpt_core.app.mol_store import CountingPolicy, GrowingRun, Progress, Rates, SampleStore
+from sculpt_core.app.torch_threads import use_one_torch_thread
 
 MOL_METHODS: dict[str, str] = {
     "reaching": "reaching mixing (training-free)",
@@ -309,7 +310,7 @@ def new_run(models: Sequence[MolBaseModel], beta: float, composition: A.Composit
         policy = composed_policy(bases, composition, method, classifier=classifier, u_source=u_source,
                                  scoring=scoring)
     gen = seeded_generator(int(seed))
-    one_torch_thread()
+    use_one_torch_thread()
 
     def draw(size: int, on_step) -> list:
         traj = sample_trajectories(bases.env, CountingPolicy(policy, on_step) if on_step else policy, size, gen)
@@ -317,18 +318,6 @@ def new_run(models: Sequence[MolBaseModel], beta: float, composition: A.Composit
 
     return GrowingRun(int(n), int(batch_size), draw, lambda smiles: score_rewards(smiles)[0],
                       bases.env.max_trajectory_length, first=first)
-
-
-def one_torch_thread() -> None:
-    """Molecule sets are sampled on one torch thread: their batches are small (16-128 graphs) and the app samples
-    in two Python threads at once (the page and the prefetcher); with torch's default intra-op threads on a busy
-    2-core machine the OpenMP workers of both wait on each other (measured in a real server: a first batch of 16
-    took 0.5-1.3 s instead of 0.2 s, browser α moves 1.3 s p50 instead of 0.35 s). Process-wide (torch has no
-    per-thread setting), once."""
-    import torch
-
-    if torch.get_num_threads() != 1:
-        torch.set_num_threads(1)
 
 
 def run_samples(run: GrowingRun, k: int | None = None) -> MolSamples:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import streamlit as st
 
 from sculpt_core.app.gc_tuning import after_script_run
+from sculpt_core.app.torch_threads import use_one_torch_thread
 
 PAGE_TITLE = "Sculpt — compositional sculpting of GFlowNets"
 
@@ -32,6 +33,7 @@ PAGE_TITLE = "Sculpt — compositional sculpting of GFlowNets"
 def run_app() -> None:
     """Page config and navigation over the file pages in ``pages/`` (paths relative to the entry script)."""
     st.set_page_config(page_title=PAGE_TITLE, page_icon=":material/texture:", layout="wide")
+    use_one_torch_thread()  # every page's torch work, and every later thread's (see sculpt_core.app.torch_threads)
     pages = [
         st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
         st.Page("pages/grid_sculpting.py", title="Grid Sculpting", icon=":material/grid_on:"),

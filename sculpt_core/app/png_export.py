@@ -80,6 +80,26 @@ def _ticks(lo: float, hi: float, log: bool) -> list[tuple[float, str]]:
     return out
 
 
+def _wrap(text: str, chars: int, lines: int = 2) -> list[str]:
+    """``text`` in at most ``lines`` lines of ``chars`` characters, broken at " · " or a space where it can be
+    (the last line cut with "…" when even that is too long)."""
+    out: list[str] = []
+    rest = text
+    while rest and len(out) < lines:
+        if len(rest) <= chars:
+            out.append(rest)
+            rest = ""
+            break
+        cut = rest.rfind(" · ", 0, chars + 1)
+        cut = cut if cut > 0 else rest.rfind(" ", 0, chars + 1)
+        cut = cut if cut > 0 else chars
+        out.append(rest[:cut].rstrip())
+        rest = rest[cut:].lstrip(" ·")
+    if rest:
+        out[-1] = out[-1][: chars - 1].rstrip() + "…"
+    return out or [""]
+
+
 def panels_png(panels: Sequence[Panel], title: str = "", scale: str = "shared", cell: int = 8,
                colorbar_title: str = "p", points: np.ndarray | None = None, points_panel: int = 0,
                compress_level: int = 6) -> bytes:
@@ -98,7 +118,10 @@ def panels_png(panels: Sequence[Panel], title: str = "", scale: str = "shared", 
     pw, ph = w * cell, h * cell
     (small, unicode_ok), (normal, _) = _font(12), _font(14)
     text_of = (lambda t: t) if unicode_ok else ascii_text
-    left, top, bottom, gap = 62, 58 if title else 30, 56, 24
+    chars = max(12, pw // 6)  # what fits over a panel in the 12 px font
+    names = [_wrap(text_of(name), chars) for name, _ in panels]
+    extra = 14 * (max(len(n) for n in names) - 1)  # a second title line
+    left, top, bottom, gap = 62, (58 if title else 30) + extra, 56, 24
     bar_w = 78 if per_panel else 0
     slot = pw + bar_w + gap
     width = left + len(panels) * slot + (0 if per_panel else 90)
@@ -126,7 +149,8 @@ def panels_png(panels: Sequence[Panel], title: str = "", scale: str = "shared", 
         x0 = left + i * slot
         img.paste(tile, (x0, top))
         draw.rectangle([x0, top, x0 + pw, top + ph], outline="#888888")
-        draw.text((x0, top - 18), text_of(name)[: max(12, pw // 6)], fill="black", font=small)
+        for k, line in enumerate(names[i]):
+            draw.text((x0, top - 18 - 14 * (len(names[i]) - 1 - k)), line, fill="black", font=small)
         for k in range(0, max(h, w), 10):
             if k < w:
                 x = x0 + (k + 0.5) * cell

@@ -11,6 +11,8 @@ from sculpt_core.core.operators import ALPHA_RANGE, OPERATOR_LABELS, OPERATORS, 
 
 #: The α slider's step (one arrow-key press).
 ALPHA_STEP = 0.01
+#: The labels box's value when nothing was typed yet: the harmonic mean of the first two models.
+DEFAULT_LABELS = "1,2"
 
 
 def operator_short_label(key: str) -> str:
@@ -42,9 +44,13 @@ def operator_controls(container: Any, prefix: str, m: int,
     container.caption(operator_caption(op))
     inputs = OPERATORS[op].inputs
     if inputs == "labels":
-        container.text_input("Observed labels y1..yn", key=f"{prefix}_labels",
+        key, kept = f"{prefix}_labels", f"_{prefix}_labels_kept"
+        if key not in ss:  # a rerun (e.g. of a fragment) that did not draw the box dropped its state
+            ss[key] = ss.get(kept, DEFAULT_LABELS)
+        container.text_input("Observed labels y1..yn", key=key,
                              help="Model numbers, repeats allowed: 1,2 = harmonic mean, 1,1 = contrast, "
                                   "1,2,3 = all three.")
+        ss[kept] = ss[key]
     if inputs == "weights":
         if not ss.get(f"{prefix}_weights") or ss.get(f"{prefix}_weights_m", m) != m:
             ss[f"{prefix}_weights"] = ",".join(["1"] * max(m, 1))
@@ -61,4 +67,4 @@ def operator_controls(container: Any, prefix: str, m: int,
     return op, alpha_ok, float(alpha)
 
 
-__all__ = ["ALPHA_STEP", "OPERATOR_HELP", "operator_caption", "operator_controls", "operator_short_label"]
+__all__ = ["ALPHA_STEP", "DEFAULT_LABELS", "OPERATOR_HELP", "operator_caption", "operator_controls", "operator_short_label"]

@@ -231,3 +231,28 @@ def test_molecule_weights_go_to_the_url_and_change_the_kde(mol_env):
     _ok(at)
     assert at.query_params["weights"] == "1,3" and not at.error
     assert json.dumps(_spec(at, "fig_kde")["data"], sort_keys=True) != before
+
+
+def _operator_script() -> None:
+    import streamlit as st
+
+    from sculpt_core.app.widgets import operator_controls
+
+    op, ok, alpha = operator_controls(st.sidebar, "t", 2)
+    st.write(f"labels={st.session_state.get('t_labels')!r}")
+
+
+def test_labels_survive_a_run_that_did_not_draw_their_box():
+    """Streamlit drops a widget's state after a run that did not draw it (an operator without labels, e.g. in a
+    fragment rerun of the grid page that no full run re-seeds): the box comes back with the labels last typed."""
+    at = AppTest.from_function(_operator_script, default_timeout=TIMEOUT)
+    at.session_state["t_op"] = "labels"
+    at.run()
+    _ok(at)
+    at.sidebar.text_input(key="t_labels").set_value("1,1").run()
+    at.sidebar.selectbox(key="t_op").set_value("hm").run()
+    _ok(at)
+    at.sidebar.selectbox(key="t_op").set_value("labels").run()
+    _ok(at)
+    assert at.sidebar.text_input(key="t_labels").value == "1,1"
+    assert any("labels='1,1'" in m.value for m in at.markdown)

@@ -357,8 +357,12 @@ def test_png_draws_the_sample_overlay_on_its_panel_only():
     assert bare.shape == dots.shape
     changed = np.argwhere(np.abs(dots - bare).sum(2) > 0)
     assert len(changed) > 20
-    left, pw, gap = 62, 32 * 8, 24
-    assert changed[:, 1].min() >= left and changed[:, 1].max() < left + pw  # inside panel 0, not panel 1
+    left, top, cell = 62, 30, 8
+    centres = np.array([[top + 32 * cell - (z0 + 0.5) * cell, left + (z1 + 0.5) * cell]  # (row, column) in pixels
+                        for z0, z1 in ((5, 5), (20, 10), (30, 30))])
+    near = np.abs(changed[:, None, :] - centres[None, :, :]).max(2).min(1)
+    assert near.max() <= 0.35 * cell + 3  # every drawn pixel is a dot at its own cell (z0 up, z1 right), jittered
+    assert all((np.abs(changed - c).max(1) <= 4).any() for c in centres)  # and every cell has its dots
     red = dots[changed[:, 0], changed[:, 1]]
     assert (red[:, 0] > red[:, 1] + 60).mean() > 0.5  # the overlay's red
     assert P.panels_png([("a", p)], points=points, compress_level=1)[:4] == b"\x89PNG"
@@ -379,6 +383,7 @@ def test_grid_prefetch_composes_the_next_alpha_steps(app_env, monkeypatch):
 
     monkeypatch.setattr(G, "run_compose", counting)
     monkeypatch.setenv("SCULPT_PREFETCH", "1")
+    G.cached_compose.clear()  # nothing composed by an earlier test
     at = _live({"bases": "circle1,circle2", "op": "hm", "alpha": "0.41", "method": "oracle"})
     assert grid_prefetcher().wait_idle(60)
     assert {0.39, 0.4, 0.42, 0.43} <= set(calls)

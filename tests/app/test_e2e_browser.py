@@ -112,8 +112,8 @@ def _metric_text(page, label: str) -> str:
 
 FINGERPRINT_JS = """() => {
   const img = document.querySelector("[data-testid='stMain'] [data-testid='stImage'] img");
-  if (img && img.complete && img.naturalWidth > 0) return img.src;  // the default view: one PNG, named by its bytes
-  const plot = document.querySelector("[data-testid='stPlotlyChart'] .js-plotly-plot");
+  if (img) return img.complete && img.naturalWidth > 0 ? img.src : null;  // the default view: one PNG, by its bytes
+  const plot = document.querySelector(".st-key-fig_composed .js-plotly-plot");
   if (!plot || !plot.data || !plot.data.length) return null;
   const z = plot.data[0].z;
   if (z && typeof z.bdata === "string") return z.bdata;  // plotly's base64 typed-array encoding
@@ -216,7 +216,8 @@ def test_move_alpha_changes_figure(app_url, browser):
         for _ in range(15):
             page.keyboard.press("ArrowRight")
         _wait_idle(page)
-        page.wait_for_function(f"(before) => ({FINGERPRINT_JS})() !== before", arg=fp_before, timeout=30_000)
+        page.wait_for_function(f"(before) => {{ const f = ({FINGERPRINT_JS})(); return f !== null && f !== before; }}",
+                               arg=fp_before, timeout=30_000)
         _wait_idle(page)
 
         alpha_after, fp_after = _alpha_value(page), _fingerprint(page)
