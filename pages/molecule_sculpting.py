@@ -167,9 +167,17 @@ got, growing = MV.sample_view(specs, beta, n, seed, seh_ok, progress_slot, ss.ge
 ss["m_growing"] = growing
 results = {meth: s for meth, s in zip(active, got) if s is not None}
 base_sets = {mod.name: s for mod, s in zip(models, got[len(active):])}
+lead = ss.get("m_lead", "alpha")
+moved_by = float(alpha) - ss.get("m_alpha_shown", float(alpha)) if lead == "alpha" else beta - ss.get("m_beta_shown", beta)
+neighbours = (fingerprints, models, beta, window, op, float(alpha) if alpha_ok else None, ss.get("m_labels", ""),
+              ss.get("m_weights", ""), method, u_source, n, seed, classifier, scoring, seh_ok, clf_token)
+steer = {"methods": active, "lead": lead, "direction": -1 if moved_by < 0 else 1}
 if growing:
-    if MP.prefetch_enabled():  # grown in the background while this run draws the view from the first batches
-        MP.prefetcher().schedule(view_key, MV.grow_jobs(specs, beta, n, seed, seh_ok, growing))
+    if MP.prefetch_enabled():  # grown in the background while this run draws the view from the first batches,
+        # after the first batch of the likeliest next view (the last slider one more step the same way)
+        grow = MV.grow_jobs(specs, beta, n, seed, seh_ok, growing)
+        first = M.neighbour_jobs(*neighbours, **steer, first_next=True)
+        MP.prefetcher().schedule(view_key, (first if len(first) + len(grow) <= MP.MAX_PENDING else []) + grow)
     MV.show_growing(growing, n, MP.prefetch_enabled())
 if not results:
     st.stop()
@@ -305,8 +313,5 @@ if growing:
 
 # ----- while the user looks: sample the views one arrow-key step away (same cache entries as above) ----------
 if MP.prefetch_enabled():  # the views one step away (after the growing sets: scheduled above, for the same view)
-    MP.prefetcher().extend(
-        view_key,
-        M.neighbour_jobs(fingerprints, models, beta, window, op, float(alpha) if alpha_ok else None,
-                         ss.get("m_labels", ""), ss.get("m_weights", ""), method, u_source, n, seed, classifier,
-                         scoring, seh_ok, clf_token, methods=active, lead=ss.get("m_lead", "alpha")))
+    MP.prefetcher().extend(view_key, M.neighbour_jobs(*neighbours, **steer))
+ss["m_alpha_shown"], ss["m_beta_shown"] = float(alpha), beta  # the way the next move goes, seen from here

@@ -190,7 +190,8 @@ class SampleStore(LRU):
 
 
 class RunStopped(Exception):
-    """A :class:`GrowingRun` stopped between two batches because it was asked to (it can be continued)."""
+    """A :class:`GrowingRun` stopped because it was asked to: between two batches, or within one when the run can
+    rewind its generator (it can be continued, and draws the same molecules as if it had not stopped)."""
 
 
 class GrowingRun:
@@ -202,12 +203,16 @@ class GrowingRun:
     ``draw(size, on_step)`` rolls out one batch with the run's generator and returns its (state, SMILES or None)
     pairs; ``score(smiles)`` the rewards ``[k, 3]`` of a batch's valid molecules, so a
     prefix carries its rewards. One batch at a time (a lock); a run whose batch failed is ``broken`` (its
-    generator is partly consumed) and must not be continued."""
+    generator is partly consumed) and must not be continued. ``rewind`` = (save, restore) of the run's generator
+    state lets :meth:`grow_to`'s ``stop()`` end a batch at its next sampling step (the generator put back to where
+    the batch began), so stale background work gives up the core within a step, not a batch."""
 
     def __init__(self, n: int, batch: int, draw: Callable[[int, OnStep | None], list],
                  score: Callable[[list], Any], max_steps: int, limit: int | None = None,
-                 first: int | None = None) -> None:
+                 first: int | None = None,
+                 rewind: tuple[Callable[[], Any], Callable[[Any], None]] | None = None) -> None:
         self.n, self.batch, self.draw, self.score = int(n), int(batch), draw, score
+        self.rewind = rewind
         self.first = int(first) if first else self.batch
         self.max_steps = max(int(max_steps), 1)
         self.limit = limit if limit is not None else 10 * self.n + 1000
@@ -249,20 +254,23 @@ class GrowingRun:
                 if len(self.smiles) < k:
                     if stop is not None and stop():
                         raise RunStopped(f"stopped after {len(self.smiles)} of {self.n} molecules")
-                    self._one_batch(report)
+                    self._one_batch(report, stop)
             finally:
                 self.lock.release()
         report(k)
 
-    def _one_batch(self, report: Callable[[float], None]) -> None:
+    def _one_batch(self, report: Callable[[float], None], stop: Callable[[], bool] | None = None) -> None:
         from sculpt_core.errors import SculptError
 
         if self.total >= self.limit:
             raise SculptError(f"only {len(self.smiles)} valid molecules out of {self.total} trajectories; giving up")
         base = len(self.smiles)
         size = min(self.first if self.total == 0 else self.batch, self.n - base)
+        saved = self.rewind[0]() if self.rewind is not None and stop is not None else None
 
         def on_step(step: int, finished: int, batch: int) -> None:
+            if saved is not None and stop():
+                raise RunStopped(f"stopped within a batch after {base} of {self.n} molecules")
             running = batch - finished
             self.done = base + min(finished + running * min(step / self.max_steps, 1.0), batch)
             report(self.done)
@@ -270,6 +278,10 @@ class GrowingRun:
         t0 = time.perf_counter()
         try:
             pairs = self.draw(size, on_step)
+        except RunStopped:
+            self.rewind[1](saved)  # as if this batch had not begun: the run is whole and reproducible
+            self.done = float(base)
+            raise
         except BaseException:
             self.broken = True
             raise

@@ -317,7 +317,7 @@ def new_run(models: Sequence[MolBaseModel], beta: float, composition: A.Composit
         return list(zip(traj.terminal, traj.smiles or []))
 
     return GrowingRun(int(n), int(batch_size), draw, lambda smiles: score_rewards(smiles)[0],
-                      bases.env.max_trajectory_length, first=first)
+                      bases.env.max_trajectory_length, first=first, rewind=(gen.get_state, gen.set_state))
 
 
 def run_samples(run: GrowingRun, k: int | None = None) -> MolSamples:
@@ -465,7 +465,8 @@ def classifier_token() -> tuple[float, str]:
 def neighbour_jobs(fingerprints: tuple[str, ...], models: list, beta: float, window: tuple[float, float], op: str,
                    alpha: float | None, labels: str, weights: str, method: str, u_source: str, n: int, seed: int,
                    classifier: Any = None, scoring: str = "fast", seh_ok: bool = True, clf_token: Any = None,
-                   methods: Sequence[str] | None = None, lead: str = "alpha") -> list:
+                   methods: Sequence[str] | None = None, lead: str = "alpha", direction: int = 1,
+                   first_next: bool = False) -> list:
     """Prefetch jobs for the views one arrow-key step away, each filling exactly the :func:`cached_samples` (and
     ``cached_diversity``) entries that view reads. ``lead`` is the slider the user moved last: its neighbours come
     first, since the next move is most likely the same. ``lead="alpha"``: α ± 0.01, then β ± 1 with their base sets,
@@ -475,7 +476,10 @@ def neighbour_jobs(fingerprints: tuple[str, ...], models: list, beta: float, win
     guidance moves only α (its classifier is tied to one β). ``method`` "compare" prefetches each of ``methods``
     (the ones the comparison runs). A running job stops at its next sampling step once the prefetcher is shut down
     (interpreter exit), and before its next batch once the view changed (what it drew is kept: the run goes on when
-    that set is asked for again)."""
+    that set is asked for again). ``direction`` (+1 or −1, the way the lead slider moved last) puts the step that
+    way before the step back. ``first_next``: only the first-batch jobs of the one most likely next view (the lead
+    slider one step on in ``direction``; none below :data:`STAGE_FROM`), which the page runs even before growing
+    the view on screen, so a steady run of arrow presses finds each next view's first batch drawn."""
     from sculpt_core.app.prefetch import neighbour_values, prefetcher
     from sculpt_core.core.operators import build_composition, composition_key
 
@@ -501,8 +505,17 @@ def neighbour_jobs(fingerprints: tuple[str, ...], models: list, beta: float, win
                 cached_diversity(tuple(got.smiles))
         return job
 
-    alphas = neighbour_values(alpha, 0.01, *ALPHA_RANGE, ahead=2) if alpha is not None else []
-    betas = neighbour_values(beta, 1.0, *window)
+    def toward(values: list[float], centre: float) -> list[float]:  # nearest first, the direction's side first
+        return sorted(values, key=lambda v: (round(abs(v - centre), 6), 0 if (v - centre) * direction > 0 else 1))
+
+    alphas = toward(neighbour_values(alpha, 0.01, *ALPHA_RANGE, ahead=2), alpha) if alpha is not None else []
+    betas = toward(neighbour_values(beta, 1.0, *window), beta)
+    if first_next:
+        if n < STAGE_FROM:
+            return []
+        if lead == "beta" and betas and any(meth != "classifier" for meth in runs):
+            return [view(alpha, betas[0], meth, first_only=True) for meth in runs if meth != "classifier"]
+        return [view(alphas[0], beta, meth, first_only=True) for meth in runs] if alphas else []
     near_alpha = [view(a, beta, meth) for a in alphas[:2] for meth in runs]
     near_beta = [view(alpha, b, meth) for b in betas for meth in runs if meth != "classifier"]
     if lead == "beta" and near_beta:

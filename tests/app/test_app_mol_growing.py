@@ -51,6 +51,28 @@ def test_a_grown_run_is_the_uninterrupted_run_and_its_first_batch_a_prefix(mol_e
     assert plain.smiles == ref.smiles
 
 
+def test_a_run_stopped_within_a_batch_rewinds_and_draws_the_same_molecules(mol_env):
+    """A stale background job stops at the next sampling step (not the end of its batch): the batch is dropped,
+    the generator rewound, and the run continued later holds exactly the molecules of an uninterrupted run."""
+    models = [M.load_mol("seh"), M.load_mol("sa")]
+    comp = build_composition("hm", 2, 0.5, "1,2", "")
+    whole = M.new_run(models, 32.0, comp, "reaching", 24, 3, "trajectory", batch_size=8, first=8)
+    whole.grow_to(24)
+    staged = M.new_run(models, 32.0, comp, "reaching", 24, 3, "trajectory", batch_size=8, first=8)
+    staged.grow_to(8)
+    asked = []
+
+    def stop() -> bool:  # false before the batch, then true at its third step
+        asked.append(1)
+        return len(asked) > 3
+
+    with pytest.raises(RunStopped):
+        staged.grow_to(24, stop=stop)
+    assert len(asked) == 4 and len(staged) == 8 and not staged.broken and staged.done == 8.0  # inside a batch
+    staged.grow_to(24)
+    assert staged.smiles == whole.smiles
+
+
 def _fake_run(n: int, fail_at: int | None = None, gate: threading.Event | None = None) -> GrowingRun:
     drawn = []
 

@@ -236,3 +236,27 @@ def test_shutdown_drops_pending_jobs_and_refuses_new_ones():
     assert worker.pending() == 0 and ran == [] and worker.closed
     worker.schedule("w", [lambda: ran.append("late")])
     assert worker.pending() == 0 and ran == []
+
+
+def test_the_next_view_in_the_direction_of_the_last_move_comes_first(mol_env_assets):
+    """``direction`` puts the step the lead slider last went before the step back; ``first_next`` is the first
+    batch of that one next view only (the page runs it before growing the view on screen)."""
+    from sculpt_core.core.operators import build_composition, composition_key
+    from sculpt_core.domains.molecules.zoo import load_mol_model
+
+    models = [load_mol_model("seh"), load_mol_model("sa")]
+    fps = tuple(m.fingerprint() for m in models)
+    seed, n = 17, M.STAGE_FROM  # a seed no other test uses
+    args = (fps, models, 32.0, (0.0, 96.0), "hm", 0.5, "1,2", "", "reaching", "trajectory", n, seed)
+    assert len(M.neighbour_jobs(*args, first_next=True)) == 1
+    assert len(M.neighbour_jobs(*args, lead="beta", first_next=True)) == 1  # the composition and its base sets
+    assert M.neighbour_jobs(*args[:10], M.STAGE_FROM - 1, seed, first_next=True) == []  # drawn whole: no batch
+    key = lambda a: M.sample_key(fps, 32.0, composition_key(build_composition("hm", 2, a, "1,2", "")), "reaching",
+                                 "trajectory", n, seed)
+    prefetcher().schedule(("direction", -1), M.neighbour_jobs(*args, direction=-1, first_next=True))
+    assert prefetcher().wait_idle(120)
+    assert M.SAMPLES.held(key(0.49)) == M.PAGE_FIRST and M.SAMPLES.held(key(0.51)) == 0  # α − 0.01 only
+    back = M.neighbour_jobs(*args, direction=-1)
+    prefetcher().schedule(("direction", -1, "full"), back[:1])
+    assert prefetcher().wait_idle(120)
+    assert M.SAMPLES.get(key(0.49)) is not None and M.SAMPLES.held(key(0.51)) == 0  # the way it went, in full
