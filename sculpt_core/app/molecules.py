@@ -418,8 +418,9 @@ def cached_samples(fingerprints: tuple[str, ...], beta: float, comp_key: tuple |
                    progress: Progress | None = None, stop: Any = None) -> MolSamples:
     """:func:`draw_samples`, once per process and :func:`sample_key` (underscored arguments are not part of the
     key); ``progress(done, n)`` follows the run when it samples here, or the prefetch thread's run of the same
-    set while it is in flight. ``stop()`` (the prefetch thread's: its view changed) stops the run between two
-    batches with :class:`~sculpt_core.app.mol_store.RunStopped`; what it drew is kept for the next caller."""
+    set while it is in flight. ``stop()`` (the prefetch thread's: its view changed) stops the run at its next
+    sampling step with :class:`~sculpt_core.app.mol_store.RunStopped`; its whole batches are kept for the next
+    caller (the batch in progress is dropped and the generator rewound)."""
     key = sample_key(fingerprints, beta, comp_key, method, u_source, n, seed, scoring, seh_ok, clf_token)
     run = _run_of(_models, beta, _composition, method, n, seed, u_source, _classifier, scoring)
 
@@ -475,8 +476,8 @@ def neighbour_jobs(fingerprints: tuple[str, ...], models: list, beta: float, win
     full, then α ± 0.01 (the α order when there is no β neighbour to prefetch). Classifier
     guidance moves only α (its classifier is tied to one β). ``method`` "compare" prefetches each of ``methods``
     (the ones the comparison runs). A running job stops at its next sampling step once the prefetcher is shut down
-    (interpreter exit), and before its next batch once the view changed (what it drew is kept: the run goes on when
-    that set is asked for again). ``direction`` (+1 or −1, the way the lead slider moved last) puts the step that
+    (interpreter exit), and at its next sampling step once the view changed (its whole batches are kept: the run
+    goes on when that set is asked for again). ``direction`` (+1 or −1, the way the lead slider moved last) puts the step that
     way before the step back. ``first_next``: only the first-batch jobs of the one most likely next view (the lead
     slider one step on in ``direction``; none below :data:`STAGE_FROM`), which the page runs even before growing
     the view on screen, so a steady run of arrow presses finds each next view's first batch drawn."""

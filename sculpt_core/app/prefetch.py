@@ -5,8 +5,8 @@ composes α ± one step (``cached_compose``, and the sampled-points overlay when
 
 Bounded: one worker thread per domain, at most :data:`MAX_PENDING` pending jobs. :meth:`Prefetcher.schedule`
 replaces the pending jobs (a new view cancels the old view's unstarted work) and :meth:`Prefetcher.cancel` drops
-them while the page computes its own view; a sampling job started for an older view stops before its next batch
-(it asks :meth:`Prefetcher.stale`; the molecules it drew are kept in the set's run). No thread touches ``st.*`` UI.
+them while the page computes its own view; a sampling job started for an older view stops at its next sampling
+step (it asks :meth:`Prefetcher.stale`; its run keeps its whole batches, the generator rewound to the last one). No thread touches ``st.*`` UI.
 ``SCULPT_PREFETCH=0`` turns prefetching off.
 
 At interpreter exit an ``atexit`` hook (:meth:`Prefetcher.shutdown`) drops the pending jobs, tells a running job to
@@ -102,7 +102,8 @@ class Prefetcher:
 
     def stale(self) -> bool:
         """True once the running job's view is no longer the scheduled one (a new view, :meth:`cancel`, shutdown):
-        a sampling job asks before each batch and stops there (its run is kept and goes on when asked again)."""
+        a sampling job asks at each sampling step and stops there (its run keeps its whole batches and goes on
+        when asked again)."""
         return self._closed or self._running != self._generation
 
     def check_open(self, *_: object) -> None:
