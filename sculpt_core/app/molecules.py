@@ -477,11 +477,12 @@ def neighbour_jobs(fingerprints: tuple[str, ...], models: list, beta: float, win
     guidance moves only α (its classifier is tied to one β). ``method`` "compare" prefetches each of ``methods``
     (the ones the comparison runs). A running job stops at its next sampling step once the prefetcher is shut down
     (interpreter exit), and at its next sampling step once the view changed (its whole batches are kept: the run
-    goes on when that set is asked for again). ``direction`` (+1 or −1, the way the lead slider moved last) puts the step that
-    way before the step back. ``first_next``: only the first-batch jobs of the one most likely next view (the lead
+    goes on when that set is asked for again). ``direction`` (+1 or −1, the way the lead slider moved last) puts
+    the step that way before the step back. ``first_next``: only the first-batch jobs of the one most likely next view (the lead
     slider one step on in ``direction``; none below :data:`STAGE_FROM`), which the page runs even before growing
     the view on screen, so a steady run of arrow presses finds each next view's first batch drawn."""
     from sculpt_core.app.prefetch import neighbour_values, prefetcher
+    from sculpt_core.app.widgets import ALPHA_STEP
     from sculpt_core.core.operators import build_composition, composition_key
 
     stop, stale = prefetcher().check_open, prefetcher().stale
@@ -509,7 +510,7 @@ def neighbour_jobs(fingerprints: tuple[str, ...], models: list, beta: float, win
     def toward(values: list[float], centre: float) -> list[float]:  # nearest first, the direction's side first
         return sorted(values, key=lambda v: (round(abs(v - centre), 6), 0 if (v - centre) * direction > 0 else 1))
 
-    alphas = toward(neighbour_values(alpha, 0.01, *ALPHA_RANGE, ahead=2), alpha) if alpha is not None else []
+    alphas = toward(neighbour_values(alpha, ALPHA_STEP, *ALPHA_RANGE, ahead=2), alpha) if alpha is not None else []
     betas = toward(neighbour_values(beta, 1.0, *window), beta)
     if first_next:
         if n < STAGE_FROM:

@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 import plotly.colors
 
-from sculpt_core.app.grid_figures import Panel, color_ranges, log_ticks
+from sculpt_core.app.grid_figures import Panel, color_ranges, jittered_points, log_ticks
 from sculpt_core.domains.grid.viz import POINT_COLOR
 
 _STOPS = np.array([plotly.colors.hex_to_rgb(c) for c in plotly.colors.sequential.Viridis], dtype=np.float64)
@@ -164,11 +164,10 @@ def panels_png(panels: Sequence[Panel], title: str = "", scale: str = "shared", 
         if per_panel:
             bar(x0 + pw + 8, lo, hi)
     if points is not None and len(points) and 0 <= points_panel < len(panels):
-        pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
-        jitter = np.random.default_rng(0).uniform(-0.35, 0.35, size=pts.shape)
+        z0, z1 = jittered_points(points)
         x0 = left + points_panel * slot
-        px = x0 + (pts[:, 1] + jitter[:, 1] + 0.5) * cell
-        py = top + ph - (pts[:, 0] + jitter[:, 0] + 0.5) * cell
+        px = x0 + (z1 + 0.5) * cell
+        py = top + ph - (z0 + 0.5) * cell
         for x, y in zip(px.tolist(), py.tolist()):
             draw.ellipse([x - 1.5, y - 1.5, x + 1.5, y + 1.5], fill=POINT_COLOR)
     if not per_panel:
