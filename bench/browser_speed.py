@@ -16,7 +16,7 @@ Targets (issue 17): grid ≤ 200 ms p50, molecule ≤ 400 ms p50 at the default 
 ≤ 1 s p50 for a β move (``--slider beta``).
 
 Usage: python bench/browser_speed.py [--moves 8] [--pages grid,molecule] [--slider alpha|beta] [--dwell-ms 300]
-[--query fig=interactive] [--chromium /usr/bin/chromium]
+[--query fig=interactive] [--chromium /usr/bin/chromium] [--raw]
 
 The in-process baseline runs with ``SCULPT_PREFETCH`` as set (prefetch on by default; its AppTest moves follow one
 another without a pause, so they mostly measure sampling).
@@ -66,7 +66,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def browser_moves(url: str, moves: int, chromium: str, dwell_ms: int = 300, label: str = ALPHA_LABEL) -> dict:
+def browser_moves(url: str, moves: int, chromium: str, dwell_ms: int = 300, label: str = ALPHA_LABEL,
+                  raw: bool = False) -> dict:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
@@ -95,7 +96,11 @@ def browser_moves(url: str, moves: int, chromium: str, dwell_ms: int = 300, labe
             full.append(time.perf_counter() - start)
             page.wait_for_timeout(dwell_ms)  # the user looks (the molecule page prefetches the next views meanwhile)
         browser.close()
-    return {"first_open_s": round(first_open, 2), **latency_summary(latencies), "full_view": latency_summary(full)}
+    out = {"first_open_s": round(first_open, 2), **latency_summary(latencies), "full_view": latency_summary(full)}
+    if raw:
+        out["moves_ms"] = [round(1e3 * t, 1) for t in latencies]
+        out["full_view"]["moves_ms"] = [round(1e3 * t, 1) for t in full]
+    return out
 
 
 def shared_script_cache() -> None:
@@ -141,6 +146,7 @@ def main() -> None:
                     help="the slider moved by → (beta: the molecule page only; one step is β + 1)")
     ap.add_argument("--query", default="",
                     help="URL query the pages open with, e.g. fig=interactive (the grid page's plotly figure)")
+    ap.add_argument("--raw", action="store_true", help="also give every move's latency (ms), in order")
     args = ap.parse_args()
     try:
         query = dict(part.split("=", 1) for part in args.query.split("&") if part)
@@ -163,7 +169,8 @@ def main() -> None:
         for name in pages:
             path, page_file = PAGES[name]
             url = f"http://127.0.0.1:{port}/{path}" + (f"?{args.query}" if args.query else "")
-            out[name] = {"browser": browser_moves(url, args.moves, args.chromium, args.dwell_ms, label)}
+            out[name] = {"browser": browser_moves(url, args.moves, args.chromium, args.dwell_ms, label,
+                                                    args.raw)}
             out[name]["in_process_rerun"] = in_process_moves(page_file, args.moves, label, step, query)
             print(name, out[name], file=sys.stderr, flush=True)
     finally:

@@ -11,7 +11,7 @@ from typing import Sequence
 import plotly.graph_objects as go
 
 from sculpt_core.domains.molecules.viz import (BASE_COLORS, COMPOSED_COLOR, MIN_SPAN, PAD, data_range,  # noqa: F401
-                                               reward_kde_figure)
+                                               reward_kde_figure, white_template)
 
 
 def diversity_figure(rows: Sequence[tuple[str, float, float | None]], composed: str | None = None,
@@ -23,22 +23,21 @@ def diversity_figure(rows: Sequence[tuple[str, float, float | None]], composed: 
     colors = [COMPOSED_COLOR if n == composed else next(palette) for n in names]
     uniq = [100 * r[1] for r in rows]
     div = [r[2] if r[2] is not None else 0.0 for r in rows]
-    fig = go.Figure()
-    fig.add_trace(go.Bar(y=names, x=uniq, orientation="h", marker_color=colors, name="unique %",
-                         text=[f"{u:.0f}%" for u in uniq], textposition="auto", xaxis="x", yaxis="y",
-                         hovertemplate="%{y}: %{x:.1f}% unique<extra></extra>"))
-    fig.add_trace(go.Bar(y=names, x=div, orientation="h", marker_color=colors, name="diversity",
-                         text=["n/a" if r[2] is None else f"{r[2]:.2f}" for r in rows], textposition="auto",
-                         xaxis="x2", yaxis="y2", hovertemplate="%{y}: diversity %{x:.3f}<extra></extra>"))
-    fig.update_layout(
-        height=height, template="plotly_white", showlegend=False, margin={"l": 10, "r": 10, "t": 30, "b": 40},
-        xaxis={"domain": [0, 1], "anchor": "y", "range": [0, 100], "title": {"text": "unique (% of samples)"}},
-        yaxis={"domain": [0.58, 1.0], "anchor": "x", "autorange": "reversed", "automargin": True},
-        xaxis2={"domain": [0, 1], "anchor": "y2", "range": [0, 1],
-                "title": {"text": "diversity (mean Tanimoto distance)"}},
-        yaxis2={"domain": [0.0, 0.36], "anchor": "x2", "autorange": "reversed", "automargin": True},
-    )
-    return fig
+    bars = [go.Bar(y=names, x=uniq, orientation="h", marker_color=colors, name="unique %",
+                   text=[f"{u:.0f}%" for u in uniq], textposition="auto", xaxis="x", yaxis="y",
+                   hovertemplate="%{y}: %{x:.1f}% unique<extra></extra>"),
+            go.Bar(y=names, x=div, orientation="h", marker_color=colors, name="diversity",
+                   text=["n/a" if r[2] is None else f"{r[2]:.2f}" for r in rows], textposition="auto",
+                   xaxis="x2", yaxis="y2", hovertemplate="%{y}: diversity %{x:.3f}<extra></extra>")]
+    return go.Figure(data=bars, layout={  # in one go, with the light template: see white_template
+        "height": height, "template": white_template(), "showlegend": False,
+        "margin": {"l": 10, "r": 10, "t": 30, "b": 40},
+        "xaxis": {"domain": [0, 1], "anchor": "y", "range": [0, 100], "title": {"text": "unique (% of samples)"}},
+        "yaxis": {"domain": [0.58, 1.0], "anchor": "x", "autorange": "reversed", "automargin": True},
+        "xaxis2": {"domain": [0, 1], "anchor": "y2", "range": [0, 1],
+                   "title": {"text": "diversity (mean Tanimoto distance)"}},
+        "yaxis2": {"domain": [0.0, 0.36], "anchor": "x2", "autorange": "reversed", "automargin": True},
+    })
 
 
 def seh_missing_text(reason: str, env_var: str = "SCULPT_SEH_WEIGHTS") -> tuple[str, str]:

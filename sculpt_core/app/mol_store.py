@@ -28,6 +28,7 @@ from collections import OrderedDict
 from typing import Any, Callable, Hashable
 
 from sculpt_core.app.caches import LRU
+from sculpt_core.app.page_gate import waiting_for_background
 
 #: ``progress(done, total)``: molecules done so far (a float within a batch, see above) out of ``total``.
 Progress = Callable[[float, int], None]
@@ -157,11 +158,12 @@ class SampleStore(LRU):
                     flight = self._flights[key] = _Flight()
             if owner:
                 return self._run(key, flight, compute, progress)
-            seen = None
-            while not flight.event.wait(poll_s):
-                if progress is not None and flight.total and (flight.done, flight.total) != seen:
-                    seen = (flight.done, flight.total)
-                    progress(*seen)
+            with waiting_for_background():  # the computing thread may be a prefetch job paused for page runs
+                seen = None
+                while not flight.event.wait(poll_s):
+                    if progress is not None and flight.total and (flight.done, flight.total) != seen:
+                        seen = (flight.done, flight.total)
+                        progress(*seen)
             if flight.error is None:
                 if progress is not None and flight.total:
                     progress(flight.total, flight.total)
@@ -245,9 +247,12 @@ class GrowingRun:
 
         report(len(self.smiles))
         while len(self.smiles) < k:
-            if not self.lock.acquire(timeout=poll_s):
-                report(self.done)  # another thread draws the next batch
-                continue
+            if not self.lock.acquire(blocking=False):
+                with waiting_for_background():  # another thread draws the next batch (maybe a paused prefetch)
+                    got = self.lock.acquire(timeout=poll_s)
+                if not got:
+                    report(self.done)
+                    continue
             try:
                 if self.broken:
                     raise RuntimeError("this sampling run was interrupted; start a new one")

@@ -27,7 +27,7 @@ from sculpt_core.errors import SculptError
 from sculpt_core.domains.molecules.metrics import TABLE1_NAMES, TABLE1_THRESHOLDS, diversity, table1_bins, uniqueness
 from sculpt_core.domains.molecules.model import MolBaseModel
 from sculpt_core.app.url_state import query_getter, read_bases, read_numbers
-from sculpt_core.app.caches import assets_key, manifest_stamp, zoo_names
+from sculpt_core.app.caches import LRU, assets_key, manifest_stamp, zoo_names
 from sculpt_core.app.mol_store import CountingPolicy, GrowingRun, Progress, Rates, SampleStore
 from sculpt_core.app.torch_threads import use_one_torch_thread
 
@@ -268,15 +268,28 @@ def seh_reason() -> str | None:
     return seh_unavailable_reason()
 
 
+#: Rewards per (canonical SMILES, sEH scored), shared by every session and the prefetch thread. A reward is a
+#: function of the molecule alone, and neighbouring views share most of their molecules (one seed: 15 of the 16
+#: first molecules at α and α + 0.01), so a move scores only its new ones.
+_REWARDS = LRU(50_000)
+
+
 def score_rewards(smiles: Sequence[str]) -> tuple[np.ndarray, str | None]:
-    """Rewards ``[N, 3]`` (sEH, SA, QED) and why sEH is missing (None when it was computed)."""
+    """Rewards ``[N, 3]`` (sEH, SA, QED) and why sEH is missing (None when it was computed); molecules scored
+    before are read from :data:`_REWARDS` (the sEH proxy scores the new ones in one batch; its float32 sums depend
+    on the batch by about 1e-8, so a cached sEH value can differ from a rescoring's by that much)."""
     from sculpt_core.domains.molecules.rewards import score_smiles
     from sculpt_core.domains.molecules.seh_proxy import seh_unavailable_reason
 
     reason = seh_unavailable_reason()
-    records = score_smiles(list(smiles), seh=reason is None)
-    rewards = np.array([[r["seh_reward"], r["sa_reward"], r["qed"]] for r in records], dtype=np.float64)
-    return rewards.reshape(-1, 3), reason
+    seh = reason is None
+    rows = [_REWARDS.get((s, seh)) for s in smiles]
+    todo = [i for i, row in enumerate(rows) if row is None]
+    if todo:
+        for i, r in zip(todo, score_smiles([smiles[i] for i in todo], seh=seh)):
+            rows[i] = (r["seh_reward"], r["sa_reward"], r["qed"])
+            _REWARDS.put((smiles[i], seh), rows[i])
+    return np.array(rows, dtype=np.float64).reshape(-1, 3), reason
 
 
 #: The page draws every sample set from one seeded generator in a first batch of PAGE_FIRST trajectories, then

@@ -25,6 +25,7 @@ from __future__ import annotations
 import streamlit as st
 
 from sculpt_core.app.gc_tuning import after_script_run
+from sculpt_core.app.page_gate import page_run
 from sculpt_core.app.torch_threads import use_one_torch_thread
 
 PAGE_TITLE = "Sculpt — compositional sculpting of GFlowNets"
@@ -43,7 +44,8 @@ def run_app() -> None:
         st.Page("pages/diffusion_images.py", title="Diffusion Images", icon=":material/palette:"),
     ]
     try:
-        st.navigation(pages).run()
+        with page_run():  # background prefetch pauses meanwhile (sculpt_core.app.page_gate)
+            st.navigation(pages).run()
     finally:  # also when the page stops or reruns (st.stop, st.rerun raise through here)
         after_script_run()
 

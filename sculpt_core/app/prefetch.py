@@ -24,6 +24,8 @@ import threading
 from collections import deque
 from typing import Callable, Hashable, Sequence
 
+from sculpt_core.app.page_gate import page_gate
+
 MAX_PENDING = 6
 #: How long the exit hook waits for a running job to notice it should stop.
 EXIT_JOIN_S = 3.0
@@ -107,7 +109,11 @@ class Prefetcher:
         return self._closed or self._running != self._generation
 
     def check_open(self, *_: object) -> None:
-        """Raise :class:`PrefetchClosed` once :meth:`shutdown` was called (a running job's progress callback)."""
+        """A running job's progress callback, once per sampling step: wait while a page run is in progress
+        (:mod:`sculpt_core.app.page_gate`; not for a stale job, which is about to stop), then raise
+        :class:`PrefetchClosed` once :meth:`shutdown` was called."""
+        if threading.current_thread() is self._thread:
+            page_gate().pause(give_up=self.stale)
         if self._closed:
             raise PrefetchClosed("the prefetcher is shut down")
 

@@ -8,6 +8,7 @@ checkpoint readable. Loading never executes code from the file; anything malform
 from __future__ import annotations
 
 import math
+import weakref
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
@@ -97,18 +98,34 @@ def load_state_dict_checked(module: torch.nn.Module, state: Any, path: str | Pat
         raise SculptError(f"{path}: weights contain NaN or infinite values")
 
 
+#: network -> {exclude: (weights' storage and version stamp, sha256 of the weights)}; see weights_fingerprint
+_FINGERPRINTS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
 def weights_fingerprint(net: "torch.nn.Module", extra: tuple = (), exclude: tuple[str, ...] = ()) -> str:
     """Short sha256 of a network's weights (keys sorted), then of the ``extra`` tensors: ties a guidance
     classifier to the exact base models it was trained on (a retrained base with the same name no longer matches).
-    Weights whose key starts with one of the ``exclude`` prefixes are left out (parts nothing downstream reads)."""
+    Weights whose key starts with one of the ``exclude`` prefixes are left out (parts nothing downstream reads).
+
+    The weights' hash is kept for the network (outside it, so copying or pickling it is unaffected), valid while every weight tensor has the same storage and version
+    counter (any in-place change, an optimiser step or ``load_state_dict`` included, bumps it): a page asks for
+    its models' fingerprints on every rerun, and hashing three molecule networks took about 25 ms."""
     import hashlib
 
-    digest = hashlib.sha256()
-    for key, value in sorted(net.state_dict().items()):
-        if exclude and key.startswith(exclude):
-            continue
-        digest.update(key.encode())
-        digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+    items = [(key, value) for key, value in sorted(net.state_dict().items())
+             if not (exclude and key.startswith(exclude))]
+    stamp = (tuple(exclude), tuple((key, value.data_ptr(), value._version, tuple(value.shape), str(value.dtype),
+                                    str(value.device)) for key, value in items))
+    memo = _FINGERPRINTS.setdefault(net, {})
+    cached = memo.get(stamp[0])
+    if cached is not None and cached[0] == stamp[1]:
+        digest = cached[1].copy()
+    else:
+        digest = hashlib.sha256()
+        for key, value in items:
+            digest.update(key.encode())
+            digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+        memo[stamp[0]] = (stamp[1], digest.copy())
     for value in extra:
         digest.update(value.detach().cpu().double().contiguous().numpy().tobytes())
     return digest.hexdigest()[:16]

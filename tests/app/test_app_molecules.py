@@ -397,3 +397,59 @@ def test_missing_seh_weights_say_what_works_and_how_to_fix_it(mol_env, monkeypat
     assert not at.exception and _metrics(at)["high seh (≥ 0.5)"] == "n/a"
     assert default_mol_bases(["qed", "sa", "seh"], seh_ok=False) == ["sa", "qed"]
     assert default_mol_bases(["seh", "x"], seh_ok=False) == ["seh", "x"]  # nothing else to choose
+
+
+def test_rewards_are_scored_once_per_molecule(monkeypatch):
+    """The page's reward cache: a molecule scored before is read back (neighbouring views share most of theirs),
+    new ones are scored in one call, and every row equals a fresh scoring of that molecule."""
+    from sculpt_core.domains.molecules import rewards as R
+
+    calls: list[list[str]] = []
+    real = R.score_smiles
+
+    def counting(smiles, **kwargs):
+        calls.append(list(smiles))
+        return real(smiles, **kwargs)
+
+    monkeypatch.setattr(M, "_REWARDS", M.LRU(100))
+    monkeypatch.setattr(R, "score_smiles", counting)
+    first, _ = M.score_rewards(["CCO", "c1ccccc1O", "CC(=O)N"])
+    again, _ = M.score_rewards(["CC(=O)N", "CCO", "CCCl"])
+    assert calls == [["CCO", "c1ccccc1O", "CC(=O)N"], ["CCCl"]]
+    np.testing.assert_array_equal(again[:2], first[[2, 0]])
+    fresh = np.array([[r["seh_reward"], r["sa_reward"], r["qed"]] for r in real(["CC(=O)N", "CCO", "CCCl"])])
+    # the sEH proxy's float32 sums depend on the batch a molecule is scored in (measured: 1e-8)
+    np.testing.assert_allclose(again, fresh, rtol=0, atol=1e-6, equal_nan=True)
+
+
+def test_gallery_cells_are_drawn_once_and_laid_out_in_rows():
+    from PIL import Image
+    import io
+
+    V.molecule_tile.cache_clear()
+    smiles = ["CCO", "c1ccccc1", "CC(=O)O", "CCN", "CCCl"]
+    png = V.molecule_gallery_png(smiles, list("abcde"), per_row=4, size=(100, 80))
+    assert Image.open(io.BytesIO(png)).size == (400, 160)  # 4 per row, 2 rows
+    assert V.molecule_tile.cache_info().misses == 5
+    again = V.molecule_gallery_png(smiles[1:] + ["CCBr"], list("bcdef"), per_row=4, size=(100, 80))
+    assert V.molecule_tile.cache_info().misses == 6  # only the new molecule is drawn
+    img = Image.open(io.BytesIO(again)).convert("RGB")
+    cell = img.crop((0, 0, 100, 80))  # the first cell is c1ccccc1 with legend b, as drawn before
+    tile = Image.open(io.BytesIO(V.molecule_tile("c1ccccc1", "b", 100, 80))).convert("RGB")
+    assert list(cell.getdata()) == list(tile.getdata())
+
+
+def test_kde_figure_payload_thresholds_and_one_template():
+    """The KDE figure in one go: float32 contour grids, thresholds as dashed lines inside the axes (named at the
+    edge when outside), the light white template (the layout part of plotly_white)."""
+    rng = np.random.default_rng(0)
+    sets = {"base": rng.uniform(0.2, 0.8, (64, 2)), "comp": rng.uniform(0.3, 0.9, (16, 2))}
+    fig = V.reward_kde_figure(sets, "sEH", "SA", composed="comp", thresholds=(0.5, 0.6), title="t")
+    contours = [t for t in fig.data if t.type == "contour"]
+    assert len(contours) == 2 and all(np.asarray(t.z).dtype == np.float32 for t in contours)
+    assert np.asarray(contours[0].z).shape == (V.KDE_GRID, V.KDE_GRID)
+    lines = [(s.x0, s.y0, s.xref, s.yref) for s in fig.layout.shapes]
+    assert lines == [(0.5, 0, "x", "paper"), (0, 0.6, "paper", "y")]
+    assert fig.layout.template.layout.plot_bgcolor == "white" and not fig.layout.template.data.contour
+    outside = V.reward_kde_figure(sets, "sEH", "SA", composed="comp", thresholds=(0.05, 0.99))
+    assert not outside.layout.shapes and "threshold 0.05 ←" in outside.layout.annotations[0].text

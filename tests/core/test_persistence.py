@@ -407,3 +407,27 @@ def test_a_stored_configuration_that_does_not_fit_is_a_clear_error(tmp_path, con
         GridBaseModel.load(model_file)
     with pytest.raises(SculptError, match="invalid classifier configuration"):
         load_classifier(clf_file)
+
+
+def test_weights_fingerprint_is_kept_until_a_weight_changes():
+    """The fingerprint's hash is kept on the network and recomputed after any in-place change (an optimiser step,
+    ``load_state_dict``), so it always equals the hash of a fresh copy of the weights."""
+    import copy
+
+    import torch
+
+    from sculpt_core.core.checkpoint import weights_fingerprint
+
+    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2))
+    first = weights_fingerprint(net)
+    assert weights_fingerprint(net) == first == weights_fingerprint(copy.deepcopy(net))
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    net(torch.ones(1, 3)).sum().backward()
+    opt.step()
+    stepped = weights_fingerprint(net)
+    assert stepped != first and stepped == weights_fingerprint(copy.deepcopy(net))
+    other = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2))
+    net.load_state_dict(other.state_dict())
+    assert weights_fingerprint(net) == weights_fingerprint(other)
+    assert weights_fingerprint(net, exclude=("1.",)) != weights_fingerprint(net)
+    assert weights_fingerprint(net, extra=(torch.ones(2),)) != weights_fingerprint(net)
