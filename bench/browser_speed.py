@@ -46,13 +46,14 @@ SLIDERS = {"alpha": (ALPHA_LABEL, 0.01), "beta": ("β (reward exponent", 1.0)}
 TARGETS = {("grid", "alpha"): 200, ("molecule", "alpha"): 400, ("molecule", "beta"): 1000}
 RUNNING = "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
 #: What the main figures show, cheaply: per plotly trace its x, y, z lengths and about 16 values of each (16 rows
-#: × 16 values of a 2-D z), per image its source. It is evaluated every 10 ms while a move is timed, in the
+#: × 16 values of a 2-D z; an undecoded base64 array by its ends), per image its source. It is evaluated every 10 ms while a move is timed, in the
 #: browser's main thread, so it must not cost much itself: ``JSON.stringify`` of every trace's arrays (typed
 #: arrays stringify as objects) took the main thread tens of ms per poll with the molecule page's KDE contours.
 SIGNATURE = """() => {
   const pick = (a) => {
     if (a === undefined || a === null) return '';
     if (typeof a !== 'object') return String(a);
+    if (typeof a.bdata === 'string') return a.bdata.length + ':' + a.bdata.slice(0, 64) + a.bdata.slice(-64);
     const n = a.length || 0, step = Math.max(1, Math.floor(n / 16));
     let out = n + ':';
     for (let i = 0; i < n; i += step) out += pick(a[i]) + ',';

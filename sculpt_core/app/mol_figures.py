@@ -10,7 +10,7 @@ from typing import Sequence
 
 import plotly.graph_objects as go
 
-from sculpt_core.domains.molecules.viz import (BASE_COLORS, COMPOSED_COLOR, MIN_SPAN, PAD, data_range,  # noqa: F401
+from sculpt_core.domains.molecules.viz import (BAR_LINE, BASE_COLORS, COMPOSED_COLOR, MIN_SPAN, PAD, data_range,  # noqa: F401
                                                reward_kde_figure, white_template)
 
 
@@ -23,10 +23,10 @@ def diversity_figure(rows: Sequence[tuple[str, float, float | None]], composed: 
     colors = [COMPOSED_COLOR if n == composed else next(palette) for n in names]
     uniq = [100 * r[1] for r in rows]
     div = [r[2] if r[2] is not None else 0.0 for r in rows]
-    bars = [go.Bar(y=names, x=uniq, orientation="h", marker_color=colors, name="unique %",
+    bars = [go.Bar(y=names, x=uniq, orientation="h", marker_color=colors, marker_line=BAR_LINE, name="unique %",
                    text=[f"{u:.0f}%" for u in uniq], textposition="auto", xaxis="x", yaxis="y",
                    hovertemplate="%{y}: %{x:.1f}% unique<extra></extra>"),
-            go.Bar(y=names, x=div, orientation="h", marker_color=colors, name="diversity",
+            go.Bar(y=names, x=div, orientation="h", marker_color=colors, marker_line=BAR_LINE, name="diversity",
                    text=["n/a" if r[2] is None else f"{r[2]:.2f}" for r in rows], textposition="auto",
                    xaxis="x2", yaxis="y2", hovertemplate="%{y}: diversity %{x:.3f}<extra></extra>")]
     return go.Figure(data=bars, layout={  # in one go, with the light template: see white_template

@@ -268,10 +268,19 @@ def seh_reason() -> str | None:
     return seh_unavailable_reason()
 
 
-#: Rewards per (canonical SMILES, sEH scored), shared by every session and the prefetch thread. A reward is a
+#: Rewards per (canonical SMILES, the sEH proxy's weight file or None without sEH), shared by every session and the prefetch thread. A reward is a
 #: function of the molecule alone, and neighbouring views share most of their molecules (one seed: 15 of the 16
 #: first molecules at α and α + 0.01), so a move scores only its new ones.
 _REWARDS = LRU(50_000)
+
+
+def _seh_identity() -> tuple:
+    """The sEH proxy weights in use (file, mtime, size): what the proxy's own cache is keyed by."""
+    from sculpt_core.domains.molecules.seh_proxy import find_seh_weights
+
+    path = find_seh_weights().resolve()
+    stat = path.stat()
+    return str(path), stat.st_mtime_ns, stat.st_size
 
 
 def score_rewards(smiles: Sequence[str]) -> tuple[np.ndarray, str | None]:
@@ -283,12 +292,13 @@ def score_rewards(smiles: Sequence[str]) -> tuple[np.ndarray, str | None]:
 
     reason = seh_unavailable_reason()
     seh = reason is None
-    rows = [_REWARDS.get((s, seh)) for s in smiles]
+    proxy = _seh_identity() if seh else None  # new proxy weights: new sEH values
+    rows = [_REWARDS.get((s, proxy)) for s in smiles]
     todo = [i for i, row in enumerate(rows) if row is None]
     if todo:
         for i, r in zip(todo, score_smiles([smiles[i] for i in todo], seh=seh)):
             rows[i] = (r["seh_reward"], r["sa_reward"], r["qed"])
-            _REWARDS.put((smiles[i], seh), rows[i])
+            _REWARDS.put((smiles[i], proxy), rows[i])
     return np.array(rows, dtype=np.float64).reshape(-1, 3), reason
 
 
@@ -456,15 +466,16 @@ def _run_of(models, beta, composition, method, n, seed, u_source, classifier, sc
 def first_samples(fingerprints: tuple[str, ...], beta: float, comp_key: tuple | None, method: str, u_source: str,
                   n: int, seed: int, _models: list, _composition: A.Composition | None, _classifier: Any = None,
                   scoring: str = "fast", seh_ok: bool = True, clf_token: Any = None, first: int = PAGE_FIRST,
-                  progress: Progress | None = None) -> MolSamples:
+                  progress: Progress | None = None, stop: Any = None) -> MolSamples:
     """The first ``first`` molecules of :func:`cached_samples`' set (the whole set when it is stored): the first
-    batch of its run, drawn here or by the thread growing it. ``progress(done, first)``."""
+    batch of its run, drawn here or by the thread growing it. ``progress(done, first)``; ``stop()`` true ends the
+    drawing at its next sampling step (:class:`~sculpt_core.app.mol_store.RunStopped`, the run rewound)."""
     key = sample_key(fingerprints, beta, comp_key, method, u_source, n, seed, scoring, seh_ok, clf_token)
     if (got := SAMPLES.get(key)) is not None:
         return got
     run = SAMPLES.run(key, _run_of(_models, beta, _composition, method, n, seed, u_source, _classifier,
                                    scoring))
-    run.grow_to(first, progress)
+    run.grow_to(first, progress, stop=stop)
     got = run_samples(run, first)
     if len(run) >= first:
         RATES.record(rate_kind(method, scoring), len(got.smiles), got.seconds)
@@ -511,7 +522,7 @@ def neighbour_jobs(fingerprints: tuple[str, ...], models: list, beta: float, win
             for fps, key, kind, u, mods, c, clf in sets:
                 if first_only:
                     first_samples(fps, b, key, kind, u, n, seed, mods, c, clf, scoring=scoring, seh_ok=seh_ok,
-                                  clf_token=clf_token, progress=stop)
+                                  clf_token=clf_token, progress=stop, stop=stale)
                     if stale():
                         return
                     continue

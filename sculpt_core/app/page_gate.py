@@ -72,8 +72,9 @@ class PageGate:
 
     def pause(self, give_up: Callable[[], bool] | None = None, max_s: float = MAX_PAUSE_S,
               grace_s: float = RENDER_GRACE_S, poll_s: float = 0.05) -> float:
-        """Wait while :meth:`busy` and for ``grace_s`` after the last page run ended (at most ``max_s`` seconds
-        in all; ``give_up()``, polled every ``poll_s``, ends it early); the seconds waited."""
+        """Wait while :meth:`busy` and for ``grace_s`` after the last page run ended, unless a page run waits for
+        background work (at most ``max_s`` seconds in all; ``give_up()``, polled every ``poll_s``, ends it early);
+        the seconds waited."""
         start = time.perf_counter()
         with self._cond:
             while not (give_up is not None and give_up()):
@@ -83,7 +84,7 @@ class PageGate:
                     break
                 if self._running > self._waiting:
                     wait = poll_s
-                elif now - self._last_end < grace_s:
+                elif self._waiting == 0 and now - self._last_end < grace_s:  # no page waits for this work
                     wait = grace_s - (now - self._last_end)
                 else:
                     break

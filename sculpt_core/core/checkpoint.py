@@ -107,15 +107,19 @@ def weights_fingerprint(net: "torch.nn.Module", extra: tuple = (), exclude: tupl
     classifier to the exact base models it was trained on (a retrained base with the same name no longer matches).
     Weights whose key starts with one of the ``exclude`` prefixes are left out (parts nothing downstream reads).
 
-    The weights' hash is kept for the network (outside it, so copying or pickling it is unaffected), valid while every weight tensor has the same storage and version
-    counter (any in-place change, an optimiser step or ``load_state_dict`` included, bumps it): a page asks for
-    its models' fingerprints on every rerun, and hashing three molecule networks took about 25 ms."""
+    The weights' hash is kept for the network (outside it, so copying or pickling it is unaffected), valid while
+    every weight tensor keeps its storage, strides and version counter: an in-place change of a parameter or
+    buffer (an optimiser step, ``load_state_dict``, ``p.mul_()`` under ``no_grad``) bumps the counter. Writes that
+    bypass the tensor's counter (through ``p.data``, or a numpy array sharing its memory) are not seen: the
+    project does none. A page asks for its models' fingerprints on every rerun, and hashing three molecule networks
+    took about 25 ms."""
     import hashlib
 
     items = [(key, value) for key, value in sorted(net.state_dict().items())
              if not (exclude and key.startswith(exclude))]
-    stamp = (tuple(exclude), tuple((key, value.data_ptr(), value._version, tuple(value.shape), str(value.dtype),
-                                    str(value.device)) for key, value in items))
+    stamp = (tuple(exclude), tuple((key, value.data_ptr(), value._version, tuple(value.shape), value.stride(),
+                                    value.storage_offset(), str(value.dtype), str(value.device))
+                                   for key, value in items))
     memo = _FINGERPRINTS.setdefault(net, {})
     cached = memo.get(stamp[0])
     if cached is not None and cached[0] == stamp[1]:

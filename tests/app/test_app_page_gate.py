@@ -132,3 +132,40 @@ def test_app_threads_put_torch_and_blas_on_one_thread():
     env = {k: v for k, v in __import__("os").environ.items() if k not in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
     got = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
     assert got.stdout.split() == ["1", "True"], got.stderr[-2000:]
+
+
+def test_no_render_grace_while_a_page_waits_for_background_work():
+    """A run that ended a moment ago must not hold back the work a new page run is waiting for."""
+    gate = PageGate()
+    with gate.page_run():
+        pass  # a run just ended: the render grace would start now
+    with gate.page_run(), gate.waiting():
+        assert _paused_for(gate, grace_s=5.0) < 0.5
+
+
+def test_a_page_waiting_on_a_stored_run_lets_the_paused_prefetch_job_finish(monkeypatch):
+    """The sample store's wait for a run in flight opens the gate: a page run asking for the very set the prefetch
+    thread is computing gets it as soon as the job is done, not after the job's pauses (10 s each)."""
+    from sculpt_core.app import mol_store, page_gate, prefetch as P
+
+    gate = PageGate()
+    monkeypatch.setattr(page_gate, "_GATE", gate)
+    monkeypatch.setattr(P, "page_gate", lambda: gate)
+    store = mol_store.SampleStore(16)
+    pf = Prefetcher(name="test-store-gate")
+    started = threading.Event()
+
+    def compute(report):
+        started.set()
+        for step in range(5):
+            time.sleep(0.02)
+            pf.check_open()  # the job's per-step callback: pauses while a page run is not waiting
+        return "the set"
+
+    pf.schedule("view", [lambda: store.get_or_compute("key", compute)])
+    assert started.wait(5)
+    t0 = time.perf_counter()
+    with gate.page_run():
+        got = store.get_or_compute("key", lambda report: "computed twice")
+    assert got == "the set" and time.perf_counter() - t0 < 3.0
+    pf.shutdown()

@@ -418,9 +418,17 @@ def test_weights_fingerprint_is_kept_until_a_weight_changes():
 
     from sculpt_core.core.checkpoint import weights_fingerprint
 
+    import hashlib
+
     net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2))
     first = weights_fingerprint(net)
-    assert weights_fingerprint(net) == first == weights_fingerprint(copy.deepcopy(net))
+    real_sha256, hashed = hashlib.sha256, []
+    hashlib.sha256 = lambda *a: hashed.append(1) or real_sha256(*a)
+    try:
+        assert weights_fingerprint(net) == first and not hashed  # kept: nothing hashed again
+    finally:
+        hashlib.sha256 = real_sha256
+    assert weights_fingerprint(copy.deepcopy(net)) == first
     opt = torch.optim.SGD(net.parameters(), lr=0.1)
     net(torch.ones(1, 3)).sum().backward()
     opt.step()
@@ -429,5 +437,9 @@ def test_weights_fingerprint_is_kept_until_a_weight_changes():
     other = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2))
     net.load_state_dict(other.state_dict())
     assert weights_fingerprint(net) == weights_fingerprint(other)
+    with torch.no_grad():
+        net[0].weight.copy_(net[0].weight.t().contiguous().t())  # same values: same fingerprint
+        net[1].bias.mul_(2.0)
+    assert weights_fingerprint(net) == weights_fingerprint(copy.deepcopy(net)) != weights_fingerprint(other)
     assert weights_fingerprint(net, exclude=("1.",)) != weights_fingerprint(net)
     assert weights_fingerprint(net, extra=(torch.ones(2),)) != weights_fingerprint(net)

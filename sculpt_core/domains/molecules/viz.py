@@ -22,10 +22,14 @@ BASE_COLORS = ("#1f77b4", "#2ca02c", "#9467bd", "#8c564b")
 KDE_GRID = 48
 
 
+#: The bar outline plotly_white gives bars (its trace part, which :func:`white_template` leaves out).
+BAR_LINE = {"color": "white", "width": 0.5}
+
+
 @lru_cache(maxsize=1)
 def white_template() -> go.layout.Template:
     """The layout part of plotly's "plotly_white" template. These figures set their traces' colours
-    themselves, and applying the whole named template copies every trace type's defaults: about 18 ms a figure
+    themselves (bars take :data:`BAR_LINE`), and applying the whole named template copies every trace type's defaults: about 18 ms a figure
     against 10 ms for its layout part (measured with a KDE figure of three contours)."""
     import plotly.io as pio
 
@@ -141,10 +145,11 @@ def table1_figure(rows: Sequence[tuple[str, Sequence[int]]], paper_key: str | No
     row of that key for comparison."""
     codes = table1_codes()
     palette = iter((COMPOSED_COLOR,) + BASE_COLORS * 2)
-    bars = [go.Bar(x=codes, y=list(percent), name=name, marker_color=next(palette)) for name, percent in rows]
+    bars = [go.Bar(x=codes, y=list(percent), name=name, marker_color=next(palette), marker_line=BAR_LINE)
+            for name, percent in rows]
     if paper_key is not None and paper_key in PAPER_TABLE1:
         bars.append(go.Bar(x=codes, y=list(PAPER_TABLE1[paper_key]), name=f"paper row {paper_key}",
-                           marker_color="#aaaaaa"))
+                           marker_color="#aaaaaa", marker_line=BAR_LINE))
     return go.Figure(data=bars, layout={
         "barmode": "group", "height": height, "template": white_template(),
         "margin": {"l": 50, "r": 10, "t": 30, "b": 60},
@@ -191,4 +196,4 @@ def molecule_tile(smiles: str, legend: str, width: int, height: int) -> bytes:
 
 
 __all__ = ["data_range", "kde_density", "molecule_gallery_png", "molecule_tile", "reward_kde_figure", "table1_codes", "table1_figure",
-           "white_template"]
+           "white_template", "BAR_LINE"]
