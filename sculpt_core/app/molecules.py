@@ -268,19 +268,10 @@ def seh_reason() -> str | None:
     return seh_unavailable_reason()
 
 
-#: Rewards per (canonical SMILES, the sEH proxy's weight file or None without sEH), shared by every session and the prefetch thread. A reward is a
-#: function of the molecule alone, and neighbouring views share most of their molecules (one seed: 15 of the 16
+#: Rewards per (canonical SMILES, the sEH proxy's weights or None without sEH), shared by every session and the
+#: prefetch thread. A reward is a function of the molecule alone, and neighbouring views share most of their molecules (one seed: 15 of the 16
 #: first molecules at α and α + 0.01), so a move scores only its new ones.
 _REWARDS = LRU(50_000)
-
-
-def _seh_identity() -> tuple:
-    """The sEH proxy weights in use (file, mtime, size): what the proxy's own cache is keyed by."""
-    from sculpt_core.domains.molecules.seh_proxy import find_seh_weights
-
-    path = find_seh_weights().resolve()
-    stat = path.stat()
-    return str(path), stat.st_mtime_ns, stat.st_size
 
 
 def score_rewards(smiles: Sequence[str]) -> tuple[np.ndarray, str | None]:
@@ -288,11 +279,11 @@ def score_rewards(smiles: Sequence[str]) -> tuple[np.ndarray, str | None]:
     before are read from :data:`_REWARDS` (the sEH proxy scores the new ones in one batch; its float32 sums depend
     on the batch by about 1e-8, so a cached sEH value can differ from a rescoring's by that much)."""
     from sculpt_core.domains.molecules.rewards import score_smiles
-    from sculpt_core.domains.molecules.seh_proxy import seh_unavailable_reason
+    from sculpt_core.domains.molecules.seh_proxy import seh_unavailable_reason, seh_weights_identity
 
     reason = seh_unavailable_reason()
     seh = reason is None
-    proxy = _seh_identity() if seh else None  # new proxy weights: new sEH values
+    proxy = seh_weights_identity() if seh else None  # new proxy weights: new sEH values
     rows = [_REWARDS.get((s, proxy)) for s in smiles]
     todo = [i for i, row in enumerate(rows) if row is None]
     if todo:

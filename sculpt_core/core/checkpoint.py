@@ -111,8 +111,8 @@ def weights_fingerprint(net: "torch.nn.Module", extra: tuple = (), exclude: tupl
     every weight tensor keeps its storage, strides and version counter: an in-place change of a parameter or
     buffer (an optimiser step, ``load_state_dict``, ``p.mul_()`` under ``no_grad``) bumps the counter. Writes that
     bypass the tensor's counter (through ``p.data``, or a numpy array sharing its memory) are not seen: the
-    project does none. A page asks for its models' fingerprints on every rerun, and hashing three molecule networks
-    took about 25 ms."""
+    project does none. A page asks for its models' fingerprints on every rerun, and hashing the largest molecule
+    network took 2.9 ms (quiet), the page's models 55 ms in a profiled server run."""
     import hashlib
 
     items = [(key, value) for key, value in sorted(net.state_dict().items())

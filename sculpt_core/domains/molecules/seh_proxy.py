@@ -437,12 +437,20 @@ _CACHE: dict[tuple, SEHProxy] = {}
 _CACHE_LOCK = threading.Lock()
 
 
+def seh_weights_identity() -> tuple[str, int, int]:
+    """(file, mtime ns, size) of the weights ``find_seh_weights()`` names: new weights, new identity (the proxy's
+    cache key, and the key of sEH values cached elsewhere)."""
+    path = find_seh_weights().resolve()
+    stat = path.stat()
+    return str(path), stat.st_mtime_ns, stat.st_size
+
+
 def get_seh_proxy(device: torch.device | str | None = None) -> SEHProxy:
     """The proxy built from ``find_seh_weights()``, cached per process (keyed by file, mtime and device)."""
-    path = find_seh_weights().resolve()
+    identity = seh_weights_identity()
+    path = Path(identity[0])
     dev = torch.device(device) if device is not None else torch.device("cpu")
-    stat = path.stat()
-    key = (str(path), stat.st_mtime_ns, stat.st_size, str(dev))
+    key = (*identity, str(dev))
     with _CACHE_LOCK:
         model = _CACHE.get(key)
         if model is None:
