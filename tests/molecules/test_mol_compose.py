@@ -535,6 +535,27 @@ def test_cli_train_classifier_and_composed_sampling(env, tmp_path, capsys):
     code, out, err = _cli(["mol", "train-classifier", "--bases", bases, "--beta", "24", "--alpha-cond", "--steps", "2",
                            "--hidden", "32", "--layers", "1", "--init", str(clf), "--out", str(more)], capsys)
     assert code == 2 and "another configuration" in err
+    # a retrained base (same name, new weights): --init refuses and names --warm-start, which starts from the
+    # weights and counts only its own steps
+    torch.manual_seed(7)
+    MolBaseModel.create(env, hidden=8, n_layers=1, meta={"beta_range": [0.0, 64.0]}, name="b1").save(paths[1])
+    code, out, err = _cli(["mol", "train-classifier", "--bases", bases, "--beta", "24", "--alpha-cond", "--steps", "2",
+                           "--batch-size", "4", "--hidden", "16", "--layers", "1", "--init", str(clf), "--out",
+                           str(more)], capsys)
+    assert code == 2 and "--warm-start" in err and len(err.strip().splitlines()) == 1
+    warm = tmp_path / "clf_warm.pt"
+    code, out, err = _cli(["mol", "train-classifier", "--bases", bases, "--beta", "24", "--alpha-cond", "--steps", "2",
+                           "--batch-size", "4", "--hidden", "16", "--layers", "1", "--warm-start", str(clf), "--out",
+                           str(warm)], capsys)
+    assert code == 0, err
+    _, _, warm_meta = load_mol_classifier(warm)
+    assert warm_meta["steps"] == 2 and warm_meta["continued_from"] is None
+    assert warm_meta["warm_start"]["steps"] == 3 and warm_meta["warm_start"]["base_fingerprints"] == meta["base_fingerprints"]
+    assert warm_meta["base_fingerprints"][1] != meta["base_fingerprints"][1]
+    code, out, err = _cli(["mol", "train-classifier", "--bases", bases, "--beta", "24", "--alpha-cond", "--steps", "2",
+                           "--warm-start", str(clf), "--init", str(clf), "--out", str(warm)], capsys)
+    assert code == 2 and "one of them" in err
+    clf, meta = warm, warm_meta  # the sampling runs below use a classifier tied to the current bases
     runs = [
         ["--method", "classifier", "--classifier", str(clf), "--y", "1,2", "--alpha", "0.3"],
         ["--method", "classifier", "--classifier", str(clf), "--y", "1,1", "--scoring", "exact"],

@@ -305,17 +305,28 @@ def cmd_mol_train_classifier(args: argparse.Namespace) -> dict[str, Any]:
                                    warmup=max(1, min(args.warmup, args.steps)),
                                    eval_every=max(1, args.steps // 20), time_limit_s=args.time_limit,
                                    device=args.device)
-    init, init_meta = None, {}
-    if args.init:
+    if args.init and args.warm_start:
+        raise SculptError("--init continues a classifier on the same bases, --warm-start starts from another "
+                          "classifier's weights: pass one of them")
+    init, init_meta, warm_meta = None, {}, None
+    if args.init or args.warm_start:
         from sculpt_core.domains.molecules.classifier import load_mol_classifier
         from sculpt_core.domains.molecules.zoo import resolve_mol_classifier
 
-        init, init_bases, init_meta = load_mol_classifier(resolve_mol_classifier(args.init))
-        if init_bases != [m.name for m in models] or float(init_meta.get("beta", args.beta)) != float(args.beta) \
-                or not all(m.matches_fingerprint(fp) for m, fp in
-                           zip(models, init_meta.get("base_fingerprints", [m.policy_fingerprint() for m in models]))):
-            raise SculptError(f"--init {args.init} was trained for bases {','.join(init_bases)} at β = "
+        source, flag = (args.init, "--init") if args.init else (args.warm_start, "--warm-start")
+        init, init_bases, init_meta = load_mol_classifier(resolve_mol_classifier(source))
+        same_names = init_bases == [m.name for m in models] and float(init_meta.get("beta", args.beta)) == float(args.beta)
+        if not same_names:
+            raise SculptError(f"{flag} {source} was trained for bases {','.join(init_bases)} at β = "
                               f"{init_meta.get('beta')}, not {','.join(m.name for m in models)} at β = {args.beta:g}")
+        recorded = init_meta.get("base_fingerprints", [m.policy_fingerprint() for m in models])
+        if args.init and not all(m.matches_fingerprint(fp) for m, fp in zip(models, recorded)):
+            raise SculptError(f"--init {source} was trained on other weights of {','.join(init_bases)}; to start "
+                              f"from its weights on these bases use --warm-start {source}")
+        if args.warm_start:  # only an initialisation: the steps and seconds below are this run's, on these bases
+            warm_meta = {"from": str(source), "base_fingerprints": list(recorded), "steps": init_meta.get("steps"),
+                         "seconds": init_meta.get("seconds"), "objective": init_meta.get("objective", "a1")}
+            init_meta = {}
     from sculpt_core.domains.molecules.classifier import MolClassifierConfig
     from sculpt_core.domains.molecules.compose import prepare_mol_bases
 
@@ -338,7 +349,8 @@ def cmd_mol_train_classifier(args: argparse.Namespace) -> dict[str, Any]:
             "terminal_target": args.terminal_target, "flow_offsets": info.get("flow_offsets"), "lr": args.lr,
             "steps": total_steps, "seconds": total_seconds,
             "continued_from": ({"steps": init_meta.get("steps"), "seconds": init_meta.get("seconds"),
-                                "objective": init_meta.get("objective", "a1")} if init is not None else None),
+                                "objective": init_meta.get("objective", "a1")} if args.init else None),
+            "warm_start": warm_meta,
             "sample_seconds": round(info["sample_seconds"], 1), "device": info["device"],
             "torch_threads": info["torch_threads"], "trajectories_sampled": info["trajectories_sampled"],
             "invalid_dropped": info["invalid_dropped"],
@@ -450,6 +462,9 @@ def register(commands: argparse._SubParsersAction, zoo: argparse._SubParsersActi
     p.add_argument("--device", type=device_arg, default=None, help="torch device (default: CUDA if available)")
     p.add_argument("--init", default=None, help="continue from this classifier (path or shipped name; same bases, "
                                                 "β and architecture); steps and seconds add up")
+    p.add_argument("--warm-start", default=None,
+                   help="start from this classifier's weights though it was trained on other weights of the same "
+                        "bases (a retrained base): recorded as 'warm_start', steps and seconds count this run only")
     p.set_defaults(func=cmd_mol_train_classifier)
 
     from sculpt_core.domains.molecules.maps import cmd_mol_emd, cmd_zoo_build_mol_map
