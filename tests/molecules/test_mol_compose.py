@@ -552,6 +552,13 @@ def test_cli_train_classifier_and_composed_sampling(env, tmp_path, capsys):
     assert warm_meta["steps"] == 2 and warm_meta["continued_from"] is None
     assert warm_meta["warm_start"]["steps"] == 3 and warm_meta["warm_start"]["base_fingerprints"] == meta["base_fingerprints"]
     assert warm_meta["base_fingerprints"][1] != meta["base_fingerprints"][1]
+    warm_more = tmp_path / "clf_warm_more.pt"  # continuing a warm-started classifier keeps where it started from
+    code, out, err = _cli(["mol", "train-classifier", "--bases", bases, "--beta", "24", "--alpha-cond", "--steps", "1",
+                           "--batch-size", "4", "--hidden", "16", "--layers", "1", "--init", str(warm), "--out",
+                           str(warm_more)], capsys)
+    assert code == 0, err
+    _, _, more_meta = load_mol_classifier(warm_more)
+    assert more_meta["steps"] == 3 and more_meta["warm_start"] == warm_meta["warm_start"]
     code, out, err = _cli(["mol", "train-classifier", "--bases", bases, "--beta", "24", "--alpha-cond", "--steps", "2",
                            "--warm-start", str(clf), "--init", str(clf), "--out", str(warm)], capsys)
     assert code == 2 and "one of them" in err

@@ -350,7 +350,7 @@ def cmd_mol_train_classifier(args: argparse.Namespace) -> dict[str, Any]:
             "steps": total_steps, "seconds": total_seconds,
             "continued_from": ({"steps": init_meta.get("steps"), "seconds": init_meta.get("seconds"),
                                 "objective": init_meta.get("objective", "a1")} if args.init else None),
-            "warm_start": warm_meta,
+            "warm_start": warm_meta if warm_meta is not None else init_meta.get("warm_start"),  # kept when continued
             "sample_seconds": round(info["sample_seconds"], 1), "device": info["device"],
             "torch_threads": info["torch_threads"], "trajectories_sampled": info["trajectories_sampled"],
             "invalid_dropped": info["invalid_dropped"],

@@ -98,7 +98,9 @@ def load_classifier_for(models: list, beta: float, name_or_path: str | None):
              if not m.matches_fingerprint(fp)]
     if stale:
         raise SculptError(f"{path} was trained on other versions of these base models: {', '.join(stale)}; "
-                          f"retrain it with `python -m sculpt_core mol train-classifier --bases {','.join(names)}`")
+                          f"retrain it with `python -m sculpt_core mol train-classifier --bases {','.join(names)} "
+                          f"--beta {float(meta.get('beta', beta)):g} --warm-start {path} --out clf.pt` (its weights as "
+                          "the start)")
     trained_beta = meta.get("beta")
     if trained_beta is not None and abs(float(trained_beta) - float(beta)) > 1e-9:
         raise SculptError(f"{path} was trained on the bases at β = {float(trained_beta):g}; sample with --beta "
