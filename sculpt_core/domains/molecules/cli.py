@@ -324,7 +324,7 @@ def cmd_mol_train_classifier(args: argparse.Namespace) -> dict[str, Any]:
             raise SculptError(f"--init {source} was trained on other weights of {','.join(init_bases)}; to start "
                               f"from its weights on these bases use --warm-start {source}")
         if args.warm_start:  # only an initialisation: the steps and seconds below are this run's, on these bases
-            warm_meta = {"from": str(source), "base_fingerprints": list(recorded), "steps": init_meta.get("steps"),
+            warm_meta = {"from": str(source), "base_fingerprints": init_meta.get("base_fingerprints"), "steps": init_meta.get("steps"),
                          "seconds": init_meta.get("seconds"), "objective": init_meta.get("objective", "a1")}
             init_meta = {}
     from sculpt_core.domains.molecules.classifier import MolClassifierConfig
