@@ -204,7 +204,8 @@ def show_compare_all(composition, op: str, scale: str, computing) -> None:
     """Every method side by side (oracle, classifier when there is one, reaching, ensemble)."""
     clf, clf_token, clf_note = current_classifier()
     runs = [("oracle", "exact", None, None)]
-    if clf is not None:
+    not_applicable = G.method_note("classifier", composition, clf)
+    if clf is not None and not_applicable is None:
         runs.append(("classifier", "exact", clf, clf_token))
     runs += [("reaching", u_source, None, None), ("ensemble", "exact", None, None)]
     views = [v for v in (safe_view(composition, computing, *r) for r in runs) if v is not None]
@@ -214,7 +215,9 @@ def show_compare_all(composition, op: str, scale: str, computing) -> None:
         fig, panels = GV.show_compare(views, scale, meta)
         GV.show_downloads(views[0].p, {**meta, "method": views[0].method}, lambda: fig, panels, scale,
                           title=meta_title(meta))
-    if clf is None:
+    if not_applicable is not None:
+        st.caption(not_applicable)
+    elif clf is None:
         st.caption(f"Classifier guidance left out: {clf_note}.")
         with st.expander("Train a classifier to add classifier guidance to the comparison"):
             classifier_panel(clf_note)
@@ -223,6 +226,10 @@ def show_compare_all(composition, op: str, scale: str, computing) -> None:
 def show_method(composition, op: str, scale: str, computing, clf=None, clf_token=None, clf_note: str = "") -> None:
     """The chosen method's composed distribution beside its targets, its L1 cards and downloads."""
     if method == "classifier":
+        if (not_applicable := G.method_note("classifier", composition, clf)) is not None:
+            computing.clear()
+            st.info(not_applicable)  # a method that cannot express this composition: a note, not an error
+            return
         if clf is None:
             classifier_panel(clf_note)
             return
@@ -300,7 +307,8 @@ def live_composition() -> None:
         return
     clf, clf_token, clf_note = current_classifier() if method == "classifier" else (None, None, "")
     show_method(composition, op, scale, computing, clf, clf_token, clf_note)
-    if alpha_ok and (clf is not None or method != "classifier"):  # the next arrow-key step, composed meanwhile
+    if alpha_ok and (clf is not None or method != "classifier") \
+            and G.method_note(method, composition, clf) is None:  # the next arrow-key step, composed meanwhile
         G.prefetch_alpha_neighbours(tokens, beta, bases, op, alpha, ss.get("g_labels", ""), ss.get("g_weights", ""),
                                     method, u_source, clf, clf_token, int(n_points))
 

@@ -238,6 +238,26 @@ def run_compose(bases: GridBases, composition: A.Composition, method: str, class
                        composition.describe(), composition.formula())
 
 
+def method_note(method: str, composition: A.Composition, classifier: Any = None) -> str | None:
+    """Why ``method`` cannot sample ``composition`` (a neutral note naming what to use instead), or None.
+    Without ``classifier`` only what holds for any classifier is checked."""
+    if method != "classifier":
+        return None
+    if composition.kind == "chained_hm":
+        return ("Classifier guidance does not apply to the chained harmonic mean (eq. 8): it is not a label "
+                "posterior, so no classifier can express it. Use the oracle or reaching mixing for it, or the custom "
+                "labels operator (e.g. 1,2,3) to condition on all the bases with the classifier.")
+    if classifier is None:
+        return None
+    from sculpt_core.core.methods import check_classifier_compat
+
+    try:
+        check_classifier_compat(classifier.cfg, composition.n_models, composition, fallback=("oracle", "reaching"))
+    except SculptError as exc:
+        return f"Classifier guidance does not apply here: {exc}. The oracle and reaching mixing need no classifier."
+    return None
+
+
 def base_panels(bases: GridBases) -> tuple[list[np.ndarray], list[np.ndarray | None]]:
     """Each base's exact distribution and its true target ∝ R^β (None where the reward is unknown)."""
     shape = bases.env.shape

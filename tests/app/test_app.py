@@ -293,6 +293,17 @@ def test_missing_classifier_is_explained(tiny_zoo_contents, app_env):
     assert any("Classifier guidance left out" in c.value for c in at.caption)
 
 
+def test_classifier_for_a_chained_harmonic_mean_is_a_neutral_note(tiny_zoo_contents, app_env):
+    at = _grid(app_env, {"bases": "circle1,circle2,circle3", "op": "chained_hm", "method": "classifier"})
+    notes = [i.value for i in at.info if "does not apply to the chained harmonic mean" in i.value]
+    assert len(notes) == 1 and "oracle" in notes[0] and "custom labels" in notes[0]
+    assert not _errors(at) and "L1 to target" not in _metrics(at)
+    at.radio(key="g_method").set_value("compare").run()
+    _ok(at)
+    assert not _errors(at) and any("does not apply to the chained" in c.value for c in at.caption)
+    assert "Classifier guidance left out" not in " ".join(c.value for c in at.caption)
+
+
 @pytest.mark.parametrize("name, payload, message", [
     ("bad.npy", b"this is not numpy", "not a .npy file"),
     ("shape.npy", _npy(np.zeros((16, 16))), "expected shape (32, 32)"),
