@@ -51,6 +51,12 @@ if "mol_qp_loaded" not in ss:  # only what the URL names overrides the session (
     ss.update({f"m_{key}": getattr(url_state, key) for key in M.URL_KEYS if key in st.query_params})
     if "beta" in st.query_params:
         ss["m_beta_url"] = url_state.beta
+    axes_url, order_url, display_warnings = M.parse_display(st.query_params.to_dict())
+    if axes_url != (None, None):
+        ss["m_axes_url"] = axes_url  # applied where the KDE's axes are chosen (they depend on the bases)
+    if order_url is not None:
+        ss["m_order"] = order_url
+    url_warnings += display_warnings
     ss["mol_qp_loaded"] = True
     for warning in url_warnings:
         st.warning(warning)
@@ -113,8 +119,9 @@ seed = int(sb.number_input("Seed", 0, M.SEED_MAX, step=1, key="m_seed"))
 url_query = M.MolPageState(list(chosen), op, float(ss["m_alpha"]), beta, ss.get("m_labels", "1,2"),
                            ss.get("m_weights", ""), method, ss.get("m_u", "trajectory"), ss.get("m_scoring", "fast"),
                            n, seed).to_query()
-if st.query_params.to_dict() != url_query:  # the view lives in the URL, so it can be shared
-    st.query_params.from_dict(url_query)
+shown_display = {k: v for k, v in st.query_params.to_dict().items() if k in M.DISPLAY_KEYS}  # set at the end
+if st.query_params.to_dict() != url_query | shown_display:  # the view lives in the URL, so it can be shared
+    st.query_params.from_dict(url_query | shown_display)
 
 for err in load_errors:
     st.error(f"Could not load {err}")
@@ -231,6 +238,9 @@ base_rewards = [mod.meta.get("reward") for mod in models]
 axes_for = (tuple(base_rewards), tuple(available_axes))
 fresh = ss.get("m_axes_for") != axes_for
 kept = (None, None) if fresh else ss.get("m_axes", (None, None))
+if (axes_url := ss.pop("m_axes_url", None)) is not None:  # a shared link's axes: the user's pick
+    fresh, kept = False, axes_url
+    ss["m_x"], ss["m_y"] = axes_url
 x_axis, y_axis = M.kde_axes(base_rewards, available_axes, None if fresh else ss.get("m_x", kept[0]),
                             None if fresh else ss.get("m_y", kept[1]))
 ss["m_x"], ss["m_y"] = x_axis, y_axis  # every run, so the browser is always sent the plotted pair
@@ -274,8 +284,7 @@ st.subheader("Samples")
 if compare:
     st.caption(f"The gallery shows the {M.MOL_METHODS[primary]} samples; the CSV has every method's.")
 targets = [r for r in M.targeted_rewards(composition, base_rewards) if not (r == "seh" and seh_missing)]
-order = st.radio("Show", ["first sampled", "best in the composition's objectives (smallest reward / threshold ratio)"],
-                 horizontal=True, key="m_order")
+order = st.radio("Show", list(M.GALLERY_ORDERS.values()), horizontal=True, key="m_order")
 best = order.startswith("best")
 shown = composed.gallery_order(best=best, rewards=targets or None)[:12]
 if best:
@@ -307,6 +316,9 @@ with st.expander("Base models"):
         st.markdown(f"- **{mod.name}**: reward `{mod.meta.get('reward')}`, {mod.meta.get('steps')} training steps, "
                     f"β ∈ [{mod.beta_range[0]:g}, {mod.beta_range[1]:g}], fingerprint `{fp}`")
 
+page_query = url_query | M.display_query(x_axis, y_axis, M.kde_axes(base_rewards, available_axes), order)
+if st.query_params.to_dict() != page_query:  # the axes and the gallery order too, once this run has chosen them
+    st.query_params.from_dict(page_query)
 ss["m_shown"] = url_query  # what the figures show, for the stale note of the next view
 if growing:
     MV.arm_growing()  # this run is drawn: the growing note's fragment may rerun the page now

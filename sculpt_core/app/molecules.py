@@ -195,6 +195,39 @@ def parse_query(params: Mapping[str, Any], available: Sequence[str]) -> tuple[Mo
     return state, warnings
 
 
+#: What the figures show of a view, beside what is sampled: the KDE's axes and the gallery's order. In the URL
+#: only when they differ from the defaults, and kept out of the view's identity (a new axis samples nothing).
+DISPLAY_KEYS = ("x", "y", "order")
+GALLERY_ORDERS = {"first": "first sampled",
+                  "best": "best in the composition's objectives (smallest reward / threshold ratio)"}
+
+
+def display_query(x: str, y: str, default_axes: tuple[str, str], order_label: str | None) -> dict[str, str]:
+    """The URL keys of the figures' choices that differ from their defaults (``x``/``y`` both when either does)."""
+    q = {"x": x, "y": y} if (x, y) != tuple(default_axes) else {}
+    if order_label == GALLERY_ORDERS["best"]:
+        q["order"] = "best"
+    return q
+
+
+def parse_display(params: Mapping[str, Any]) -> tuple[tuple[str | None, str | None], str | None, list[str]]:
+    """((x, y) rewards or None each, the gallery order's label or None, warnings) from URL query parameters."""
+    from sculpt_core.domains.molecules.metrics import TABLE1_NAMES
+
+    get, warnings, axes = query_getter(params), [], []
+    for key in ("x", "y"):
+        raw = get(key)
+        if raw is not None and raw not in TABLE1_NAMES:
+            warnings.append(f"URL parameter {key}={raw!r} ignored: one of {', '.join(TABLE1_NAMES)}.")
+            raw = None
+        axes.append(raw)
+    order = get("order")
+    if order is not None and order not in GALLERY_ORDERS:
+        warnings.append(f"URL parameter order={order!r} ignored: one of {', '.join(GALLERY_ORDERS)}.")
+        order = None
+    return (axes[0], axes[1]), (GALLERY_ORDERS[order] if order else None), warnings
+
+
 # ----- pure helpers ---------------------------------------------------------------------------------------------
 def targeted_rewards(composition: A.Composition, base_rewards: Sequence[str | None]) -> list[str]:
     """The rewards (Table 1 names, in Table 1 order) of the bases ``composition`` uses: the bases its labels name,
@@ -543,9 +576,9 @@ def neighbour_jobs(fingerprints: tuple[str, ...], models: list, beta: float, win
 
 
 __all__ = ["COMPARE_METHODS", "MOL_METHODS", "MOL_SCORINGS", "MOL_SCORING_CAPTIONS", "MOL_U_CAPTIONS",
-           "MOL_U_CHOICES", "RATES", "REWARD_LABELS", "SAMPLES", "SEED_MAX", "URL_KEYS", "MolPageState", "MolSamples",
+           "MOL_U_CHOICES", "DISPLAY_KEYS", "GALLERY_ORDERS", "RATES", "REWARD_LABELS", "SAMPLES", "SEED_MAX", "URL_KEYS", "MolPageState", "MolSamples",
            "PAGE_BATCH", "PAGE_FIRST", "STAGE_FROM", "beta_window", "cached_classifier", "cached_diversity",
            "cached_samples", "classifier_for", "first_samples", "new_run", "run_samples", "classifier_token",
-           "default_mol_bases", "draw_samples", "flow_fit_note", "kde_axes", "load_mol", "method_note", "mol_zoo",
+           "default_mol_bases", "draw_samples", "flow_fit_note", "kde_axes", "load_mol", "method_note", "display_query", "parse_display", "mol_zoo",
            "neighbour_jobs", "parse_query", "rate_kind", "sample_key", "score_rewards", "seh_reason",
            "targeted_rewards"]

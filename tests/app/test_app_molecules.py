@@ -204,6 +204,22 @@ def test_the_url_follows_the_controls(mol_env):
     assert not at.exception and at.query_params["weights"] == "1,1" and "labels" not in at.query_params
 
 
+def test_the_url_keeps_the_kde_axes_and_the_gallery_order(mol_env):
+    at = _page({"bases": "sa,qed", "op": "hm", "n": "32"})
+    assert not {"x", "y", "order"} & set(at.query_params)  # the defaults stay out of the link
+    at.selectbox(key="m_x").set_value("seh").run()
+    at.radio(key="m_order").set_value(M.GALLERY_ORDERS["best"]).run()
+    assert not at.exception
+    link = dict(at.query_params)
+    assert link["x"] == "seh" and link["y"] == at.selectbox(key="m_y").value and link["order"] == "best"
+    again = _page(link)  # the copied link restores the same figures' choices, and writes the same link
+    assert (again.selectbox(key="m_x").value, again.selectbox(key="m_y").value) == (link["x"], link["y"])
+    assert again.radio(key="m_order").value == M.GALLERY_ORDERS["best"] and dict(again.query_params) == link
+    bad = _page({"bases": "sa,qed", "n": "32", "x": "logp", "order": "random"})
+    warnings = [w.value for w in bad.warning if "URL parameter" in w.value]
+    assert len(warnings) == 2 and not {"x", "order"} & set(bad.query_params)
+
+
 def test_bad_query_params_warn_once_each_and_use_defaults(mol_env):
     bad = {"bases": "nope,sa", "op": "xor", "alpha": "7", "beta": "abc", "method": "magic", "u": "psychic",
            "scoring": "slow", "n": "33", "seed": "-1"}
