@@ -275,7 +275,8 @@ else:
     rows = [(names[meth], s.table1_percent()) for meth, s in results.items()]
     rows += [(base_names[name], s.table1_percent()) for name, s in base_sets.items()
              if s is not None and s.has_seh]  # a base set with a molecule sEH could not score has no Table 1 row
-    st.plotly_chart(V.table1_figure(rows, paper_key=match.key), width="stretch", theme=None, key="fig_table1")
+    st.plotly_chart(V.table1_figure(rows, paper_key=match.key, title=meta_title(meta)), width="stretch", theme=None,
+                    key="fig_table1", config=export_config(f"{stem}_table1"))
     st.caption("Percent of samples in each Table 1 bin; bin '110' = sEH high, SA high, QED low"
                + (f"; grey: the paper's row {match.key}." if match.key else "."))
 

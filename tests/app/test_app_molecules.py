@@ -393,6 +393,14 @@ def test_molecule_csv_carries_the_parameters_as_columns_and_in_the_file_name(mol
     config = json.loads(at.get("plotly_chart")[0].proto.config)["toImageButtonOptions"]
     assert config["filename"].startswith(call["file_name"][:-4]) and config["format"] == "png"
     assert "α = 0.3" in _kde(at)["layout"]["title"]["text"]
+    for chart in at.get("plotly_chart"):  # every figure's camera button saves a PNG named after the view
+        name = json.loads(chart.proto.config)["toImageButtonOptions"]["filename"]
+        assert name.startswith(call["file_name"][:-4]), name
+    from sculpt_core.domains.molecules.seh_proxy import seh_available
+
+    table1 = [json.loads(c.proto.spec) for c in at.get("plotly_chart") if c.proto.id.endswith("fig_table1")]
+    assert len(table1) == (1 if seh_available() else 0)  # drawn with the sEH weights, titled with the view
+    assert all("α = 0.3" in t["layout"]["title"]["text"] for t in table1)
     meta = {"method": "m", "alpha": "0.5"}
     s = MolSamples(["CCO"], np.array([[np.nan, 0.7, 0.1]]), 1.0, 0.0, 0)
     assert s.csv(meta).splitlines() == ["method,alpha,smiles,seh_reward,sa_reward,qed", "m,0.5,CCO,,0.7,0.1"]

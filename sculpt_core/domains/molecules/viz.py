@@ -140,9 +140,10 @@ def table1_codes() -> list[str]:
 
 
 def table1_figure(rows: Sequence[tuple[str, Sequence[int]]], paper_key: str | None = None,
-                  height: int = 330) -> go.Figure:
+                  height: int = 330, title: str | None = None) -> go.Figure:
     """Grouped bars of Table 1 percentages (one group per bin, one bar per row); ``paper_key`` adds the paper's
-    row of that key for comparison."""
+    row of that key for comparison; ``title`` (the view's parameters) goes above the legend, so a saved PNG says
+    what it shows."""
     codes = table1_codes()
     palette = iter((COMPOSED_COLOR,) + BASE_COLORS * 2)
     bars = [go.Bar(x=codes, y=list(percent), name=name, marker_color=next(palette), marker_line=BAR_LINE)
@@ -151,8 +152,9 @@ def table1_figure(rows: Sequence[tuple[str, Sequence[int]]], paper_key: str | No
         bars.append(go.Bar(x=codes, y=list(PAPER_TABLE1[paper_key]), name=f"paper row {paper_key}",
                            marker_color="#aaaaaa", marker_line=BAR_LINE))
     return go.Figure(data=bars, layout={
-        "barmode": "group", "height": height, "template": white_template(),
-        "margin": {"l": 50, "r": 10, "t": 30, "b": 60},
+        "barmode": "group", "height": height + (30 if title else 0), "template": white_template(),
+        "margin": {"l": 50, "r": 10, "t": 60 if title else 30, "b": 60},
+        **({"title": {"text": title, "font": {"size": 12}, "x": 0.01, "y": 0.98, "yanchor": "top"}} if title else {}),
         "xaxis": {"title": {"text": "bin: " + ", ".join(TABLE1_NAMES) + " high (1) or low (0)"}},
         "yaxis": {"title": {"text": "% of samples"}, "range": [0, 100]}, "legend": {"orientation": "h", "y": 1.1}})
 
