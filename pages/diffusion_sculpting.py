@@ -14,6 +14,7 @@ import streamlit as st
 
 from sculpt_core.app import diffusion as D
 from sculpt_core.app import diffusion_state as S
+from sculpt_core.app.exports import composition_meta, csv_with_meta, meta_stem
 from sculpt_core.app.grid_figures import readable_loss_axes
 from sculpt_core.app.navigation import ensure_app_navigation
 from sculpt_core.app.widgets import operator_controls
@@ -23,6 +24,7 @@ from sculpt_core.domains.diffusion.spec import BUILTIN_SPECS
 from sculpt_core.errors import SculptError
 
 ensure_app_navigation()
+STEM = "sculpt_diffusion"  # downloads: sculpt_diffusion_<bases>_<operator>_y…_a…_<method>_…
 PAGE_START = time.perf_counter()
 
 ss = st.session_state
@@ -204,23 +206,39 @@ def emd_pair(run: D.DiffusionRun) -> tuple[float | None, float | None]:
         return None, None
 
 
-def stem(meth: str) -> str:
-    return "sculpt_diffusion_" + "_".join(S.short_name(b) for b in chosen) + f"_{op}_{meth}"
+def view_meta(meth: str) -> dict[str, str]:
+    """The view's parameters for a download: CSV columns and the file name (γ only for the guided methods, the
+    sampler settings only for samples; "target" is the exact composed density)."""
+    sampled = {} if meth == "target" else {"n": int(n), "steps": int(steps), "sampler": sampler, "seed": int(seed)}
+    return composition_meta([S.short_name(b) for b in chosen], op, comp, None, meth,
+                            gamma=f"{float(gamma):g}" if meth in ("oracle", "classifier") else None, **sampled)
+
+
+def meta_csv(text: str, meta: dict[str, str]) -> str:
+    """``text`` (a CSV with a header line) with the view's parameters as its first columns."""
+    header, *rows = text.splitlines()
+    return csv_with_meta(header.split(","), (r.split(",") for r in rows), meta)
 
 
 def downloads(run: D.DiffusionRun | None) -> None:
     cols = st.columns(4)
-    cols[0].download_button("Density (NPY)", data=lambda: D.npy_bytes(q), file_name=stem("target") + ".npy",
+    target = view_meta("target")
+    cols[0].download_button("Density (NPY)", data=lambda: D.npy_bytes(q), file_name=meta_stem(STEM, target) + ".npy",
                             mime="application/octet-stream", on_click="ignore", key="dl_q_npy", width="stretch",
                             help="The exact composed target's probability per bin, q[ix, iy] (ix bins x).")
-    cols[1].download_button("Density (CSV)", data=lambda: V.density_csv(q, float(extent)), file_name=stem("target") + ".csv",
-                            mime="text/csv", on_click="ignore", key="dl_q_csv", width="stretch")
+    cols[1].download_button("Density (CSV)", data=lambda: meta_csv(V.density_csv(q, float(extent)), target),
+                            file_name=meta_stem(STEM, target) + ".csv", mime="text/csv", on_click="ignore",
+                            key="dl_q_csv", width="stretch",
+                            help="Columns: " + ", ".join(target) + ", then ix, iy, x, y, p (one row per bin).")
     if run is not None:
+        meta = view_meta(run.method)
         cols[2].download_button(f"Samples (NPY, {len(run.x)} × 2)", data=lambda: D.npy_bytes(run.x),
-                                file_name=stem(run.method) + ".npy", mime="application/octet-stream",
+                                file_name=meta_stem(STEM, meta) + ".npy", mime="application/octet-stream",
                                 on_click="ignore", key="dl_x_npy", width="stretch")
-        cols[3].download_button("Samples (CSV)", data=lambda: V.samples_csv(run.x), file_name=stem(run.method) + ".csv",
-                                mime="text/csv", on_click="ignore", key="dl_x_csv", width="stretch")
+        cols[3].download_button("Samples (CSV)", data=lambda: meta_csv(V.samples_csv(run.x), meta),
+                                file_name=meta_stem(STEM, meta) + ".csv", mime="text/csv", on_click="ignore",
+                                key="dl_x_csv", width="stretch",
+                                help="Columns: " + ", ".join(meta) + ", then x, y (one row per particle).")
 
 
 def metric_row(run: D.DiffusionRun, emd_value, emd_floor, s: D.RunSettings) -> None:

@@ -368,3 +368,23 @@ def test_snapshot_steps():
 
     assert snapshot_steps(100)[-1] == 100 and len(snapshot_steps(100)) == 20
     assert snapshot_steps(5) == [1, 2, 3, 4, 5]
+
+
+def test_downloads_carry_the_view_in_columns_and_file_names(downloads):
+    import csv as _csv
+    import io as _io
+
+    _page({"bases": "spec:ring,spec:band", "op": "contrast", "alpha": "0.3", "method": "oracle", "gamma": "1.5"})
+    by_label = {c["label"]: c for c in downloads}
+    density = by_label["Density (CSV)"]
+    samples = next(c for label, c in by_label.items() if label == "Samples (CSV)")
+    for call, method in ((density, "target"), (samples, "oracle")):
+        for part in ("sculpt_diffusion", "ring+band", "contrast", "a0.3", method):
+            assert part in call["file_name"], (part, call["file_name"])
+    assert "gamma1.5" in samples["file_name"] and "gamma" not in density["file_name"]
+    rows = list(_csv.DictReader(_io.StringIO(samples["data"]())))
+    head = rows[0]
+    assert head["method"] == "oracle" and head["alpha"] == "0.3" and head["operator"] == "contrast"
+    assert head["gamma"] == "1.5" and head["labels"] == "1 1" and float(head["x"]) == float(head["x"])
+    q_rows = list(_csv.DictReader(_io.StringIO(density["data"]())))
+    assert abs(sum(float(r["p"]) for r in q_rows) - 1.0) < 1e-6 and q_rows[0]["bases"] == "ring+band"
