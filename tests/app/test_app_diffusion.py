@@ -388,3 +388,20 @@ def test_downloads_carry_the_view_in_columns_and_file_names(downloads):
     assert head["gamma"] == "1.5" and head["labels"] == "1 1" and float(head["x"]) == float(head["x"])
     q_rows = list(_csv.DictReader(_io.StringIO(density["data"]())))
     assert abs(sum(float(r["p"]) for r in q_rows) - 1.0) < 1e-6 and q_rows[0]["bases"] == "ring+band"
+
+
+@pytest.mark.parametrize("widget, key, value, url", [
+    ("slider", "d_gamma", 2.0, ("gamma", "2")),
+    ("number_input", "d_n", 300, ("n", "300")),
+    ("number_input", "d_steps", 30, ("steps", "30")),
+    ("number_input", "d_seed", 4, ("seed", "4")),
+    ("selectbox", "d_sampler", "pc", ("sampler", "pc")),
+])
+def test_every_sampling_control_resamples_and_writes_the_link(app_env, widget, key, value, url):
+    """Each sampling control draws other samples (another binned L1) and writes the link (AppTest per control)."""
+    at = _page({"method": "oracle"})
+    before = _metrics(at)["binned L1"]
+    getattr(at, widget)(key=key).set_value(value).run()
+    _ok(at)
+    assert not _errors(at) and at.query_params[url[0]] == url[1]
+    assert _metrics(at)["binned L1"] != before

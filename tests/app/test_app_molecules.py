@@ -477,3 +477,27 @@ def test_kde_figure_payload_thresholds_and_one_template():
     assert fig.layout.template.layout.plot_bgcolor == "white" and not fig.layout.template.data.contour
     outside = V.reward_kde_figure(sets, "sEH", "SA", composed="comp", thresholds=(0.05, 0.99))
     assert not outside.layout.shapes and "threshold 0.05 ←" in outside.layout.annotations[0].text
+
+
+@pytest.mark.parametrize("query, widget, key, value, url", [
+    ({"op": "labels", "labels": "1,2"}, "text_input", "m_labels", "1,1", ("labels", "1,1")),
+    ({"method": "reaching", "u": "trajectory"}, "radio", "m_u", "flow", ("u", "flow")),
+    ({}, "select_slider", "m_n", 64, ("n", "64")),
+    ({}, "number_input", "m_seed", 5, ("seed", "5")),
+])
+def test_every_molecule_control_resamples_and_writes_the_link(mol_env, query, widget, key, value, url):
+    """Each sampling control changes the molecules drawn and the link (AppTest for every control)."""
+    at = _page({"bases": "sa,qed", "n": "32", **query})
+    before = _kde(at)["data"]
+    getattr(at, widget)(key=key).set_value(value).run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert at.query_params[url[0]] == url[1]
+    assert _kde(at)["data"] != before  # other molecules, so other contours and points
+
+
+def test_the_y_axis_control_moves_the_plot(mol_env):
+    at = _page({"bases": "sa,qed", "n": "32"})
+    assert at.selectbox(key="m_y").value == "qed"
+    at.selectbox(key="m_y").set_value("seh").run()
+    assert not at.exception and at.selectbox(key="m_y").value == "seh"
+    assert "sEH" in _kde(at)["layout"]["yaxis"]["title"]["text"] and at.query_params["y"] == "seh"
