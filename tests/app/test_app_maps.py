@@ -133,3 +133,22 @@ def test_stored_embeddings_equal_a_fresh_computation(fig4):
     fresh = MP._embedding.__wrapped__(np.ascontiguousarray(res.matrix).tobytes(), 13, "mds", 0, 4.0)
     np.testing.assert_allclose(stored.coords, fresh.coords, atol=1e-5)
     assert -1.0 <= MP.rank_agreement(record) <= 1.0 and len(MP.paper_pairs(record)) == 78
+
+
+def test_source_domain_bases_and_seed_controls(fig4):
+    """The map page's remaining controls, each moved by a user: the source radio opens the build form, the domain
+    and the bases change what it builds, and the embedding seed moves the points."""
+    at = _page()
+    before = _spec(at, 0)["data"]
+    at.sidebar.number_input(key="dm_seed").set_value(3).run()
+    assert not at.exception and _spec(at, 0)["data"] != before  # another t-SNE start, other coordinates
+    at.sidebar.radio(key="dm_source").set_value("build").run()
+    assert not at.exception and any("Compute map" in i.value for i in at.info)
+    at.sidebar.selectbox(key="dm_domain").set_value("diffusion").run()
+    assert not at.exception and at.multiselect(key="dm_bases").options != ["circle1", "circle2"]
+    at.sidebar.selectbox(key="dm_domain").set_value("grid").run()
+    at.multiselect(key="dm_bases").set_value(["circle1", "circle3"])  # inside the form: sent on submit
+    at.text_input(key="dm_labels").set_value("1,2")
+    at.button[0].click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert at.session_state["dm_result"].labels[:2] == ["p_circle1", "p_circle3"]
