@@ -219,3 +219,22 @@ def test_tile_and_png():
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))[::IG.display_scale(rgb.shape[1])][
         :, ::IG.display_scale(rgb.shape[1])], rgb)
     assert IG.enlarge(rgb, 3).shape == (21, 30, 3)
+
+
+def test_bases_gamma_labels_and_weights_controls(images_env):
+    """The controls the preset buttons also set, each moved by hand (AppTest for every control)."""
+    at = _page()
+    at.sidebar.text_input(key="di_labels").input("1,2").run()
+    _ok(at)
+    assert at.query_params["labels"] == "1,2" and not at.error
+    at.multiselect(key="di_bases").set_value(["mn1", "mn3"]).run()
+    _ok(at)
+    assert at.query_params["bases"] == "mn1,mn3" and at.sidebar.radio(key="di_preset").value != "triple"
+    assert not at.error, [e.value for e in at.error]
+    at.sidebar.number_input(key="di_gamma").set_value(4.0).run()
+    _ok(at)
+    assert at.query_params["gamma"] == "4" and not at.error
+    at.sidebar.selectbox(key="di_op").set_value("mixture").run()
+    at.sidebar.text_input(key="di_weights").input("1,3").run()
+    _ok(at)
+    assert at.query_params["weights"] == "1,3" and not at.error, [e.value for e in at.error]
