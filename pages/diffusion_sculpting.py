@@ -209,7 +209,10 @@ def emd_pair(run: D.DiffusionRun) -> tuple[float | None, float | None]:
 def view_meta(meth: str) -> dict[str, str]:
     """The view's parameters for a download: CSV columns and the file name (γ only for the guided methods, the
     sampler settings only for samples; "target" is the exact composed density)."""
-    sampled = {} if meth == "target" else {"n": int(n), "steps": int(steps), "sampler": sampler, "seed": int(seed)}
+    sampled = {} if meth == "target" else {"n": int(n), "steps": int(steps), "sampler": sampler, "prior": prior,
+                                           "seed": int(seed)}
+    if meth == "base":
+        sampled = {"model": f"p{int(model_index)}", **sampled}
     return composition_meta([S.short_name(b) for b in chosen], op, comp, None, meth,
                             gamma=f"{float(gamma):g}" if meth in ("oracle", "classifier") else None, **sampled)
 

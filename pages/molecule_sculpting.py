@@ -52,8 +52,8 @@ if "mol_qp_loaded" not in ss:  # only what the URL names overrides the session (
     if "beta" in st.query_params:
         ss["m_beta_url"] = url_state.beta
     axes_url, order_url, display_warnings = M.parse_display(st.query_params.to_dict())
-    if axes_url != (None, None):
-        ss["m_axes_url"] = axes_url  # applied where the KDE's axes are chosen (they depend on the bases)
+    if axes_url != (None, None):  # applied where the KDE's axes are chosen, while the link's bases are shown
+        ss["m_axes_url"] = (tuple(ss.get("m_bases", ())), axes_url)
     if order_url is not None:
         ss["m_order"] = order_url
     url_warnings += display_warnings
@@ -238,7 +238,8 @@ base_rewards = [mod.meta.get("reward") for mod in models]
 axes_for = (tuple(base_rewards), tuple(available_axes))
 fresh = ss.get("m_axes_for") != axes_for
 kept = (None, None) if fresh else ss.get("m_axes", (None, None))
-if (axes_url := ss.pop("m_axes_url", None)) is not None:  # a shared link's axes: the user's pick
+link_bases, axes_url = ss.pop("m_axes_url", (None, None))
+if axes_url is not None and link_bases == tuple(chosen):  # a shared link's axes: the user's pick, for its bases
     fresh, kept = False, axes_url
     ss["m_x"], ss["m_y"] = axes_url
 x_axis, y_axis = M.kde_axes(base_rewards, available_axes, None if fresh else ss.get("m_x", kept[0]),
@@ -285,7 +286,10 @@ st.subheader("Samples")
 if compare:
     st.caption(f"The gallery shows the {M.MOL_METHODS[primary]} samples; the CSV has every method's.")
 targets = [r for r in M.targeted_rewards(composition, base_rewards) if not (r == "seh" and seh_missing)]
+if ss.get("m_order") not in M.GALLERY_ORDERS.values():  # a run that stopped early dropped the widget's state
+    ss["m_order"] = ss.get("m_order_kept", M.GALLERY_ORDERS["first"])
 order = st.radio("Show", list(M.GALLERY_ORDERS.values()), horizontal=True, key="m_order")
+ss["m_order_kept"] = order
 best = order.startswith("best")
 shown = composed.gallery_order(best=best, rewards=targets or None)[:12]
 if best:

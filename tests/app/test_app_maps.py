@@ -145,7 +145,8 @@ def test_source_domain_bases_and_seed_controls(fig4):
     at.sidebar.radio(key="dm_source").set_value("build").run()
     assert not at.exception and any("Compute map" in i.value for i in at.info)
     at.sidebar.selectbox(key="dm_domain").set_value("diffusion").run()
-    assert not at.exception and at.multiselect(key="dm_bases").options != ["circle1", "circle2"]
+    options = at.multiselect(key="dm_bases").options
+    assert not at.exception and options and not any(o.startswith("circle") for o in options)
     at.sidebar.selectbox(key="dm_domain").set_value("grid").run()
     at.multiselect(key="dm_bases").set_value(["circle1", "circle3"])  # inside the form: sent on submit
     at.text_input(key="dm_labels").set_value("1,2")

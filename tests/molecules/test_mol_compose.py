@@ -609,6 +609,21 @@ def test_cli_train_classifier_and_composed_sampling(env, tmp_path, capsys):
                            str(tmp_path / "x.csv"), "--method", "classifier", "--classifier", str(clf), "--y", "1,2"],
                           capsys)
     assert code == 2 and "other versions of these base models: b1" in err, err
+    # the command the message names retrains it as printed (a shorter run and another output)
+    import re
+    import shlex
+
+    command = shlex.split(re.search(r"`python -m sculpt_core (mol train-classifier [^`]+)`", err).group(1))
+    assert command[command.index("--bases") + 1] == "b0,b1"  # model names: zoo names run as printed
+    command[command.index("--bases") + 1] = bases  # these bases are files
+    command[command.index("--steps") + 1] = "1"
+    command[command.index("--out") + 1] = str(tmp_path / "retrained.pt")
+    code, out, err = _cli(command + ["--batch-size", "4"], capsys)
+    assert code == 0, err
+    code, out, err = _cli(["mol", "sample", "--bases", bases, "--beta", "24", "--n", "3", "--out",
+                           str(tmp_path / "x.csv"), "--method", "classifier", "--classifier",
+                           str(tmp_path / "retrained.pt"), "--y", "1,2"], capsys)
+    assert code == 0, err
 
 
 # ----- (vi) the Table 1 experiment runner -------------------------------------------------------------------------------

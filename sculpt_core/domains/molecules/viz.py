@@ -152,11 +152,12 @@ def table1_figure(rows: Sequence[tuple[str, Sequence[int]]], paper_key: str | No
         bars.append(go.Bar(x=codes, y=list(PAPER_TABLE1[paper_key]), name=f"paper row {paper_key}",
                            marker_color="#aaaaaa", marker_line=BAR_LINE))
     return go.Figure(data=bars, layout={
-        "barmode": "group", "height": height + (30 if title else 0), "template": white_template(),
-        "margin": {"l": 50, "r": 10, "t": 60 if title else 30, "b": 60},
+        "barmode": "group", "height": height + (50 if title else 0), "template": white_template(),
+        "margin": {"l": 50, "r": 10, "t": 90 if title else 40, "b": 60},
         **({"title": {"text": title, "font": {"size": 12}, "x": 0.01, "y": 0.98, "yanchor": "top"}} if title else {}),
         "xaxis": {"title": {"text": "bin: " + ", ".join(TABLE1_NAMES) + " high (1) or low (0)"}},
-        "yaxis": {"title": {"text": "% of samples"}, "range": [0, 100]}, "legend": {"orientation": "h", "y": 1.1}})
+        "yaxis": {"title": {"text": "% of samples"}, "range": [0, 100]},
+        "legend": {"orientation": "h", "y": 1.02, "yanchor": "bottom"}})
 
 
 def molecule_gallery_png(smiles: Sequence[str], legends: Sequence[str] | None = None, per_row: int = 4,

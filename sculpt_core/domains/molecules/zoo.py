@@ -73,6 +73,20 @@ def find_mol_classifier(base_names: Sequence[str]) -> Path | None:
     return path
 
 
+def warm_start_command(names: list, net: Any, meta: dict, path: Any, beta: float) -> str:
+    """The ``mol train-classifier`` command that retrains a stale classifier from its own weights: the same
+    architecture and objective (a warm start needs them), a step count to edit."""
+    cfg = net.cfg
+    flags = [f"--bases {','.join(names)}", f"--beta {float(meta.get('beta', beta)):g}",
+             f"--labels {cfg.n_labels}", f"--hidden {cfg.hidden}", f"--layers {cfg.n_layers}",
+             f"--objective {meta.get('objective', 'a1')}"]
+    if cfg.alpha_cond:
+        flags.append("--alpha-cond")
+    if not cfg.action_head:
+        flags.append("--no-action-head")
+    return f"python -m sculpt_core mol train-classifier {' '.join(flags)} --warm-start {path} --steps 3000 --out clf.pt"
+
+
 def load_classifier_for(models: list, beta: float, name_or_path: str | None):
     """The classifier named by ``--classifier`` (a path or a manifest name), else the shipped one for these
     bases; SculptError with the command that trains one when there is none, or when it does not fit."""
@@ -98,9 +112,8 @@ def load_classifier_for(models: list, beta: float, name_or_path: str | None):
              if not m.matches_fingerprint(fp)]
     if stale:
         raise SculptError(f"{path} was trained on other versions of these base models: {', '.join(stale)}; "
-                          f"retrain it with `python -m sculpt_core mol train-classifier --bases {','.join(names)} "
-                          f"--beta {float(meta.get('beta', beta)):g} --warm-start {path} --out clf.pt` (its weights as "
-                          "the start)")
+                          f"retrain it with `{warm_start_command(names, net, meta, path, beta)}` (its weights as the "
+                          "start)")
     trained_beta = meta.get("beta")
     if trained_beta is not None and abs(float(trained_beta) - float(beta)) > 1e-9:
         raise SculptError(f"{path} was trained on the bases at β = {float(trained_beta):g}; sample with --beta "
@@ -108,4 +121,4 @@ def load_classifier_for(models: list, beta: float, name_or_path: str | None):
     return net, clf_bases, meta
 
 
-__all__ = ["SECTION", "find_mol_classifier", "load_classifier_for", "resolve_mol_classifier", "load_mol_model", "mol_model_entries", "mol_model_names", "resolve_mol_model_path"]
+__all__ = ["SECTION", "warm_start_command", "find_mol_classifier", "load_classifier_for", "resolve_mol_classifier", "load_mol_model", "mol_model_entries", "mol_model_names", "resolve_mol_model_path"]
