@@ -22,6 +22,7 @@ from sculpt_core.app.exports import csv_with_meta
 from sculpt_core.app.grid_figures import FIGURE_MODES, SCALES
 from sculpt_core.app.caches import LRU, assets_key, load_zoo_model, manifest_stamp, zoo_names, zoo_token
 from sculpt_core.app.torch_threads import use_one_torch_thread
+from sculpt_core.app.widgets import classifier_note
 from sculpt_core.core import algebra as A
 from sculpt_core.core.io import npy_from_bytes
 from sculpt_core.core.limits import MAX_UPLOAD_BYTES, check_size
@@ -239,23 +240,9 @@ def run_compose(bases: GridBases, composition: A.Composition, method: str, class
 
 
 def method_note(method: str, composition: A.Composition, classifier: Any = None) -> str | None:
-    """Why ``method`` cannot sample ``composition`` (a neutral note naming what to use instead), or None.
-    Without ``classifier`` only what holds for any classifier is checked."""
-    if method != "classifier":
-        return None
-    if composition.kind == "chained_hm":
-        return ("Classifier guidance does not apply to the chained harmonic mean (eq. 8): it is not a label "
-                "posterior, so no classifier can express it. Use the oracle or reaching mixing for it, or the custom "
-                "labels operator (e.g. 1,2,3) to condition on all the bases with the classifier.")
-    if classifier is None:
-        return None
-    from sculpt_core.core.methods import check_classifier_compat
-
-    try:
-        check_classifier_compat(classifier.cfg, composition.n_models, composition, fallback=("oracle", "reaching"))
-    except SculptError as exc:
-        return f"Classifier guidance does not apply here: {exc}. The oracle and reaching mixing need no classifier."
-    return None
+    """The grid page's note when classifier guidance cannot sample ``composition`` (the oracle and reaching
+    need no classifier), or None."""
+    return classifier_note(method, composition, classifier, ("the oracle", "reaching mixing"), ("oracle", "reaching"))
 
 
 def base_panels(bases: GridBases) -> tuple[list[np.ndarray], list[np.ndarray | None]]:

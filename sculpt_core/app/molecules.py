@@ -30,6 +30,7 @@ from sculpt_core.app.url_state import query_getter, read_bases, read_numbers
 from sculpt_core.app.caches import LRU, assets_key, manifest_stamp, zoo_names
 from sculpt_core.app.mol_store import CountingPolicy, GrowingRun, Progress, Rates, SampleStore
 from sculpt_core.app.torch_threads import use_one_torch_thread
+from sculpt_core.app.widgets import classifier_note
 
 MOL_METHODS: dict[str, str] = {
     "reaching": "reaching mixing (training-free)",
@@ -254,23 +255,9 @@ def kde_axes(base_rewards: Sequence[str | None], available: Sequence[str], x: st
 
 
 def method_note(method: str, composition: A.Composition, classifier: Any = None) -> str | None:
-    """Why ``method`` does not apply to ``composition`` (a neutral note naming what to use instead), or None.
-    Without ``classifier`` only what holds for any classifier is checked."""
-    if method != "classifier":
-        return None
-    if composition.kind == "chained_hm":
-        return ("Classifier guidance does not apply to the chained harmonic mean (eq. 8): it is not a label "
-                "posterior, so no classifier can express it. Use reaching mixing (training-free) for it, or the "
-                "custom labels operator (e.g. 1,2,3) to condition on all the bases with the classifier.")
-    if classifier is None:
-        return None
-    from sculpt_core.core.methods import check_classifier_compat
-
-    try:
-        check_classifier_compat(classifier.cfg, composition.n_models, composition, fallback=("reaching",))
-    except SculptError as exc:
-        return f"Classifier guidance does not apply here: {exc}. Reaching mixing (training-free) needs no classifier."
-    return None
+    """The molecule page's note when classifier guidance cannot sample ``composition`` (reaching needs no
+    classifier), or None."""
+    return classifier_note(method, composition, classifier, ("reaching mixing (training-free)",), ("reaching",))
 
 
 def beta_window(models: Sequence[MolBaseModel]) -> tuple[float, float]:

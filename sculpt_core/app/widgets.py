@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import streamlit as st
 
@@ -67,4 +67,27 @@ def operator_controls(container: Any, prefix: str, m: int,
     return op, alpha_ok, float(alpha)
 
 
-__all__ = ["ALPHA_STEP", "DEFAULT_LABELS", "OPERATOR_HELP", "operator_caption", "operator_controls", "operator_short_label"]
+def classifier_note(method: str, composition: Any, classifier: Any, alternatives: Sequence[str],
+                    fallback: Sequence[str]) -> str | None:
+    """Why classifier guidance cannot sample ``composition`` (a neutral note naming ``alternatives``, the domain's
+    methods that need no classifier; ``fallback`` their method keys), or None (also for any other ``method``).
+    Without ``classifier`` only what holds for any classifier is checked."""
+    if method != "classifier":
+        return None
+    if composition.kind == "chained_hm":
+        return ("Classifier guidance does not apply to the chained harmonic mean (eq. 8): it is not a label "
+                f"posterior, so no classifier can express it. Use {' or '.join(alternatives)} for it, or the custom "
+                "labels operator (e.g. 1,2,3) to condition on all the bases with the classifier.")
+    if classifier is None:
+        return None
+    from sculpt_core.core.methods import check_classifier_compat
+    from sculpt_core.errors import SculptError
+
+    try:
+        check_classifier_compat(classifier.cfg, composition.n_models, composition, fallback=tuple(fallback))
+    except SculptError as exc:
+        return f"Classifier guidance does not apply here: {exc}. Needs no classifier: {', '.join(alternatives)}."
+    return None
+
+
+__all__ = ["ALPHA_STEP", "DEFAULT_LABELS", "OPERATOR_HELP", "classifier_note", "operator_caption", "operator_controls", "operator_short_label"]
