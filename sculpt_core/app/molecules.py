@@ -563,9 +563,11 @@ def neighbour_jobs(fingerprints: tuple[str, ...], models: list, beta: float, win
 
 
 __all__ = ["COMPARE_METHODS", "MOL_METHODS", "MOL_SCORINGS", "MOL_SCORING_CAPTIONS", "MOL_U_CAPTIONS",
-           "MOL_U_CHOICES", "DISPLAY_KEYS", "GALLERY_ORDERS", "RATES", "REWARD_LABELS", "SAMPLES", "SEED_MAX", "URL_KEYS", "MolPageState", "MolSamples",
+           "MOL_U_CHOICES", "DISPLAY_KEYS", "GALLERY_ORDERS", "RATES", "REWARD_LABELS", "SAMPLES", "SEED_MAX",
+           "URL_KEYS", "MolPageState", "MolSamples",
            "PAGE_BATCH", "PAGE_FIRST", "STAGE_FROM", "beta_window", "cached_classifier", "cached_diversity",
            "cached_samples", "classifier_for", "first_samples", "new_run", "run_samples", "classifier_token",
-           "default_mol_bases", "draw_samples", "flow_fit_note", "kde_axes", "load_mol", "method_note", "display_query", "parse_display", "mol_zoo",
+           "default_mol_bases", "display_query", "draw_samples", "flow_fit_note", "kde_axes", "load_mol",
+           "method_note", "mol_zoo", "parse_display",
            "neighbour_jobs", "parse_query", "rate_kind", "sample_key", "score_rewards", "seh_reason",
            "targeted_rewards"]

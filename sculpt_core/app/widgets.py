@@ -90,4 +90,5 @@ def classifier_note(method: str, composition: Any, classifier: Any, alternatives
     return None
 
 
-__all__ = ["ALPHA_STEP", "DEFAULT_LABELS", "OPERATOR_HELP", "classifier_note", "operator_caption", "operator_controls", "operator_short_label"]
+__all__ = ["ALPHA_STEP", "DEFAULT_LABELS", "OPERATOR_HELP", "classifier_note", "operator_caption", "operator_controls",
+           "operator_short_label"]

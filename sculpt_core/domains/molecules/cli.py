@@ -315,7 +315,8 @@ def cmd_mol_train_classifier(args: argparse.Namespace) -> dict[str, Any]:
 
         source, flag = (args.init, "--init") if args.init else (args.warm_start, "--warm-start")
         init, init_bases, init_meta = load_mol_classifier(resolve_mol_classifier(source))
-        same_names = init_bases == [m.name for m in models] and float(init_meta.get("beta", args.beta)) == float(args.beta)
+        same_names = (init_bases == [m.name for m in models]
+                      and float(init_meta.get("beta", args.beta)) == float(args.beta))
         if not same_names:
             raise SculptError(f"{flag} {source} was trained for bases {','.join(init_bases)} at β = "
                               f"{init_meta.get('beta')}, not {','.join(m.name for m in models)} at β = {args.beta:g}")
@@ -324,8 +325,9 @@ def cmd_mol_train_classifier(args: argparse.Namespace) -> dict[str, Any]:
             raise SculptError(f"--init {source} was trained on other weights of {','.join(init_bases)}; to start "
                               f"from its weights on these bases use --warm-start {source}")
         if args.warm_start:  # only an initialisation: the steps and seconds below are this run's, on these bases
-            warm_meta = {"from": str(source), "base_fingerprints": init_meta.get("base_fingerprints"), "steps": init_meta.get("steps"),
-                         "seconds": init_meta.get("seconds"), "objective": init_meta.get("objective", "a1")}
+            warm_meta = {"from": str(source), "base_fingerprints": init_meta.get("base_fingerprints"),
+                         "steps": init_meta.get("steps"), "seconds": init_meta.get("seconds"),
+                         "objective": init_meta.get("objective", "a1")}
             init_meta = {}
     from sculpt_core.domains.molecules.classifier import MolClassifierConfig
     from sculpt_core.domains.molecules.compose import prepare_mol_bases

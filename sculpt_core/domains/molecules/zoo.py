@@ -121,4 +121,5 @@ def load_classifier_for(models: list, beta: float, name_or_path: str | None):
     return net, clf_bases, meta
 
 
-__all__ = ["SECTION", "warm_start_command", "find_mol_classifier", "load_classifier_for", "resolve_mol_classifier", "load_mol_model", "mol_model_entries", "mol_model_names", "resolve_mol_model_path"]
+__all__ = ["SECTION", "find_mol_classifier", "load_classifier_for", "load_mol_model", "mol_model_entries",
+           "mol_model_names", "resolve_mol_classifier", "resolve_mol_model_path", "warm_start_command"]
