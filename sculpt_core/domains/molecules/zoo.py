@@ -6,6 +6,7 @@ anything else is treated as a checkpoint path.
 
 from __future__ import annotations
 
+import shlex
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Sequence
@@ -84,7 +85,8 @@ def warm_start_command(names: list, net: Any, meta: dict, path: Any, beta: float
         flags.append("--alpha-cond")
     if not cfg.action_head:
         flags.append("--no-action-head")
-    return f"python -m sculpt_core mol train-classifier {' '.join(flags)} --warm-start {path} --steps 3000 --out clf.pt"
+    return (f"python -m sculpt_core mol train-classifier {' '.join(flags)} --warm-start {shlex.quote(str(path))} "
+            "--steps 3000 --out clf.pt")
 
 
 def load_classifier_for(models: list, beta: float, name_or_path: str | None):
