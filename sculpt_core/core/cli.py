@@ -82,6 +82,17 @@ def positive_float(text: str) -> float:
     return value
 
 
+def unit_float(text: str) -> float:
+    """argparse ``type=`` of a number in [0, 1] (weights, fractions, averaging rates)."""
+    try:
+        value = parse_float(text, "value")
+    except SculptError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"value must be in [0, 1], got {text!r}")
+    return value
+
+
 def device_arg(text: str) -> str:
     """argparse ``type=`` of ``--device``: the name as given, once :func:`sculpt_core.device.resolve_device`
     has found that device on this machine (``--device cuda`` without a GPU is refused before any work)."""

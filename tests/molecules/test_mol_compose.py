@@ -520,13 +520,25 @@ def test_cli_train_classifier_and_composed_sampling(env, tmp_path, capsys):
     assert names == ["b0", "b1"] and meta["seconds"] >= 0 and meta["n_labels"] == 2
     # chain on bases with flow heads: the flow posterior's leaf targets by default, calibrated per model
     assert meta["objective"] == "chain" and meta["terminal_target"] == "flow" and len(meta["flow_offsets"]) == 2
-    more = tmp_path / "clf_more.pt"  # continue the same classifier: the steps add up, the weights move on
+    # the tree backup by default, with its faster target average, every trajectory a guided branch
+    assert meta["backup"] == "tree" and meta["tree_lambda"] == 1.0 and meta["ema"] == 0.9
+    assert meta["branch_fraction"] == 1.0
+    more = tmp_path / "clf_more.pt"  # continue the same classifier (MC targets): the steps add up, the weights move on
     code, out, err = _cli(["mol", "train-classifier", "--bases", bases, "--beta", "24", "--alpha-cond", "--steps", "2",
                            "--batch-size", "4", "--hidden", "16", "--layers", "1", "--init", str(clf), "--out",
-                           str(more)], capsys)
+                           str(more), "--backup", "mc"], capsys)
     assert code == 0, err
     cont_net, _, cont_meta = load_mol_classifier(more)
     assert cont_meta["steps"] == 5 and cont_meta["continued_from"]["steps"] == 3
+    assert cont_meta["backup"] == "mc" and cont_meta["tree_lambda"] is None and cont_meta["ema"] == 0.995
+    assert cont_meta["branch_fraction"] == 0.5
+    for flags, message in ((["--objective", "a1", "--backup", "tree"], "chain objective"),
+                           (["--ema", "1"], "--ema"), (["--tree-lambda", "2"], "--tree-lambda"),
+                           (["--backup", "mc", "--tree-lambda", "0.5"], "applies to --backup tree")):
+        code, out, err = _cli(["mol", "train-classifier", "--bases", bases, "--steps", "1", "--out",
+                               str(tmp_path / "never.pt"), *flags], capsys)
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, (flags, err)
+        assert not (tmp_path / "never.pt").exists()
     first_net, _, _ = load_mol_classifier(clf)
     assert any(not torch.equal(a, b) for a, b in zip(first_net.state_dict().values(), cont_net.state_dict().values()))
     code, out, err = _cli(["mol", "train-classifier", "--bases", bases, "--beta", "30", "--alpha-cond", "--steps", "2",

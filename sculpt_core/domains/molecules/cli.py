@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from sculpt_core.core.cli import (composition_from_args, device_arg, int_arg, parse_list, positive_float, progress_bar,
-                                  seed_arg)
+                                  seed_arg, unit_float)
 from sculpt_core.core.limits import MAX_BATCH, MAX_MOLECULES, MAX_STEPS
 from sculpt_core.domains.molecules.rewards import SAMPLE_COLUMNS
 from sculpt_core.errors import SculptError
@@ -270,8 +270,8 @@ def cmd_mol_sample(args: argparse.Namespace) -> dict:
 # ----- mol train-classifier --------------------------------------------------------------------------------------
 def cmd_mol_train_classifier(args: argparse.Namespace) -> dict[str, Any]:
     from sculpt_core.domains.molecules.classifier import save_mol_classifier
-    from sculpt_core.domains.molecules.train_classifier import (DEFAULT_BRANCH_FRACTION, MolClassifierTrainConfig,
-                                                                 train_mol_classifier)
+    from sculpt_core.domains.molecules.train_classifier import (DEFAULT_BACKUP, DEFAULT_BRANCH_FRACTION, TREE_EMA,
+                                                                 MolClassifierTrainConfig, train_mol_classifier)
     from sculpt_core.domains.molecules.zoo import load_mol_model
 
     names = parse_list(args.bases, str, "--bases")
@@ -284,12 +284,23 @@ def cmd_mol_train_classifier(args: argparse.Namespace) -> dict[str, Any]:
     if not math.isfinite(args.beta):
         raise SculptError(f"--beta must be a finite number, got {args.beta}")
     labels = args.labels if args.labels is not None else (2 if len(names) == 2 else len(names))
-    if args.branch_fraction is None:
-        args.branch_fraction = DEFAULT_BRANCH_FRACTION if args.objective == "chain" else 0.0
+    if args.backup is None:
+        args.backup = DEFAULT_BACKUP if args.objective == "chain" else "mc"
+    if args.tree_lambda is not None and args.backup != "tree":
+        raise SculptError("--tree-lambda applies to --backup tree")
+    args.tree_lambda = 1.0 if args.tree_lambda is None else args.tree_lambda
+    if args.ema is None:  # the tree backup bootstraps from the target network: a faster average
+        args.ema = TREE_EMA if args.backup == "tree" else 0.995
+    if args.branch_fraction is None:  # with the tree backup every state of a guided branch is training data
+        args.branch_fraction = {"a1": 0.0, "chain": 1.0 if args.backup == "tree" else DEFAULT_BRANCH_FRACTION}[args.objective]
     if not (math.isfinite(args.branch_fraction) and 0.0 <= args.branch_fraction <= 1.0):
         raise SculptError(f"--branch-fraction must be in [0, 1], got {args.branch_fraction}")
     if args.branch_fraction > 0 and args.objective != "chain":
         raise SculptError("--branch-fraction is part of the chain objective, not of a1")
+    if args.backup != "mc" and args.objective != "chain":
+        raise SculptError("--backup tree is part of the chain objective, not of a1")
+    if args.ema >= 1.0:
+        raise SculptError(f"--ema must be below 1, got {args.ema:g}")
     models = [load_mol_model(n) for n in names]
     if args.terminal_target == "auto":  # the bases' flow posterior where it exists (README, "Classifier objectives")
         from sculpt_core.domains.molecules.compose import models_without_flow
@@ -300,6 +311,7 @@ def cmd_mol_train_classifier(args: argparse.Namespace) -> dict[str, Any]:
                                    action_head=not args.no_action_head, distill_actions=args.distill_actions,
                                    objective=args.objective, branch_fraction=args.branch_fraction,
                                    terminal_target=args.terminal_target, flow_calibration=args.flow_calibration,
+                                   backup=args.backup, tree_lambda=args.tree_lambda, ema=args.ema,
                                    reuse=args.reuse,
                                    seed=args.seed, lr=args.lr,
                                    warmup=max(1, min(args.warmup, args.steps)),
@@ -349,6 +361,7 @@ def cmd_mol_train_classifier(args: argparse.Namespace) -> dict[str, Any]:
             "action_head": not args.no_action_head, "distill_actions": args.distill_actions,
             "objective": args.objective, "branch_fraction": args.branch_fraction,
             "terminal_target": args.terminal_target, "flow_offsets": info.get("flow_offsets"), "lr": args.lr,
+            "backup": args.backup, "tree_lambda": info.get("tree_lambda"), "ema": args.ema,
             "steps": total_steps, "seconds": total_seconds,
             "continued_from": ({"steps": init_meta.get("steps"), "seconds": init_meta.get("seconds"),
                                 "objective": init_meta.get("objective", "a1")} if args.init else None),
@@ -440,16 +453,16 @@ def register(commands: argparse._SubParsersAction, zoo: argparse._SubParsersActi
     p.add_argument("--no-action-head", action="store_true", help="no fast action head (exact successor scoring only)")
     p.add_argument("--distill-actions", type=int_arg(0, 10_000), default=2,
                    help="moves per state on which the action head is distilled from the state head (0: off)")
-    from sculpt_core.domains.molecules.train_classifier import (DEFAULT_BRANCH_FRACTION, DEFAULT_OBJECTIVE, OBJECTIVES,
-                                                                 TERMINAL_TARGETS)
+    from sculpt_core.domains.molecules.train_classifier import (BACKUPS, DEFAULT_BRANCH_FRACTION, DEFAULT_OBJECTIVE,
+                                                                 OBJECTIVES, TERMINAL_TARGETS)
 
     p.add_argument("--objective", choices=OBJECTIVES, default=DEFAULT_OBJECTIVE,
                    help="chain: the label posterior of the mixture chain, exact for guidance on a DAG (default); "
                         "a1: the paper's Algorithm A.1")
     p.add_argument("--branch-fraction", type=float, default=None,
                    help="chain objective: share of its trajectories that start guided by the target network (a "
-                        "random label tuple) and switch to the mixture chain at a random depth (default: "
-                        f"{DEFAULT_BRANCH_FRACTION:g} for chain, 0 for a1)")
+                        "random label tuple) and switch to the mixture chain at a random depth (default: 1 with "
+                        f"--backup tree, {DEFAULT_BRANCH_FRACTION:g} with mc, 0 for a1)")
     p.add_argument("--terminal-target", choices=("auto",) + TERMINAL_TARGETS, default="auto",
                    help="chain objective: leaf targets from the bases' flow posterior p_i(x) / Σ_j p_j(x), defined "
                         "for any molecule (needs flow heads), or from the classifier's own terminal head; auto "
@@ -457,6 +470,16 @@ def register(commands: argparse._SubParsersAction, zoo: argparse._SubParsersActi
     p.add_argument("--flow-calibration", type=int_arg(0, 100_000), default=128,
                    help="--terminal-target flow: molecules of the mixture chain (and branches) on which each base's "
                         "flow is aligned with backward importance sampling by a per-model offset (0: off)")
+    p.add_argument("--backup", choices=BACKUPS, default=None,
+                   help="chain objective: non-terminal targets from the tree backup through the mixture chain over "
+                        "every move (tree, the default; guided branches train from their first state) or from the "
+                        "end of each stored trajectory (mc)")
+    p.add_argument("--tree-lambda", type=unit_float, default=None,
+                   help="--backup tree: weight of the observed continuation against the target network's value "
+                        "of the move taken (default 1; 0: one-step backup)")
+    p.add_argument("--ema", type=unit_float, default=None,
+                   help="target-network average per step (default: 0.9 with --backup tree, which bootstraps from "
+                        "it, else 0.995)")
     p.add_argument("--reuse", type=int_arg(1, 64), default=1,
                    help="use each sampled trajectory this many times (fresh α each time; saves sampling time)")
     p.add_argument("--seed", type=seed_arg, default=100)

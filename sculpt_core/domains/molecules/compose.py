@@ -124,10 +124,15 @@ class MolBases:
         if missing:
             raise SculptError(f"no learned state flow in {', '.join(missing)}: the flow posterior needs one")
         log_pf, log_u = self.log_pf_and_u(molecules)
-        log_px = log_u + log_pf[:, :, self.env.stop_action]
+        log_px = self.log_stop_marginals(log_pf, log_u)
         if not torch.isfinite(log_px).all():
             raise SculptError("some molecule cannot stop here (not a complete state of this environment)")
         return log_px
+
+    def log_stop_marginals(self, log_pf: torch.Tensor, log_u: torch.Tensor) -> torch.Tensor:
+        """log p_i(s) = log u_i(s) + log p_iF(⊤ | s) ``[m, B]`` from :meth:`log_pf_and_u`'s outputs (−inf where s
+        cannot stop)."""
+        return log_u + log_pf[:, :, self.env.stop_action]
 
     def log_terminal_posterior(self, molecules: Sequence[FragState], offsets: torch.Tensor | None = None
                                ) -> torch.Tensor:
@@ -135,7 +140,11 @@ class MolBases:
         :meth:`log_flow_marginals`, each model's log p_i shifted by ``offsets[i]`` (a per-model calibration,
         :func:`~sculpt_core.domains.molecules.marginals.flow_offsets`): the terminal label posterior of any
         molecule, whoever generated it."""
-        log_px = self.log_flow_marginals(molecules)
+        return self.posterior_from_marginals(self.log_flow_marginals(molecules), offsets)
+
+    @staticmethod
+    def posterior_from_marginals(log_px: torch.Tensor, offsets: torch.Tensor | None = None) -> torch.Tensor:
+        """log P(y = i | x) ``[B, m]`` from log p_i(x) ``[m, B]`` shifted by the per-model ``offsets``."""
         if offsets is not None:
             log_px = log_px + torch.as_tensor(offsets, dtype=log_px.dtype).reshape(-1, 1)
         return torch.log_softmax(log_px.T, 1)

@@ -207,9 +207,13 @@ class ExactClassifier:
         states, la = emb
         env = self.dp.env
         succ, rows, acts = _successors(env, states, env.forward_mask(states))
-        out = torch.full((len(states), env.n_actions), float("-inf"), dtype=torch.float64)
-        if succ:
-            out[rows, acts] = reduce(self._joint_table(la)[self.dp.index_of(succ)]).double()
+        if not succ:
+            probe = reduce(self._joint_table(la)[:1])  # the reducer's output shape: one value, or the whole joint
+            return torch.full((len(states), env.n_actions) + tuple(probe.shape[1:]), float("-inf"),
+                              dtype=torch.float64)
+        vals = reduce(self._joint_table(la)[self.dp.index_of(succ)]).double()
+        out = torch.full((len(states), env.n_actions) + tuple(vals.shape[1:]), float("-inf"), dtype=torch.float64)
+        out[rows, acts] = vals
         return out
 
 

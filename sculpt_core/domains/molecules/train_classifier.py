@@ -22,6 +22,10 @@ rule's (see compose.molecules.ExactClassifier). Then
 - L = L_T + min(1, step / warmup) · (L_N + action_weight · L_A + distill_weight · L_D); Adam (cosine-decayed
   learning rate); target ← ema·target + (1 − ema)·online.
 
+The chain objective (``objective="chain"``, :func:`chain_losses`) keeps L_T, adds the mixture head's L_W and takes
+L_N / L_A from trajectories of the mixture chain and of guided branches (:mod:`~sculpt_core.domains.molecules.chain`),
+with targets from each trajectory's end (``backup="mc"``) or the tree backup over every move (``backup="tree"``).
+
 α-conditioned classifiers (two models, two labels) draw logit α ~ Uniform[−5.5, 5.5] per trajectory.
 Trajectories are sampled in batches of ``sample_batch`` per model (same on-policy data as sampling 8 at a time,
 much faster on a CPU) and consumed ``trajectories_per_model`` per step; ``reuse`` > 1 cycles each batch that many
@@ -41,10 +45,11 @@ import torch
 from sculpt_core.device import resolve_device
 from sculpt_core.errors import SculptError
 from sculpt_core.domains.molecules.sampling import sample_trajectories
-from sculpt_core.core.guidance import mixture_log_policy
 from sculpt_core.core.labels import rest_label_log_weights, terminal_joint
 from sculpt_core.domains.molecules.classifier import MolClassifier, MolClassifierConfig
 from sculpt_core.domains.molecules.model import MolBaseModel
+from sculpt_core.domains.molecules.chain import (BranchPolicy, MixtureChainPolicy, branch_policy, calibrate_flows,
+                                                 make_tree_targets)
 
 
 #: Classifier objectives: the paper's Algorithm A.1, and the chain posterior (see :func:`chain_losses`).
@@ -58,6 +63,14 @@ DEFAULT_OBJECTIVE = "chain"
 TERMINAL_TARGETS = ("head", "flow")
 #: Share of the chain objective's trajectories that start guided (:class:`BranchPolicy`); the CLI's default.
 DEFAULT_BRANCH_FRACTION = 0.5
+#: Non-terminal targets of the chain objective: "mc" (the terminal posterior of the trajectory's own end) or "tree"
+#: (tree backup through the mixture chain over every move, :func:`~sculpt_core.core.guidance.tree_backup_targets`).
+BACKUPS = ("mc", "tree")
+#: The CLI's backup for the chain objective, and its target-network average (README, "Classifier objectives"):
+#: on row (d) the tree backup from guided branches moved the shipped classifier where more Monte-Carlo steps did not.
+#: The dataclass keeps "mc" and 0.995 (the paper's average), which the tree backup would propagate too slowly.
+DEFAULT_BACKUP = "tree"
+TREE_EMA = 0.9
 
 
 @dataclass(frozen=True)
@@ -88,6 +101,8 @@ class MolClassifierTrainConfig:
     branch_fraction: float = 0.0  # chain: share of the chain trajectories that start guided (BranchPolicy)
     terminal_target: str = "head"  # chain: leaf targets from the terminal head or the bases' flows (TERMINAL_TARGETS)
     flow_calibration: int = 128  # "flow": molecules of the chain / branches that calibrate the flows' offsets (0: off)
+    backup: str = "mc"  # chain: non-terminal targets, "mc" or "tree" (BACKUPS)
+    tree_lambda: float = 0.5  # "tree": weight of the observed continuation against the target network's value
     lr_final_fraction: float = 0.1
     sample_batch: int = 128
     reuse: int = 1
@@ -126,6 +141,12 @@ class MolClassifierTrainConfig:
             raise SculptError(f"flow_calibration must be a count ≥ 0, got {self.flow_calibration!r}")
         if self.terminal_target != "head" and self.objective != "chain":
             raise SculptError("flow terminal targets are part of the chain objective (A.1 labels by the generating model)")
+        if self.backup not in BACKUPS:
+            raise SculptError(f"unknown backup {self.backup!r}; one of {', '.join(BACKUPS)}")
+        if self.backup != "mc" and self.objective != "chain":
+            raise SculptError("the tree backup is part of the chain objective (A.1 labels by the generating model)")
+        if not (isinstance(self.tree_lambda, (int, float)) and 0.0 <= self.tree_lambda <= 1.0):
+            raise SculptError(f"tree_lambda must be in [0, 1], got {self.tree_lambda!r}")
         if self.objective == "chain" and not self.final_as_nonterminal:
             raise SculptError("the chain objective learns P(i | s) from every visited state, the final graph included")
 
@@ -174,104 +195,6 @@ class _Stream:
         return out
 
 
-@dataclass
-class MixtureChainPolicy:
-    """The mixture chain p_M(a | s) = Σ_i P(i | s) p_iF(a | s) with P(i | s) from a classifier's mixture head:
-    the policy whose continuations define the chain posterior (sampled by the chain objective). Stateless."""
-
-    bases: Any
-    classifier: MolClassifier
-
-    @property
-    def env(self) -> Any:
-        return self.bases.env
-
-    def start(self, n: int) -> None:
-        return None
-
-    @torch.no_grad()
-    def log_probs(self, states: Sequence, carry: Any = None) -> torch.Tensor:
-        log_w = self.classifier.log_mixture_weights(states).double().cpu()
-        return mixture_log_policy(self.bases.log_pf(states), log_w)
-
-    def advance(self, carry: Any, states: Sequence, actions: torch.Tensor, next_states: Sequence) -> None:
-        return None
-
-
-@dataclass
-class BranchPolicy:
-    """Guided until a random depth, then the mixture chain: covers the states guidance visits.
-
-    Each trajectory follows ``guided`` (classifier guidance with the target network, for a random label tuple)
-    for its first ``switch[b]`` moves, drawn uniformly in [0, max length), and ``chain`` after. A state reached
-    at or after the switch is continued by the mixture chain, so its label target (the terminal posterior of the
-    trajectory's end) is an unbiased sample of its chain posterior, however it was reached; the states before the
-    switch are not used. The mixture chain alone rarely visits where guidance for a rare composition goes (the
-    states whose posterior matters most for that composition), hence the branch."""
-
-    guided: Any
-    chain: Any
-    gen: torch.Generator
-    switch: torch.Tensor | None = None
-
-    @property
-    def env(self) -> Any:
-        return self.chain.env
-
-    def start(self, n: int) -> torch.Tensor:
-        self.switch = torch.randint(self.env.max_trajectory_length, (n,), generator=self.gen)
-        return torch.stack([torch.zeros(n, dtype=torch.long), self.switch], 1)  # (moves made, switch depth)
-
-    @torch.no_grad()
-    def log_probs(self, states: Sequence, carry: Any = None) -> torch.Tensor:
-        guided = carry[:, 0] < carry[:, 1]
-        out = torch.empty(len(states), self.env.n_actions, dtype=torch.float64)
-        for rows, policy in ((guided, self.guided), (~guided, self.chain)):
-            idx = torch.nonzero(rows).squeeze(1).tolist()
-            if idx:
-                out[rows] = policy.log_probs([states[r] for r in idx]).double().cpu()
-        return out
-
-    def advance(self, carry: Any, states: Sequence, actions: torch.Tensor, next_states: Sequence) -> torch.Tensor:
-        return torch.stack([carry[:, 0] + 1, carry[:, 1]], 1)
-
-
-def branch_policy(bases: Any, target: MolClassifier, cfg: "MolClassifierTrainConfig", gen: torch.Generator
-                  ) -> BranchPolicy:
-    """A :class:`BranchPolicy` guided (fast head of ``target``) for a label tuple drawn uniformly (and, for an
-    α-conditioned classifier, α uniform in logit space) for this batch."""
-    from sculpt_core.core.algebra import conditioning
-    from sculpt_core.domains.molecules.compose import GuidedPolicy
-
-    m, n = bases.m, cfg.n_labels
-    labels = tuple(int(y) + 1 for y in torch.randint(m, (n,), generator=gen))
-    alpha = None
-    if cfg.alpha_cond:
-        alpha = float(torch.sigmoid((torch.rand((), generator=gen, dtype=torch.float64) * 2 - 1)
-                                    * cfg.logit_alpha_range))
-    guided = GuidedPolicy(bases, conditioning(labels, m, alpha), target, "fast")
-    return BranchPolicy(guided, MixtureChainPolicy(bases, target), gen)
-
-
-def calibrate_flows(bases: Any, target: MolClassifier, cfg: "MolClassifierTrainConfig", gen: torch.Generator
-                    ) -> torch.Tensor:
-    """Per-model offsets of the flow posterior (:func:`~sculpt_core.domains.molecules.marginals.flow_offsets`,
-    16 backward paths each) on ``cfg.flow_calibration`` molecules where its targets are used: the mixture chain's,
-    and with guided branches half of them from branches (four batches, four label tuples)."""
-    from sculpt_core.domains.molecules.marginals import flow_offsets
-
-    n = cfg.flow_calibration
-    n_branch = (n // 2) if cfg.branch_fraction > 0 else 0
-    molecules = list(sample_trajectories(bases.env, MixtureChainPolicy(bases, target), n - n_branch, gen,
-                                         with_smiles=False).terminal)
-    for part in range(4):
-        size = n_branch // 4 + (part < n_branch % 4)
-        if size:
-            molecules += sample_trajectories(bases.env, branch_policy(bases, target, cfg, gen), size, gen,
-                                             with_smiles=False).terminal
-    return flow_offsets(bases, molecules, 16, gen)
-
-
 # ----- one step's data --------------------------------------------------------------------------------------------
 @dataclass
 class _StepData:
@@ -284,6 +207,8 @@ class _StepData:
     pair_action: torch.Tensor  # [P] a_t
     pair_traj: torch.Tensor    # [P]
     nt_train: torch.Tensor     # [S] bool: a training state (False: only the parent of a training move)
+    nt_action: torch.Tensor    # [S] the action made at that state
+    nt_next: torch.Tensor      # [S] the row of the state it led to (−1: none, the action ended the stored rows)
 
 
 def _assemble(trajs: list[tuple[int, list, list[int], int]], final_as_nonterminal: bool, logit_alpha: torch.Tensor
@@ -293,11 +218,13 @@ def _assemble(trajs: list[tuple[int, list, list[int], int]], final_as_nontermina
     target is the successor's posterior, however s_t was reached)."""
     nonterminal, nt_traj, terminal, label = [], [], [], []
     pair_row, pair_action, pair_traj, parent_only = [], [], [], []
+    nt_action, nt_next = [], []
     for j, (i, states, actions, start) in enumerate(trajs):
         L = len(actions)  # states has L + 1 entries, states[L] = states[L-1] = x
         n_nt = L if final_as_nonterminal else L - 1
         start = min(start, n_nt)
         row0 = len(nonterminal) - start  # row of s_t = row0 + t for t ≥ start
+        first_row = len(nonterminal)
         if start > 0 and start < n_nt:  # the move into the first training state: parent s_{start-1} is added
             nonterminal.append(states[start - 1])
             nt_traj.append(j)
@@ -308,6 +235,9 @@ def _assemble(trajs: list[tuple[int, list, list[int], int]], final_as_nontermina
             pair_traj.append(j)
         nonterminal.extend(states[start:n_nt])
         nt_traj += [j] * (n_nt - start)
+        t0 = start - (len(nonterminal) - first_row - (n_nt - start))  # the state of this trajectory's first row
+        nt_action += [actions[t] for t in range(t0, n_nt)]
+        nt_next += [row0 + t + 1 if t + 1 < n_nt else -1 for t in range(t0, n_nt)]
         for t in range(start, n_nt - 1):  # (s_t, a_t) → s_{t+1}, a non-terminal training state
             pair_row.append(row0 + t)
             pair_action.append(actions[t])
@@ -318,7 +248,7 @@ def _assemble(trajs: list[tuple[int, list, list[int], int]], final_as_nontermina
     nt_train = torch.ones(len(nonterminal), dtype=torch.bool)
     nt_train[lt(parent_only)] = False
     return _StepData(nonterminal, lt(nt_traj), terminal, lt(label), logit_alpha, lt(pair_row), lt(pair_action),
-                     lt(pair_traj), nt_train)
+                     lt(pair_traj), nt_train, lt(nt_action), lt(nt_next))
 
 
 def label_targets(w_single: torch.Tensor, n_labels: int, logit_alpha: torch.Tensor | None) -> torch.Tensor:
@@ -367,7 +297,8 @@ def classifier_losses(net: MolClassifier, target: MolClassifier, data: _StepData
 
 
 def chain_losses(net: MolClassifier, target: MolClassifier, data: _StepData, mix: _StepData, m: int,
-                 distill: Callable | None = None, terminal_posterior: Callable | None = None
+                 distill: Callable | None = None, terminal_posterior: Callable | None = None,
+                 row_targets: Callable[[_StepData], torch.Tensor] | None = None,
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(L_T, L_N, L_A, L_D, L_W) of the chain objective: ``data`` the bases' own trajectories, ``mix``
     trajectories of the mixture chain (:class:`MixtureChainPolicy` with the target network's P(i | s)).
@@ -386,6 +317,10 @@ def chain_losses(net: MolClassifier, target: MolClassifier, data: _StepData, mix
     target network's terminal head in w(y | x), and L_T gains KL(P(· | x) ‖ Q_T(· | x)) on the chain's molecules:
     the head's hard labels come from the bases' own samples only, so where the chain (and guidance) goes it
     extrapolates, while p_i(x) / Σ_j p_j(x) is defined for any molecule.
+
+    ``row_targets(mix)`` (``[S_mix, K]``, :func:`make_tree_targets`) replaces w(y | x) of the trajectory's end as
+    the target of each stored state (and of the move into it): the tree backup, lower variance than one
+    continuation's end, with the same fixed point.
 
     Sums over a trajectory's states, means over trajectories (per model for L_T and L_W)."""
     env, dev = net.env, net.device
@@ -416,14 +351,15 @@ def chain_losses(net: MolClassifier, target: MolClassifier, data: _StepData, mix
     if extra:
         post = log_post.float()
         loss_t = loss_t + (post.exp() * (post - log_qt_all[Sm + Sb + Tb:])).sum(1).mean()
+    row_tgt = row_targets(mix).float().to(dev) if row_targets is not None else tgt[m_traj]  # [S_mix, K]
     log_qn = net.joint_from_embedding(emb)[:Sm].flatten(1)
     keep = mix.nt_train.to(dev)
-    loss_n = -(tgt[m_traj[keep]] * log_qn[keep]).sum() / n_mix
+    loss_n = -(row_tgt[keep] * log_qn[keep]).sum() / n_mix
     loss_a = torch.zeros((), device=dev)
     if len(mix.pair_row):
-        pr, pt = mix.pair_row.to(dev), mix.pair_traj.to(dev)
+        pr = mix.pair_row.to(dev)
         log_qa = net.action_joint(emb, mix.pair_action.to(dev), pr).flatten(1)
-        loss_a = -(tgt[pt] * log_qa).sum() / n_mix
+        loss_a = -(row_tgt[pr + 1] * log_qa).sum() / n_mix  # the move's target: its successor's (the next row)
     loss_d = distill(net, emb, mix) if distill is not None else torch.zeros((), device=dev)
     return loss_t, loss_n, loss_a, loss_d, loss_w
 
@@ -524,6 +460,8 @@ def train_mol_classifier(
         if cfg.flow_calibration:
             offsets = calibrate_flows(bases, target, cfg, gen)
         posterior = lambda molecules: bases.log_terminal_posterior(molecules, offsets)  # noqa: E731
+    row_targets = make_tree_targets(bases, target, cfg.n_labels, cfg.tree_lambda, posterior is not None, offsets) \
+        if cfg.backup == "tree" else None
     history: list[dict] = []
     start = time.perf_counter()
     sample_s = 0.0
@@ -541,13 +479,15 @@ def train_mol_classifier(
             t0 = time.perf_counter()
             n_branch = round(cfg.branch_fraction * m * cfg.trajectories_per_model)
             mix_trajs = [(-1, *t) for t in mix_stream.take(m * cfg.trajectories_per_model - n_branch)]
-            if n_branch:
-                mix_trajs += [(-1, *t) for t in branch_stream.take(n_branch)]
+            if n_branch:  # the tree backup's targets do not depend on the policy that made the moves: every state trains
+                mix_trajs += [(-1, st, ac, 0 if row_targets is not None else first)
+                              for st, ac, first in branch_stream.take(n_branch)]
             sample_s += time.perf_counter() - t0
             mla = (torch.rand(len(mix_trajs), generator=gen) * 2 - 1) * cfg.logit_alpha_range if cfg.alpha_cond \
                 else torch.zeros(len(mix_trajs))
             mix = _assemble(mix_trajs, True, mla)
-            loss_t, loss_n, loss_a, loss_d, loss_w = chain_losses(net, target, data, mix, m, distill, posterior)
+            loss_t, loss_n, loss_a, loss_d, loss_w = chain_losses(net, target, data, mix, m, distill, posterior,
+                                                                  row_targets)
         else:
             loss_t, loss_n, loss_a, loss_d = classifier_losses(net, target, data, m, distill)
             loss_w = torch.zeros(())
@@ -584,10 +524,12 @@ def train_mol_classifier(
     info = {"steps": step, "seconds": seconds, "sample_seconds": sample_s, "history": history,
             "trajectories_sampled": sum(s.sampled for s in all_streams),
             "invalid_dropped": sum(s.invalid for s in all_streams),
-            "objective": cfg.objective, "terminal_target": cfg.terminal_target,
+            "objective": cfg.objective, "terminal_target": cfg.terminal_target, "backup": cfg.backup,
+            "tree_lambda": cfg.tree_lambda if cfg.backup == "tree" else None,
             "flow_offsets": None if offsets is None else [round(float(c), 4) for c in offsets],
             "device": str(device), "torch_threads": torch.get_num_threads(), **last}
     return net, info
 
 
-__all__ = ["BranchPolicy", "DEFAULT_BRANCH_FRACTION", "DEFAULT_OBJECTIVE", "MixtureChainPolicy", "branch_policy", "calibrate_flows", "MolClassifierTrainConfig", "OBJECTIVES", "TERMINAL_TARGETS", "chain_losses", "classifier_losses", "make_distiller", "label_targets", "train_mol_classifier"]
+__all__ = ["BACKUPS", "DEFAULT_BACKUP", "TREE_EMA", "BranchPolicy", "DEFAULT_BRANCH_FRACTION", "DEFAULT_OBJECTIVE", "MixtureChainPolicy", "branch_policy", "calibrate_flows", "MolClassifierTrainConfig", "OBJECTIVES", "TERMINAL_TARGETS", "chain_losses", "classifier_losses", "make_distiller", "label_targets", "make_tree_targets",
+           "train_mol_classifier"]
