@@ -21,7 +21,6 @@ from sculpt_core.errors import SculptError
 
 if TYPE_CHECKING:
     from sculpt_core.domains.molecules.classifier import MolClassifier
-    from sculpt_core.domains.molecules.train_classifier import MolClassifierTrainConfig, _StepData
 
 
 @dataclass
@@ -86,7 +85,7 @@ class BranchPolicy:
         return torch.stack([carry[:, 0] + 1, carry[:, 1]], 1)
 
 
-def branch_policy(bases: Any, target: MolClassifier, cfg: "MolClassifierTrainConfig", gen: torch.Generator
+def branch_policy(bases: Any, target: MolClassifier, cfg: Any, gen: torch.Generator
                   ) -> BranchPolicy:
     """A :class:`BranchPolicy` guided (fast head of ``target``) for a label tuple drawn uniformly (and, for an
     α-conditioned classifier, α uniform in logit space) for this batch."""
@@ -103,7 +102,7 @@ def branch_policy(bases: Any, target: MolClassifier, cfg: "MolClassifierTrainCon
     return BranchPolicy(guided, MixtureChainPolicy(bases, target), gen)
 
 
-def calibrate_flows(bases: Any, target: MolClassifier, cfg: "MolClassifierTrainConfig", gen: torch.Generator
+def calibrate_flows(bases: Any, target: MolClassifier, cfg: Any, gen: torch.Generator
                     ) -> torch.Tensor:
     """Per-model offsets of the flow posterior (:func:`~sculpt_core.domains.molecules.marginals.flow_offsets`,
     16 backward paths each) on ``cfg.flow_calibration`` molecules where its targets are used: the mixture chain's,
@@ -123,8 +122,9 @@ def calibrate_flows(bases: Any, target: MolClassifier, cfg: "MolClassifierTrainC
 
 
 def make_tree_targets(bases: Any, target: Any, n_labels: int, lam: float, flow_leaves: bool = False,
-                      offsets: torch.Tensor | None = None) -> Callable[["_StepData"], torch.Tensor]:
-    """``mix ↦ [S, K]`` tree-backup targets of every stored state of ``mix`` (the "tree" backup).
+                      offsets: torch.Tensor | None = None) -> Callable[[Any], torch.Tensor]:
+    """``mix ↦ [S, K]`` tree-backup targets of every stored state of ``mix`` (the "tree" backup; ``mix`` is one
+    training step's assembled rows: ``nonterminal``, ``nt_traj``, ``logit_alpha``, ``nt_action``, ``nt_next``).
 
     V(s, a) comes from ``target``'s action values (a :class:`MolClassifier`, or the exact classifier), the Stop
     column from the terminal joint at s (``flow_leaves``: the bases' flow posterior with per-model ``offsets``,
@@ -134,7 +134,7 @@ def make_tree_targets(bases: Any, target: Any, n_labels: int, lam: float, flow_l
 
     env = bases.env
 
-    def targets(mix: "_StepData") -> torch.Tensor:
+    def targets(mix: Any) -> torch.Tensor:
         states = list(mix.nonterminal)
         alpha_cond = bool(getattr(target.cfg, "alpha_cond", False))
         la = mix.logit_alpha[mix.nt_traj] if alpha_cond else None
