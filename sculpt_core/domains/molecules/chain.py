@@ -54,9 +54,10 @@ class BranchPolicy:
     Each trajectory follows ``guided`` (classifier guidance with the target network, for a random label tuple)
     for its first ``switch[b]`` moves, drawn uniformly in [0, max length), and ``chain`` after. A state reached
     at or after the switch is continued by the mixture chain, so its label target (the terminal posterior of the
-    trajectory's end) is an unbiased sample of its chain posterior, however it was reached; the states before the
-    switch are not used. The mixture chain alone rarely visits where guidance for a rare composition goes (the
-    states whose posterior matters most for that composition), hence the branch."""
+    trajectory's end) is an unbiased sample of its chain posterior, however it was reached; with Monte-Carlo
+    targets the states before the switch are not used (the tree backup, whose targets do not depend on the policy
+    that made the moves, trains on all of them). The mixture chain alone rarely visits where guidance for a rare
+    composition goes (the states whose posterior matters most for that composition), hence the branch."""
 
     guided: Any
     chain: Any

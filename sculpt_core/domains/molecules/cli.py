@@ -292,7 +292,8 @@ def cmd_mol_train_classifier(args: argparse.Namespace) -> dict[str, Any]:
     if args.ema is None:  # the tree backup bootstraps from the target network: a faster average
         args.ema = TREE_EMA if args.backup == "tree" else 0.995
     if args.branch_fraction is None:  # with the tree backup every state of a guided branch is training data
-        args.branch_fraction = {"a1": 0.0, "chain": 1.0 if args.backup == "tree" else DEFAULT_BRANCH_FRACTION}[args.objective]
+        chain_default = 1.0 if args.backup == "tree" else DEFAULT_BRANCH_FRACTION
+        args.branch_fraction = chain_default if args.objective == "chain" else 0.0
     if not (math.isfinite(args.branch_fraction) and 0.0 <= args.branch_fraction <= 1.0):
         raise SculptError(f"--branch-fraction must be in [0, 1], got {args.branch_fraction}")
     if args.branch_fraction > 0 and args.objective != "chain":

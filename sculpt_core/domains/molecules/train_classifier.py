@@ -102,7 +102,7 @@ class MolClassifierTrainConfig:
     terminal_target: str = "head"  # chain: leaf targets from the terminal head or the bases' flows (TERMINAL_TARGETS)
     flow_calibration: int = 128  # "flow": molecules of the chain / branches that calibrate the flows' offsets (0: off)
     backup: str = "mc"  # chain: non-terminal targets, "mc" or "tree" (BACKUPS)
-    tree_lambda: float = 0.5  # "tree": weight of the observed continuation against the target network's value
+    tree_lambda: float = 1.0  # "tree": weight of the observed continuation against the target network's value
     lr_final_fraction: float = 0.1
     sample_batch: int = 128
     reuse: int = 1
