@@ -18,7 +18,8 @@ from sculpt_core.domains.molecules.exact import enumerate_states
 from sculpt_core.errors import SculptError  # noqa: E402
 from sculpt_core.domains.molecules.sampling import sample_molecules, sample_trajectories  # noqa: E402
 from sculpt_core.domains.molecules.model import MolBaseModel  # noqa: E402
-from sculpt_core.domains.molecules.train import MolTrainConfig, log_rewards, train_mol_model  # noqa: E402
+from sculpt_core.domains.molecules.train import (MolTrainConfig, evaluate_tb_loss, log_rewards,  # noqa: E402
+                                                 make_tb_eval_set, train_mol_model)
 from helpers import full_fragment_env, full_fragment_library, relabel_tree  # noqa: F401 (fixtures env, lib)
 
 try:
@@ -221,10 +222,16 @@ def test_tiny_tb_training_raises_mean_reward(tiny_env):
     before = _exact_mean_reward(m0, space, rewards, 8.0)
     cfg = MolTrainConfig(steps=40, batch_size=32, hidden=32, n_layers=2, beta_range=(0.0, 16.0), eval_beta=8.0,
                          lr=5e-3, lr_log_z=0.1, eval_every=1000, eval_n=32, seed=3, device="cpu")
+    fixed_set = make_tb_eval_set([m0], _nitrogen_reward, 96, cfg, seed=9, chunk=40)
+    tb_before = float(evaluate_tb_loss(m0, fixed_set).mean())
     seen: list[tuple[int, dict]] = []
     model, info = train_mol_model(_nitrogen_reward, cfg, reward_name="nitrogen", threshold=0.75,
                                   progress=lambda step, met: seen.append((step, met)), model=m0)
     after = _exact_mean_reward(model, space, rewards, 8.0)
+    # the TB loss of one fixed trajectory set (drawn from the untrained model) falls with training
+    tb_after = float(evaluate_tb_loss(model, fixed_set).mean())
+    print(f"fixed-set TB loss: {tb_before:.3f} → {tb_after:.3f}")
+    assert tb_after < 0.5 * tb_before
     # exact expectation under the class-level DP (no sampling noise); measured 0.47 → 0.94 (2.0×)
     print(f"exact mean reward at β=8: {before:.3f} → {after:.3f} ({after / before:.2f}×)")
     assert after > 1.6 * before and after > 0.8

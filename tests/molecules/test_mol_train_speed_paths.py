@@ -7,7 +7,9 @@
   checkpoints draw the same molecules with either;
 - the sEH featurisation without a per-atom Python loop equals that loop; batched sEH scoring equals scoring one
   molecule at a time; rewards scored once per distinct molecule equal scoring every entry; assembling a batch of
-  states and the memoised forward mask equal the plain calls.
+  states and the memoised forward mask equal the plain calls;
+- the per-trajectory TB residual (grouped sums over the flat step list) equals a loop over trajectories, and a
+  fixed evaluation set is reproducible from its seed and scores every checkpoint on the same trajectories.
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ from sculpt_core.domains.molecules.env import FragmentEnv  # noqa: E402
 from sculpt_core.domains.molecules.fragments import resolve_fragments_path  # noqa: E402
 from sculpt_core.domains.molecules.model import MolBaseModel, PerTrajectoryBetaPolicy  # noqa: E402
 from sculpt_core.domains.molecules.sampling import sample_trajectories  # noqa: E402
-from sculpt_core.domains.molecules.train import (MolTrainConfig, batched_step_terms, log_rewards,  # noqa: E402
-                                                 sample_training_batch, tb_db_losses)
+from sculpt_core.domains.molecules.train import (MolTrainConfig, batched_step_terms, evaluate_tb_loss,  # noqa: E402
+                                                 log_rewards, make_tb_eval_set, sample_training_batch,
+                                                 tb_db_losses, tb_residuals)
 from sculpt_core.errors import SculptError  # noqa: E402
 from helpers import full_fragment_env, full_fragment_library  # noqa: E402,F401 (fixtures env, lib)
 
@@ -225,3 +228,45 @@ def test_batched_seh_reward_equals_one_molecule_at_a_time(trained_like):
     batched = fn(mols)
     single = torch.cat([fn([m]) for m in mols])
     torch.testing.assert_close(batched, single, atol=1e-6, rtol=1e-5)
+
+
+def test_tb_residual_equals_a_loop_over_trajectories(trained_like):
+    cfg = MolTrainConfig(batch_size=12, seed=7)
+    betas, traj, lpf, flow = sample_training_batch(trained_like, cfg, torch.Generator().manual_seed(7))
+    log_r = log_rewards(torch.rand(12, generator=torch.Generator().manual_seed(1)), betas,
+                        torch.ones(12, dtype=torch.bool))
+    lpf = lpf.detach()
+    res = tb_residuals(trained_like, traj, betas, log_r, lpf).detach()
+    _, actions, nxt, idx = traj.transitions()
+    env = trained_like.env
+    with torch.no_grad():
+        log_z = trained_like.net.log_z(trained_like.net.encode_beta(betas)).double()
+    for b in range(12):
+        rows = (idx == b).nonzero().flatten().tolist()
+        assert len(rows) == int(traj.lengths[b])
+        lpb = sum(0.0 if int(actions[k]) == env.stop_action else -float(env.log_n_parents([nxt[k]])[0])
+                  for k in rows)
+        expect = float(log_z[b]) + float(lpf[rows].sum()) - lpb - float(log_r[b])
+        assert float(res[b]) == pytest.approx(expect, abs=1e-6)
+    tb, _ = tb_db_losses(trained_like, traj, betas, log_r, lpf, flow.detach())
+    assert float(tb) == pytest.approx(float(res.pow(2).mean()), rel=1e-9)
+
+
+def test_fixed_evaluation_set_is_reproducible_and_paired(trained_like):
+    fn = lambda mols: torch.tensor([0.1 + 0.8 * (m.GetNumAtoms() % 5) / 4 for m in mols], dtype=torch.float64)
+    a = make_tb_eval_set([trained_like], fn, 10, seed=4, chunk=4)
+    b = make_tb_eval_set([trained_like], fn, 10, seed=4, chunk=4)
+    assert [len(c.traj) for c in a] == [4, 4, 2]
+    for x, y in zip(a, b):
+        assert torch.equal(x.betas, y.betas) and torch.equal(x.log_r, y.log_r)
+        assert torch.equal(x.traj.lengths, y.traj.lengths)
+    la, lb = evaluate_tb_loss(trained_like, a), evaluate_tb_loss(trained_like, b)
+    assert la.shape == (10,) and torch.equal(la, lb) and bool((la >= 0).all())
+    assert trained_like.net.training  # evaluation leaves the training mode as it found it
+    # the set's loss is the mean square of each chunk's residuals under the model scored
+    with torch.no_grad():
+        ref = torch.cat([tb_residuals(trained_like, c.traj, c.betas, c.log_r, batched_step_terms(
+            trained_like, c.traj, c.betas)[0]).pow(2) for c in a])
+    torch.testing.assert_close(la, ref)
+    with pytest.raises(SculptError, match="at least one trajectory"):
+        make_tb_eval_set([trained_like], fn, 0)

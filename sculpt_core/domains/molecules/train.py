@@ -373,20 +373,32 @@ def batched_step_terms(model: MolBaseModel, traj, betas: torch.Tensor) -> tuple[
     return logp.gather(1, actions.to(device).unsqueeze(1)).squeeze(1).double(), out.log_flow.double()
 
 
+def tb_residuals(model: MolBaseModel, traj, betas: torch.Tensor, log_r: torch.Tensor, step_lpf: torch.Tensor
+                 ) -> torch.Tensor:
+    """Per-trajectory trajectory-balance residual log Z(β) + Σ log p_F − Σ log p_B − log R, float64 ``[B]``
+    (uniform backward policy: log p_B = −log n_parents of each state reached, 0 for Stop); ``step_lpf`` in
+    ``traj.transitions()`` order. The TB loss is its mean square."""
+    env, net, device = model.env, model.net, model.device
+    B = len(traj)
+    _, actions, nxt, idx = traj.transitions()
+    idx_d = idx.to(device)
+    step_lpb = torch.where(actions.to(device) == env.stop_action, 0.0, -env.log_n_parents(nxt).to(device))
+    sum_lpf = torch.zeros(B, dtype=torch.float64, device=device).index_add(0, idx_d, step_lpf)
+    sum_lpb = torch.zeros(B, dtype=torch.float64, device=device).index_add(0, idx_d, step_lpb)
+    log_z = net.log_z(net.encode_beta(betas.to(device))).double()
+    return log_z + sum_lpf - sum_lpb - log_r
+
+
 def tb_db_losses(model: MolBaseModel, traj, betas: torch.Tensor, log_r: torch.Tensor, step_lpf: torch.Tensor,
                  flow: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(trajectory-balance loss, detailed-balance flow loss) of a batch (float64; see the module docstring)
     from the per-step log p_F of the actions taken and log F of the states, in ``traj.transitions()`` order."""
-    env, net, device = model.env, model.net, model.device
-    B = len(traj)
+    env, device = model.env, model.device
     _, actions, nxt, idx = traj.transitions()
     idx_d, actions_d = idx.to(device), actions.to(device)
     is_stop = actions_d == env.stop_action
     step_lpb = torch.where(is_stop, 0.0, -env.log_n_parents(nxt).to(device))
-    sum_lpf = torch.zeros(B, dtype=torch.float64, device=device).index_add(0, idx_d, step_lpf)
-    sum_lpb = torch.zeros(B, dtype=torch.float64, device=device).index_add(0, idx_d, step_lpb)
-    log_z = net.log_z(net.encode_beta(betas.to(device))).double()
-    tb = (log_z + sum_lpf - sum_lpb - log_r).pow(2).mean()
+    tb = tb_residuals(model, traj, betas, log_r, step_lpf).pow(2).mean()
     flow_next = torch.cat([flow[1:], flow[:1]])  # row k+1 is the next state within a trajectory
     flow_next = torch.where(is_stop, log_r[idx_d], flow_next)
     db = (flow + step_lpf.detach() - flow_next - step_lpb).pow(2).mean()
@@ -445,6 +457,55 @@ def train_step(model: MolBaseModel, fn: RewardFn, cfg: MolTrainConfig, opt: torc
             "log_z32": log_z32}
 
 
+@dataclass(frozen=True)
+class TBEvalChunk:
+    """A fixed batch of trajectories with their β and log-rewards: the same trajectories score every checkpoint
+    of a run, so differences between checkpoints are paired (the on-policy batch loss is far noisier)."""
+
+    traj: MolTrajectories
+    betas: torch.Tensor  # [B] float32
+    log_r: torch.Tensor  # [B] float64
+
+
+@torch.no_grad()
+def make_tb_eval_set(models: Sequence[MolBaseModel], fn: RewardFn, n_per_model: int,
+                     cfg: MolTrainConfig = MolTrainConfig(), seed: int = 0, chunk: int = 64) -> list[TBEvalChunk]:
+    """``n_per_model`` trajectories from EACH model, drawn as training draws them (β ~ U[cfg.beta_range], ε =
+    cfg.epsilon exploration), scored by ``fn``. Drawing from several checkpoints (e.g. the first and last of a
+    run) keeps the set from favouring the policy that produced it."""
+    if n_per_model < 1 or chunk < 1:
+        raise SculptError("the evaluation set needs at least one trajectory per model and chunk ≥ 1")
+    gen = torch.Generator().manual_seed(seed)
+    low, high = cfg.beta_range
+    out: list[TBEvalChunk] = []
+    for model in models:
+        was_training = model.net.training
+        model.net.eval()
+        for start in range(0, n_per_model, chunk):
+            b = min(chunk, n_per_model - start)
+            betas = (low + (high - low) * torch.rand(b, generator=gen, dtype=torch.float64)).float()
+            policy = PerTrajectoryBetaPolicy(model, betas.to(model.device))
+            traj = sample_trajectories(model.env, policy, b, gen, cfg.epsilon, with_smiles=False)
+            rewards = score_unique(fn, model.env.to_mols(traj.terminal))
+            out.append(TBEvalChunk(traj, betas, log_rewards(rewards, betas, torch.isfinite(rewards))))
+        model.net.train(was_training)
+    return out
+
+
+@torch.no_grad()
+def evaluate_tb_loss(model: MolBaseModel, chunks: Sequence[TBEvalChunk]) -> torch.Tensor:
+    """Squared TB residual of every trajectory of a fixed evaluation set under ``model`` (float64 ``[N]``, in
+    chunk order); the mean is the TB loss of that set. All chunks must come from ``model``'s library."""
+    was_training = model.net.training
+    model.net.eval()
+    parts = []
+    for c in chunks:
+        lpf, _ = batched_step_terms(model, c.traj, c.betas)
+        parts.append(tb_residuals(model, c.traj, c.betas, c.log_r.to(model.device), lpf).pow(2).cpu())
+    model.net.train(was_training)
+    return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.float64)
+
+
 @torch.no_grad()
 def evaluate_high_fraction(model: MolBaseModel, fn: RewardFn, threshold: float, beta: float = 32.0,
                            n: int = 128, seed: int = 0) -> dict:
@@ -470,6 +531,7 @@ def evaluate_high_fraction(model: MolBaseModel, fn: RewardFn, threshold: float, 
             "eval_invalid": float((~valid).double().mean())}
 
 
-__all__ = ["INVALID_LOG_REWARD", "LOG_REWARD_MIN", "MolTrainConfig", "REWARD_THRESHOLDS", "RewardFn",
-           "batched_step_terms", "evaluate_high_fraction", "log_rewards", "make_optimizer", "reward_fn",
-           "sample_training_batch", "score_unique", "tb_db_losses", "train_mol_model", "train_step"]
+__all__ = ["INVALID_LOG_REWARD", "LOG_REWARD_MIN", "MolTrainConfig", "REWARD_THRESHOLDS", "RewardFn", "TBEvalChunk",
+           "batched_step_terms", "evaluate_high_fraction", "evaluate_tb_loss", "log_rewards", "make_optimizer",
+           "make_tb_eval_set", "reward_fn", "sample_training_batch", "score_unique", "tb_db_losses", "tb_residuals",
+           "train_mol_model", "train_step"]
