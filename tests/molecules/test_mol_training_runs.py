@@ -1,7 +1,7 @@
 """The molecule training runs kept in ``assets`` (manifest section ``mol_training_runs``) load and continue.
 
-Those checkpoints are long base-model runs that outlast one working session (2 CPU cores give about 6000 steps of
-64 trajectories in an hour), kept so the next session resumes them with ``mol train --resume``. They are not
+Those checkpoints are long base-model runs that outlast one working session (one CPU core gives 5,500–6,300 steps
+of 64 trajectories an hour), kept so the next session resumes them with ``mol train --resume``. They are not
 shipped to the pages. What must hold: each listed file loads safely, its recorded step count and reward are the
 manifest's, and one more training step from it runs and counts on from there (the lr schedule continues).
 """
