@@ -249,7 +249,7 @@ def test_tb_residual_equals_a_loop_over_trajectories(trained_like):
         expect = float(log_z[b]) + float(lpf[rows].sum()) - lpb - float(log_r[b])
         assert float(res[b]) == pytest.approx(expect, abs=1e-6)
     tb, _ = tb_db_losses(trained_like, traj, betas, log_r, lpf, flow.detach())
-    assert float(tb) == pytest.approx(float(res.pow(2).mean()), rel=1e-9)
+    assert float(tb.detach()) == pytest.approx(float(res.pow(2).mean()), rel=1e-9)
 
 
 def test_fixed_evaluation_set_is_reproducible_and_paired(trained_like):
